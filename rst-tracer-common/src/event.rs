@@ -1,0 +1,281 @@
+//! Ring-buffer events: the only data the kernel sends to userspace.
+//!
+//! Ordinary packets never produce an event. Each event starts with an [`EventHeader`] whose
+//! `version` and `kind` say how to read the rest; userspace rejects versions it does not know.
+//!
+//! | kind | struct | ring |
+//! |---|---|---|
+//! | [`EventKind::Rst`] | [`RstEvent`] | reset ring |
+//! | [`EventKind::AfterRst`] | [`SampleEvent`] | reset ring |
+//! | [`EventKind::Retransmit`] | [`SampleEvent`] | sample ring |
+//! | [`EventKind::TtlChange`] | [`SampleEvent`] | sample ring |
+
+use core::mem::size_of;
+
+use crate::flow::{FlowKey, FlowState, SideState};
+
+/// Version of the event layout. Bump on any incompatible change.
+pub const EVENT_VERSION: u8 = 1;
+
+/// What an event reports.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A TCP segment with RST set, with the flow snapshot from before it.
+    Rst = 1,
+    /// The first packet from a side after a RST in its flow.
+    AfterRst = 2,
+    /// A retransmitted segment (rate-limited sample).
+    Retransmit = 3,
+    /// A packet whose TTL differs from its side's previous one (rate-limited sample).
+    TtlChange = 4,
+}
+
+impl EventKind {
+    /// Kind from its wire byte.
+    pub const fn from_u8(v: u8) -> Option<EventKind> {
+        match v {
+            1 => Some(EventKind::Rst),
+            2 => Some(EventKind::AfterRst),
+            3 => Some(EventKind::Retransmit),
+            4 => Some(EventKind::TtlChange),
+            _ => None,
+        }
+    }
+
+    /// Size of the struct this kind is carried in.
+    pub const fn wire_size(self) -> usize {
+        match self {
+            EventKind::Rst => size_of::<RstEvent>(),
+            _ => size_of::<SampleEvent>(),
+        }
+    }
+}
+
+/// Where in the stack a packet was seen.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP on ingress.
+    Xdp = 1,
+    /// TC (tcx) ingress.
+    TcIngress = 2,
+    /// TC (tcx) egress.
+    TcEgress = 3,
+    /// The XDP program run over a capture record (BPF_PROG_TEST_RUN with replay metadata).
+    Replay = 4,
+}
+
+impl Hook {
+    /// Hook from its wire byte.
+    pub const fn from_u8(v: u8) -> Option<Hook> {
+        match v {
+            1 => Some(Hook::Xdp),
+            2 => Some(Hook::TcIngress),
+            3 => Some(Hook::TcEgress),
+            4 => Some(Hook::Replay),
+            _ => None,
+        }
+    }
+
+    /// Stable name for output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress => "tc-ingress",
+            Hook::TcEgress => "tc-egress",
+            Hook::Replay => "replay",
+        }
+    }
+
+    /// Direction of traffic at this hook.
+    pub const fn direction(self) -> Direction {
+        match self {
+            Hook::Xdp | Hook::TcIngress => Direction::Ingress,
+            Hook::TcEgress => Direction::Egress,
+            Hook::Replay => Direction::Unknown,
+        }
+    }
+}
+
+/// Direction of a packet relative to the traced host.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Not known (capture replay without local networks).
+    Unknown = 0,
+    /// Arriving at the host.
+    Ingress = 1,
+    /// Leaving the host.
+    Egress = 2,
+}
+
+impl Direction {
+    /// Stable name for output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Unknown => "unknown",
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// [`EventHeader::flags`]: `ts_ns` is a capture timestamp (ns since the Unix epoch), not
+/// `bpf_ktime_get_ns()`.
+pub const HDR_TS_CAPTURE: u8 = 1 << 0;
+/// [`EventHeader::flags`]: this packet created the flow entry (no history before it).
+pub const HDR_NEW_FLOW: u8 = 1 << 1;
+
+/// Common header of every event (64 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// [`EVENT_VERSION`].
+    pub version: u8,
+    /// [`EventKind`] as `u8`.
+    pub kind: u8,
+    /// Size of the whole event in bytes.
+    pub len: u16,
+    /// Interface index the packet was seen on (0 in replay).
+    pub ifindex: u32,
+    /// Packet time: `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) live, or the capture timestamp in ns
+    /// since the epoch when `flags` has [`HDR_TS_CAPTURE`].
+    pub ts_ns: u64,
+    /// The flow.
+    pub key: FlowKey,
+    /// [`Hook`] as `u8`.
+    pub hook: u8,
+    /// [`Direction`] as `u8`.
+    pub direction: u8,
+    /// [`crate::flow::Side`] of the packet's sender.
+    pub side: u8,
+    /// `HDR_*` bits.
+    pub flags: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 4],
+}
+const _: () = assert!(size_of::<EventHeader>() == 64);
+
+/// TCP flag bits as they sit in the low 12 bits of the TCP header's offset/flags word:
+/// FIN.
+pub const TCP_FIN: u16 = 0x001;
+/// SYN.
+pub const TCP_SYN: u16 = 0x002;
+/// RST.
+pub const TCP_RST: u16 = 0x004;
+/// PSH.
+pub const TCP_PSH: u16 = 0x008;
+/// ACK.
+pub const TCP_ACK: u16 = 0x010;
+/// URG.
+pub const TCP_URG: u16 = 0x020;
+/// ECE.
+pub const TCP_ECE: u16 = 0x040;
+/// CWR.
+pub const TCP_CWR: u16 = 0x080;
+/// The four reserved bits (AE/NS is the lowest of them).
+pub const TCP_RESERVED: u16 = 0xf00;
+
+/// [`PacketInfo::ip_flags`]: IPv4 Don't Fragment.
+pub const IP_DF: u8 = 1 << 0;
+/// [`PacketInfo::ip_flags`]: IPv4 More Fragments (a first fragment).
+pub const IP_MF: u8 = 1 << 1;
+/// [`PacketInfo::ip_flags`]: the packet is IPv6 (no IP ID).
+pub const IP_V6: u8 = 1 << 2;
+
+/// [`PacketInfo::tcp_options`]: MSS option present.
+pub const OPT_MSS: u8 = 1 << 0;
+/// Window scale option present.
+pub const OPT_WSCALE: u8 = 1 << 1;
+/// SACK-permitted option present.
+pub const OPT_SACK_OK: u8 = 1 << 2;
+/// SACK blocks present.
+pub const OPT_SACK: u8 = 1 << 3;
+/// Timestamps option present.
+pub const OPT_TIMESTAMPS: u8 = 1 << 4;
+/// MPTCP option present (kind 30).
+pub const OPT_MPTCP: u8 = 1 << 5;
+/// Another option kind present.
+pub const OPT_OTHER: u8 = 1 << 6;
+/// The option list was malformed (a length that runs past the header); parsing stopped there.
+pub const OPT_MALFORMED: u8 = 1 << 7;
+/// Options the kernel walks only on SYN and RST segments; others use the timestamp fast path.
+pub const OPT_FULL_WALK: u8 = OPT_MSS | OPT_WSCALE | OPT_SACK_OK | OPT_SACK | OPT_OTHER;
+
+/// The headers of one TCP segment (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful when `flags` has [`TCP_ACK`]).
+    pub ack: u32,
+    /// TSval when `tcp_options` has [`OPT_TIMESTAMPS`].
+    pub ts_val: u32,
+    /// TSecr when `tcp_options` has [`OPT_TIMESTAMPS`].
+    pub ts_ecr: u32,
+    /// IPv4 identification (0 for IPv6).
+    pub ip_id: u16,
+    /// Raw window field.
+    pub window: u16,
+    /// TCP flags, reserved bits included (`TCP_*`).
+    pub flags: u16,
+    /// TCP payload length from the IP length fields.
+    pub payload_len: u16,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// `IP_*` bits.
+    pub ip_flags: u8,
+    /// `OPT_*` bits.
+    pub tcp_options: u8,
+    /// TCP data offset in 32-bit words.
+    pub data_offset: u8,
+    /// Window-scale shift when `tcp_options` has [`OPT_WSCALE`].
+    pub wscale: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<PacketInfo>() == 32);
+
+/// How many payload bytes a [`RstEvent`] carries.
+pub const RST_PAYLOAD_MAX: usize = 64;
+
+/// A TCP reset and everything the kernel knew about its flow just before it (368 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RstEvent {
+    /// Common header; `side` is the side the RST claims to come from.
+    pub header: EventHeader,
+    /// The RST's own headers.
+    pub rst: PacketInfo,
+    /// The flow state before this RST was applied (all zero when `header.flags` has
+    /// [`HDR_NEW_FLOW`]). The other side's `last_*` fields describe the trigger candidate: the
+    /// last packet the RST's receiver sent.
+    pub flow: FlowState,
+    /// Number of valid bytes in `payload` (at most [`RST_PAYLOAD_MAX`]; fewer when the packet
+    /// was shorter than its IP length said, e.g. a capture's snap length).
+    pub payload_captured: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 7],
+    /// The first payload bytes.
+    pub payload: [u8; RST_PAYLOAD_MAX],
+}
+const _: () = assert!(size_of::<RstEvent>() == 64 + 32 + 200 + 8 + 64);
+
+/// A sampled packet with the state of its sender's side (160 bytes). Used for
+/// [`EventKind::AfterRst`], [`EventKind::Retransmit`] and [`EventKind::TtlChange`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleEvent {
+    /// Common header; `side` is the sender.
+    pub header: EventHeader,
+    /// The packet's headers.
+    pub packet: PacketInfo,
+    /// The sender's side state before this packet was applied.
+    pub sender: SideState,
+}
+const _: () = assert!(size_of::<SampleEvent>() == 160);
+
+/// The largest event.
+pub const EVENT_MAX_SIZE: usize = size_of::<RstEvent>();

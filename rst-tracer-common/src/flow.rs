@@ -1,0 +1,317 @@
+//! Flow-table key and value: what the kernel remembers about each TCP connection.
+//!
+//! A flow is keyed canonically: the endpoint that sorts lower (address, then port) is stored first,
+//! so both directions of a connection find the same entry. A packet's [`Side`] says which endpoint
+//! sent it: [`Side::Lo`] for the lower endpoint, [`Side::Hi`] for the other.
+
+use core::mem::size_of;
+
+/// Address family of a flow.
+pub const FAMILY_IPV4: u8 = 4;
+/// Address family of a flow.
+pub const FAMILY_IPV6: u8 = 6;
+
+/// Canonical flow key (40 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Lower endpoint's address, network byte order; IPv4 uses the first 4 bytes, rest zero.
+    pub addr_lo: [u8; 16],
+    /// Higher endpoint's address, same layout.
+    pub addr_hi: [u8; 16],
+    /// Lower endpoint's port (host byte order).
+    pub port_lo: u16,
+    /// Higher endpoint's port (host byte order).
+    pub port_hi: u16,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Which endpoint of a canonical flow sent a packet.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The endpoint stored first in the key (`addr_lo`, `port_lo`).
+    Lo = 0,
+    /// The endpoint stored second.
+    Hi = 1,
+}
+
+impl Side {
+    /// The other endpoint.
+    pub const fn other(self) -> Side {
+        match self {
+            Side::Lo => Side::Hi,
+            Side::Hi => Side::Lo,
+        }
+    }
+
+    /// Index into [`FlowState::sides`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Side from a wire byte (anything non-zero is `Hi`).
+    pub const fn from_u8(v: u8) -> Side {
+        if v == 0 {
+            Side::Lo
+        } else {
+            Side::Hi
+        }
+    }
+}
+
+/// Sorts an endpoint pair: returns true when `(a, pa)` is the lower endpoint.
+///
+/// Addresses are compared as big-endian numbers (byte-wise), then ports.
+#[inline(always)]
+pub fn endpoint_is_lower(a: &[u8; 16], pa: u16, b: &[u8; 16], pb: u16) -> bool {
+    // Compare as four big-endian u32 words: cheap in the kernel and the same order as byte-wise.
+    let mut i = 0;
+    while i < 4 {
+        let wa = u32::from_be_bytes([a[i * 4], a[i * 4 + 1], a[i * 4 + 2], a[i * 4 + 3]]);
+        let wb = u32::from_be_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        if wa != wb {
+            return wa < wb;
+        }
+        i += 1;
+    }
+    pa <= pb
+}
+
+impl FlowKey {
+    /// Builds the canonical key of a packet from `src:sport` to `dst:dport` and says which side
+    /// sent it.
+    #[inline(always)]
+    pub fn canonical(
+        family: u8,
+        src: &[u8; 16],
+        sport: u16,
+        dst: &[u8; 16],
+        dport: u16,
+    ) -> (FlowKey, Side) {
+        if endpoint_is_lower(src, sport, dst, dport) {
+            let key = FlowKey {
+                addr_lo: *src,
+                addr_hi: *dst,
+                port_lo: sport,
+                port_hi: dport,
+                family,
+                _pad: [0; 3],
+            };
+            (key, Side::Lo)
+        } else {
+            let key = FlowKey {
+                addr_lo: *dst,
+                addr_hi: *src,
+                port_lo: dport,
+                port_hi: sport,
+                family,
+                _pad: [0; 3],
+            };
+            (key, Side::Hi)
+        }
+    }
+
+    /// The address and port of the endpoint on `side`.
+    pub fn endpoint(&self, side: Side) -> (&[u8; 16], u16) {
+        match side {
+            Side::Lo => (&self.addr_lo, self.port_lo),
+            Side::Hi => (&self.addr_hi, self.port_hi),
+        }
+    }
+}
+
+/// [`SideState::flags`]: at least one packet seen from this side.
+pub const SIDE_SEEN: u8 = 1 << 0;
+/// [`SideState::flags`]: this side sent a SYN.
+pub const SIDE_SYN: u8 = 1 << 1;
+/// [`SideState::flags`]: this side sent a FIN.
+pub const SIDE_FIN: u8 = 1 << 2;
+/// [`SideState::flags`]: this side uses the TCP timestamps option.
+pub const SIDE_TIMESTAMPS: u8 = 1 << 3;
+/// [`SideState::flags`]: this side sent a RST.
+pub const SIDE_RST: u8 = 1 << 4;
+
+/// What one endpoint of a flow has sent, as seen by the observer (64 bytes).
+///
+/// Reset packets do not update the TTL baseline, IP ID or sequence fields: they are the packets
+/// under suspicion, and must be judged against what the endpoint sent before them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SideState {
+    /// Time of the last packet from this side (ns; see `crate::event::EventHeader::ts_ns`).
+    pub last_ns: u64,
+    /// TCP payload bytes sent.
+    pub bytes: u64,
+    /// Packets sent.
+    pub packets: u32,
+    /// Segments whose payload (or SYN/FIN) lay entirely below `seq_next`: retransmissions.
+    pub retransmits: u32,
+    /// Highest sequence number sent plus its length (SYN and FIN count one): where this side's
+    /// stream is, i.e. the other side's RCV.NXT once everything arrived.
+    pub seq_next: u32,
+    /// Sequence number of the last packet.
+    pub last_seq: u32,
+    /// Acknowledgement number of the last packet that had ACK set.
+    pub last_ack: u32,
+    /// TSval of the last packet that carried timestamps.
+    pub ts_val: u32,
+    /// TSecr of the last packet that carried timestamps.
+    pub ts_ecr: u32,
+    /// Number of TTL samples folded into `ttl_min`/`ttl_max`.
+    pub ttl_samples: u32,
+    /// Payload length of the last packet.
+    pub last_len: u16,
+    /// IPv4 identification of the last packet (0 for IPv6).
+    pub last_ip_id: u16,
+    /// Raw (unscaled) window of the last packet.
+    pub window: u16,
+    /// TCP flags of the last packet, reserved bits included (see `crate::event::TCP_*`).
+    pub last_flags: u16,
+    /// TTL / hop limit of the last packet.
+    pub ttl_last: u8,
+    /// Smallest TTL seen.
+    pub ttl_min: u8,
+    /// Largest TTL seen.
+    pub ttl_max: u8,
+    /// `SIDE_*` bits.
+    pub flags: u8,
+    /// Window-scale shift from this side's SYN, or [`WSCALE_UNKNOWN`].
+    pub wscale: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<SideState>() == 64);
+
+/// [`SideState::wscale`] when no SYN with a window-scale option was seen.
+pub const WSCALE_UNKNOWN: u8 = 0xff;
+
+/// [`FlowState::flags`]: the first packet of the flow was not a SYN (picked up mid-stream).
+pub const FLOW_MIDSTREAM: u32 = 1 << 0;
+/// [`FlowState::flags`]: a SYN, SYN-ACK and completing ACK were all seen.
+pub const FLOW_HANDSHAKE: u32 = 1 << 1;
+
+/// Everything the kernel keeps per flow (200 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    /// Per side, indexed by [`Side::index`].
+    pub sides: [SideState; 2],
+    /// Time the flow entry was created.
+    pub first_ns: u64,
+    /// Time of the first SYN (without ACK), 0 if none.
+    pub syn_ns: u64,
+    /// Time of the first SYN-ACK, 0 if none.
+    pub synack_ns: u64,
+    /// Time of the ACK that completed the handshake, 0 if none.
+    pub ack_ns: u64,
+    /// Time of the last RST in this flow, 0 if none.
+    pub last_rst_ns: u64,
+    /// Time of the last sample event of this flow (rate limit).
+    pub last_sample_ns: u64,
+    /// RSTs seen in this flow.
+    pub rst_count: u32,
+    /// Packets from each side since the last RST.
+    pub after_rst: [u32; 2],
+    /// `FLOW_*` bits.
+    pub flags: u32,
+    /// Side that sent the last RST (valid when `rst_count > 0`).
+    pub last_rst_side: u8,
+    /// Side that sent the first SYN (valid when `syn_ns != 0`).
+    pub syn_side: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<FlowState>() == 200);
+
+impl FlowState {
+    /// The state of one side.
+    pub fn side(&self, side: Side) -> &SideState {
+        &self.sides[side.index()]
+    }
+
+    /// Handshake round trip as the observer saw it (SYN to the completing ACK), in ns.
+    pub fn handshake_rtt_ns(&self) -> Option<u64> {
+        if self.flags & FLOW_HANDSHAKE != 0 && self.ack_ns >= self.syn_ns {
+            Some(self.ack_ns - self.syn_ns)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    #[test]
+    fn both_directions_share_one_key_with_opposite_sides() {
+        let c = v4([10, 0, 1, 2]);
+        let s = v4([10, 0, 2, 2]);
+        let (k1, s1) = FlowKey::canonical(FAMILY_IPV4, &c, 40000, &s, 80);
+        let (k2, s2) = FlowKey::canonical(FAMILY_IPV4, &s, 80, &c, 40000);
+        assert_eq!(k1, k2);
+        assert_eq!(s1, Side::Lo);
+        assert_eq!(s2, Side::Hi);
+        assert_eq!(k1.endpoint(Side::Lo), (&c, 40000));
+        assert_eq!(k1.endpoint(Side::Hi), (&s, 80));
+    }
+
+    #[test]
+    fn addresses_compare_as_big_endian_numbers_then_ports() {
+        // 10.0.0.255 < 10.0.1.0 even though the last byte is larger.
+        assert!(endpoint_is_lower(
+            &v4([10, 0, 0, 255]),
+            1,
+            &v4([10, 0, 1, 0]),
+            1
+        ));
+        assert!(!endpoint_is_lower(
+            &v4([10, 0, 1, 0]),
+            1,
+            &v4([10, 0, 0, 255]),
+            1
+        ));
+        // Same address: the port decides.
+        assert!(endpoint_is_lower(
+            &v4([127, 0, 0, 1]),
+            80,
+            &v4([127, 0, 0, 1]),
+            81
+        ));
+        assert!(!endpoint_is_lower(
+            &v4([127, 0, 0, 1]),
+            81,
+            &v4([127, 0, 0, 1]),
+            80
+        ));
+        // IPv6: a difference in the last word still counts.
+        let mut a = [0u8; 16];
+        let mut b = [0u8; 16];
+        a[15] = 1;
+        b[15] = 2;
+        assert!(endpoint_is_lower(&a, 9, &b, 1));
+    }
+
+    #[test]
+    fn handshake_rtt_needs_a_complete_handshake() {
+        let mut f = FlowState {
+            syn_ns: 1_000,
+            ack_ns: 1_300,
+            ..Default::default()
+        };
+        assert_eq!(f.handshake_rtt_ns(), None);
+        f.flags |= FLOW_HANDSHAKE;
+        assert_eq!(f.handshake_rtt_ns(), Some(300));
+    }
+}

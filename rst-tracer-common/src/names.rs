@@ -1,0 +1,36 @@
+//! Names of programs, maps and load-time globals: the strings userspace looks up in the object.
+//!
+//! The kernel crate names its statics and functions after these (a test checks the built object
+//! has every one of them). Kernel object names are cut at 15 characters, so all of these fit.
+
+/// XDP ingress program.
+pub const PROG_XDP: &str = "rst_xdp";
+/// TC (tcx) ingress program.
+pub const PROG_TC_INGRESS: &str = "rst_tc_in";
+/// TC (tcx) egress program.
+pub const PROG_TC_EGRESS: &str = "rst_tc_eg";
+/// Every packet program, in attach order.
+pub const PACKET_PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS];
+
+/// LRU hash: [`crate::flow::FlowKey`] -> [`crate::flow::FlowState`].
+pub const MAP_FLOWS: &str = "RST_FLOWS";
+/// Ring buffer for reset evidence: [`crate::event::RstEvent`] and after-reset samples.
+pub const MAP_RST_RING: &str = "RST_RING";
+/// Ring buffer for rate-limited samples (retransmissions, TTL changes).
+pub const MAP_SAMPLE_RING: &str = "RST_SAMPLES";
+/// Per-CPU array of `u64` counters indexed by [`crate::counter::Counter`].
+pub const MAP_COUNTERS: &str = "RST_COUNTERS";
+/// Every map, for the object check.
+pub const MAPS: [&str; 4] = [MAP_FLOWS, MAP_RST_RING, MAP_SAMPLE_RING, MAP_COUNTERS];
+
+/// Load-time global (`u64`): least time between two samples of one flow, in ns.
+pub const GLOBAL_SAMPLE_GAP_NS: &str = "SAMPLE_GAP_NS";
+
+/// Default number of flows in the kernel flow table.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
+/// Default least time between two samples of one flow (100 ms).
+pub const DEFAULT_SAMPLE_GAP_NS: u64 = 100_000_000;
+/// Size of the reset-evidence ring buffer in bytes.
+pub const RST_RING_BYTES: u32 = 1 << 20;
+/// Size of the sample ring buffer in bytes.
+pub const SAMPLE_RING_BYTES: u32 = 1 << 20;

@@ -1,0 +1,156 @@
+//! Writing events to the ring buffers: reserve, fill every byte, submit; count what was written
+//! and what was lost to a full ring.
+
+use core::{mem::size_of, ptr::copy_nonoverlapping};
+
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    maps::RingBuf,
+};
+use rst_tracer_common::{
+    counter::Counter,
+    event::{EventHeader, EventKind, RstEvent, SampleEvent, EVENT_VERSION, RST_PAYLOAD_MAX},
+    flow::{FlowKey, FlowState, Side, SideState},
+};
+
+use crate::{
+    maps::{count, RST_RING, RST_SAMPLES},
+    parse::Segment,
+    Observation, PacketCtx,
+};
+
+/// The packet an event is about: the segment, where it was seen, its flow and its sender.
+pub struct Subject<'a> {
+    /// The parsed segment.
+    pub seg: &'a Segment,
+    /// Hook, interface and time.
+    pub obs: &'a Observation,
+    /// Canonical flow key.
+    pub key: &'a FlowKey,
+    /// The side that sent the segment.
+    pub side: Side,
+}
+
+/// Fills the header every event starts with, in place (no stack copy).
+#[inline(always)]
+unsafe fn fill_header(
+    h: *mut EventHeader,
+    kind: EventKind,
+    len: usize,
+    subject: &Subject,
+    flags: u8,
+) {
+    let obs = subject.obs;
+    (*h).version = EVENT_VERSION;
+    (*h).kind = kind as u8;
+    (*h).len = len as u16;
+    (*h).ifindex = obs.ifindex;
+    (*h).ts_ns = obs.now_ns;
+    copy_nonoverlapping(subject.key, &mut (*h).key, 1);
+    (*h).hook = obs.hook as u8;
+    (*h).direction = obs.hook.direction() as u8;
+    (*h).side = subject.side as u8;
+    (*h).flags = obs.header_flags | flags;
+    (*h)._pad = [0; 4];
+}
+
+/// Writes a reset event: the RST's headers, its first payload bytes and the flow state from
+/// before it.
+// A separate BPF function: keeps its stack frame apart from the parser's.
+#[inline(never)]
+pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
+    let seg = subject.seg;
+    let Some(mut entry) = RST_RING.reserve::<RstEvent>(0) else {
+        count(Counter::RstDropped);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        fill_header(
+            &mut (*ev).header,
+            EventKind::Rst,
+            size_of::<RstEvent>(),
+            subject,
+            flags,
+        );
+        copy_nonoverlapping(&seg.info, &mut (*ev).rst, 1);
+        copy_nonoverlapping(flow, &mut (*ev).flow, 1);
+        (*ev)._pad = [0; 7];
+        (*ev).payload = [0; RST_PAYLOAD_MAX];
+        (*ev).payload_captured = copy_payload(subject, &mut (*ev).payload);
+    }
+    entry.submit(0);
+    count(Counter::RstWritten);
+}
+
+/// Copies the first payload bytes with one helper call (a byte loop would multiply the
+/// verifier's work by every parse path); returns how many were copied.
+#[inline(always)]
+fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
+    let available = subject.seg.payload_available as usize;
+    let mut len = subject.seg.info.payload_len as usize;
+    if len > available {
+        len = available;
+    }
+    if len > RST_PAYLOAD_MAX {
+        len = RST_PAYLOAD_MAX;
+    }
+    if len == 0 {
+        return 0;
+    }
+    let offset = subject.seg.payload_offset;
+    let to = dst.as_mut_ptr() as *mut c_void;
+    let rc = unsafe {
+        match subject.obs.ctx {
+            PacketCtx::Xdp(ctx) => bpf_xdp_load_bytes(ctx, offset, to, len as u32),
+            PacketCtx::Skb(skb) => bpf_skb_load_bytes(skb as *const c_void, offset, to, len as u32),
+        }
+    };
+    if rc == 0 {
+        len as u8
+    } else {
+        0
+    }
+}
+
+/// Writes a sample event with the sender's side state from before the packet.
+// A separate BPF function: keeps its stack frame apart from the parser's.
+#[inline(never)]
+pub fn sample(kind: EventKind, subject: &Subject, sender: &SideState) {
+    let (ring, written, dropped): (&RingBuf, Counter, Counter) = match kind {
+        EventKind::AfterRst => (
+            &RST_RING,
+            Counter::AfterRstWritten,
+            Counter::AfterRstDropped,
+        ),
+        EventKind::Retransmit => (
+            &RST_SAMPLES,
+            Counter::RetransmitWritten,
+            Counter::RetransmitDropped,
+        ),
+        _ => (
+            &RST_SAMPLES,
+            Counter::TtlChangeWritten,
+            Counter::TtlChangeDropped,
+        ),
+    };
+    let Some(mut entry) = ring.reserve::<SampleEvent>(0) else {
+        count(dropped);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        fill_header(
+            &mut (*ev).header,
+            kind,
+            size_of::<SampleEvent>(),
+            subject,
+            0,
+        );
+        copy_nonoverlapping(&subject.seg.info, &mut (*ev).packet, 1);
+        copy_nonoverlapping(sender, &mut (*ev).sender, 1);
+    }
+    entry.submit(0);
+    count(written);
+}

@@ -1,0 +1,57 @@
+//! The program's maps and load-time globals. Their symbol names are the contract in
+//! `rst_tracer_common::names`; userspace sizes the flow table at load time.
+
+use crate::parse::Segment;
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+};
+use rst_tracer_common::{
+    counter::Counter,
+    flow::{FlowKey, FlowState},
+    names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, RST_RING_BYTES, SAMPLE_RING_BYTES},
+};
+
+/// Per-flow state, canonical key.
+#[map]
+pub static RST_FLOWS: LruHashMap<FlowKey, FlowState> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// Reset evidence: resets and the first packets after them. Kept apart from the samples so a
+/// retransmission storm can never crowd a reset out.
+#[map]
+pub static RST_RING: RingBuf = RingBuf::with_byte_size(RST_RING_BYTES, 0);
+
+/// Rate-limited samples: retransmissions and TTL changes.
+#[map]
+pub static RST_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+/// Counters, one `u64` per `Counter`, per CPU.
+#[map]
+pub static RST_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+/// Scratch space for building a new flow entry without using the 512-byte stack.
+#[map]
+pub static RST_SCRATCH: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where the parser writes each packet's `Segment` (see `parse::Segment` for why not the stack).
+#[map]
+pub static RST_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(1, 0);
+
+/// Least time between two samples of one flow (ns). Set by userspace before load.
+#[no_mangle]
+pub static SAMPLE_GAP_NS: u64 = DEFAULT_SAMPLE_GAP_NS;
+
+/// Adds one to a counter.
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = RST_COUNTERS.get_ptr_mut(counter as u32) {
+        unsafe { *slot += 1 };
+    }
+}
+
+/// The configured sample gap.
+#[inline(always)]
+pub fn sample_gap_ns() -> u64 {
+    unsafe { core::ptr::read_volatile(&SAMPLE_GAP_NS) }
+}

@@ -1,0 +1,226 @@
+//! Loading the kernel object and attaching its hooks.
+//!
+//! Every hook is attached as a bpf link owned by this process (XDP link, tcx link): when the
+//! process ends, however it ends, the kernel detaches them. An attach that would not be a link
+//! (the legacy netlink fallback) is refused rather than left behind.
+
+use std::io;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    programs::{
+        links::FdLink, tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use rst_tracer_common::names::{
+    DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, MAP_FLOWS, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    PROG_XDP,
+};
+
+use crate::iface;
+
+/// Which hook sees ingress traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngressMode {
+    /// TC for virtual devices (veth, bridges: native XDP costs them GRO), XDP for physical NICs.
+    Auto,
+    /// XDP: driver mode, falling back to generic mode.
+    Xdp,
+    /// TC (tcx) ingress.
+    Tc,
+}
+
+/// Load-time settings of the kernel program.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Flow-table capacity (LRU).
+    pub flow_table_size: u32,
+    /// Least time between two samples of one flow.
+    pub sample_gap_ns: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            flow_table_size: rst_tracer_common::names::DEFAULT_FLOW_TABLE_SIZE,
+            sample_gap_ns: DEFAULT_SAMPLE_GAP_NS,
+        }
+    }
+}
+
+/// Loads the object and every program into the kernel (nothing is attached yet).
+///
+/// # Errors
+/// When the kernel refuses a map or program; the verifier's last lines are in the message.
+pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(MAP_FLOWS, opts.flow_table_size)
+        .override_global(GLOBAL_SAMPLE_GAP_NS, &opts.sample_gap_ns, true)
+        .load(object)
+        .context("loading the eBPF object (maps and relocations)")?;
+    let xdp: &mut Xdp = program(&mut ebpf, PROG_XDP)?.try_into()?;
+    xdp.load().map_err(|e| verifier_error(PROG_XDP, e))?;
+    for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
+        let tc: &mut SchedClassifier = program(&mut ebpf, name)?.try_into()?;
+        tc.load().map_err(|e| verifier_error(name, e))?;
+    }
+    Ok(ebpf)
+}
+
+/// Instructions the verifier processed for each loaded program (its cost of proving the
+/// program safe; the kernel refuses a program past 1,000,000).
+///
+/// # Errors
+/// When the kernel's program info cannot be read.
+pub fn verifier_cost(ebpf: &Ebpf) -> Result<Vec<(String, u32)>> {
+    let mut out = Vec::new();
+    for name in rst_tracer_common::names::PACKET_PROGRAMS {
+        let prog = ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?;
+        let info = prog
+            .info()
+            .with_context(|| format!("reading info of {name}"))?;
+        out.push((
+            name.to_string(),
+            info.verified_instruction_count().unwrap_or(0),
+        ));
+    }
+    Ok(out)
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+}
+
+/// Lines of the verifier log shown when a program is refused.
+const VERIFIER_TAIL: usize = 25;
+
+fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(VERIFIER_TAIL)..].join("\n");
+            anyhow!("the kernel refused program {name} ({io_error}); last lines of the verifier log:\n{tail}")
+        }
+        other => anyhow::Error::new(other).context(format!("loading program {name}")),
+    }
+}
+
+/// The hooks attached to one interface. Dropping it detaches them.
+pub struct Attachment {
+    /// Interface name.
+    pub iface: String,
+    /// What sees ingress traffic, e.g. `xdp (driver)`, `xdp (generic)`, `tc`.
+    pub ingress: &'static str,
+    links: Vec<FdLink>,
+}
+
+impl Attachment {
+    /// Number of links held.
+    pub fn links(&self) -> usize {
+        self.links.len()
+    }
+}
+
+/// Attaches ingress (XDP or TC per `mode`) and TC egress to `iface`.
+///
+/// # Errors
+/// Unknown interface, another XDP program already attached (suggests `--ingress tc`), or a
+/// kernel without bpf links for these hooks.
+pub fn attach(ebpf: &mut Ebpf, iface_name: &str, mode: IngressMode) -> Result<Attachment> {
+    if iface::index_of(iface_name).is_none() {
+        bail!("unknown interface {iface_name:?}");
+    }
+    let use_xdp = match mode {
+        IngressMode::Xdp => true,
+        IngressMode::Tc => false,
+        IngressMode::Auto => !iface::is_virtual(iface_name),
+    };
+    let mut links = Vec::new();
+    let ingress = if use_xdp {
+        let (link, how) = attach_xdp(ebpf, iface_name)?;
+        links.push(link);
+        how
+    } else {
+        links.push(attach_tc(
+            ebpf,
+            PROG_TC_INGRESS,
+            iface_name,
+            TcAttachType::Ingress,
+        )?);
+        "tc"
+    };
+    links.push(attach_tc(
+        ebpf,
+        PROG_TC_EGRESS,
+        iface_name,
+        TcAttachType::Egress,
+    )?);
+    Ok(Attachment {
+        iface: iface_name.to_string(),
+        ingress,
+        links,
+    })
+}
+
+fn attach_xdp(ebpf: &mut Ebpf, iface_name: &str) -> Result<(FdLink, &'static str)> {
+    let prog: &mut Xdp = program(ebpf, PROG_XDP)?.try_into()?;
+    let (id, how) = match prog.attach(iface_name, XdpMode::Driver) {
+        Ok(id) => (id, "xdp (driver)"),
+        Err(e) if another_program(&e) => return Err(another_xdp(iface_name, e)),
+        Err(_) => match prog.attach(iface_name, XdpMode::Skb) {
+            Ok(id) => (id, "xdp (generic)"),
+            Err(e) if another_program(&e) => return Err(another_xdp(iface_name, e)),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "attaching XDP to {iface_name} (driver and generic mode); try --ingress tc"
+                )))
+            }
+        },
+    };
+    let link = prog.take_link(id)?;
+    let link = FdLink::try_from(link).map_err(|_| {
+        anyhow!("the kernel attached XDP on {iface_name} without a bpf link (it would outlive this process); use --ingress tc")
+    })?;
+    Ok((link, how))
+}
+
+fn attach_tc(ebpf: &mut Ebpf, name: &str, iface_name: &str, kind: TcAttachType) -> Result<FdLink> {
+    let prog: &mut SchedClassifier = program(ebpf, name)?.try_into()?;
+    let id = prog
+        .attach_with_options(
+            iface_name,
+            kind,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .with_context(|| {
+            format!("attaching {name} to {iface_name} as a tcx link (needs Linux 6.6+)")
+        })?;
+    let link = prog.take_link(id)?;
+    FdLink::try_from(link).map_err(|_| anyhow!("tc attach on {iface_name} did not give a bpf link"))
+}
+
+fn another_program(e: &ProgramError) -> bool {
+    let code = match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .and_then(io::Error::raw_os_error),
+    };
+    matches!(code, Some(libc::EBUSY) | Some(libc::EEXIST))
+}
+
+fn another_xdp(iface_name: &str, e: ProgramError) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!(
+        "another XDP program is already attached to {iface_name}; leave it in place and trace with \
+         --ingress tc (tcx hooks run beside it)"
+    ))
+}

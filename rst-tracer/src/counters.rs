@@ -1,0 +1,46 @@
+//! Reading the kernel's counters and counting the flow-table entries.
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray},
+    Ebpf,
+};
+use rst_tracer_common::{
+    counter::Counter,
+    flow::{FlowKey, FlowState},
+    names::{MAP_COUNTERS, MAP_FLOWS},
+};
+
+use crate::report::summary::CounterSnapshot;
+
+/// Sums every counter over the CPUs; with `count_flows`, also counts the flow-table entries
+/// (one syscall per entry: done once per summary, not per event).
+///
+/// # Errors
+/// When a map is missing or a look-up fails.
+pub fn snapshot(ebpf: &Ebpf, count_flows: bool) -> Result<CounterSnapshot> {
+    let map = ebpf
+        .map(MAP_COUNTERS)
+        .ok_or_else(|| anyhow!("map {MAP_COUNTERS} missing"))?;
+    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+    let mut values = Vec::with_capacity(Counter::COUNT as usize);
+    for c in Counter::ALL {
+        let per_cpu = array
+            .get(&(c as u32), 0)
+            .with_context(|| format!("reading counter {}", c.name()))?;
+        values.push(per_cpu.iter().sum());
+    }
+    let flow_entries = if count_flows {
+        let map = ebpf
+            .map(MAP_FLOWS)
+            .ok_or_else(|| anyhow!("map {MAP_FLOWS} missing"))?;
+        let flows: HashMap<&MapData, FlowKey, FlowState> = HashMap::try_from(map)?;
+        Some(flows.keys().filter(|k| k.is_ok()).count() as u64)
+    } else {
+        None
+    };
+    Ok(CounterSnapshot {
+        values,
+        flow_entries,
+    })
+}

@@ -1,0 +1,414 @@
+//! Decoding ring-buffer records into typed events.
+//!
+//! A record is copied out of the ring (`bytes::Bytes`), its header is checked (version, kind,
+//! declared length against the record's real length) and only then is the `#[repr(C)]` struct
+//! from `rst-tracer-common` read, unaligned, from the bytes. A record that fails a check is an
+//! error with the numbers in it, never a guess.
+
+use std::net::IpAddr;
+
+use bytes::{Buf, Bytes};
+use rst_tracer_common::{
+    event::{
+        Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, EVENT_VERSION,
+        HDR_NEW_FLOW, HDR_TS_CAPTURE,
+    },
+    flow::{FlowKey, FlowState, Side, SideState, FAMILY_IPV4},
+};
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than an event header.
+    #[error("record of {len} bytes is shorter than the {need}-byte event header")]
+    ShortHeader {
+        /// Record length.
+        len: usize,
+        /// Header length.
+        need: usize,
+    },
+    /// A version this build does not read.
+    #[error("event version {got}, this build reads version {EVENT_VERSION}: kernel object and loader are from different builds")]
+    Version {
+        /// Version found.
+        got: u8,
+    },
+    /// A kind this build does not know.
+    #[error("unknown event kind {0}")]
+    Kind(u8),
+    /// Declared or actual length does not match the kind.
+    #[error("{kind:?} event: record is {len} bytes, header says {declared}, expected {expected}")]
+    Length {
+        /// Kind.
+        kind: EventKind,
+        /// Record length.
+        len: usize,
+        /// Length in the header.
+        declared: u16,
+        /// Size of the kind's struct.
+        expected: usize,
+    },
+    /// Hook byte out of range.
+    #[error("unknown hook {0}")]
+    Hook(u8),
+}
+
+/// Converts kernel timestamps to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Added to `bpf_ktime_get_ns()` values (CLOCK_MONOTONIC) to get ns since the epoch.
+    pub monotonic_to_epoch_ns: i128,
+}
+
+impl Clock {
+    /// Reads the current offset between CLOCK_REALTIME and CLOCK_MONOTONIC.
+    pub fn now() -> Clock {
+        let mono = clock_ns(libc::CLOCK_MONOTONIC);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        Clock {
+            monotonic_to_epoch_ns: real - mono,
+        }
+    }
+
+    /// Wall-clock ns since the epoch for an event header's timestamp.
+    pub fn epoch_ns(&self, header: &EventHeader) -> u64 {
+        if header.flags & HDR_TS_CAPTURE != 0 {
+            header.ts_ns
+        } else {
+            (header.ts_ns as i128 + self.monotonic_to_epoch_ns).max(0) as u64
+        }
+    }
+
+    /// Wall-clock ns for a kernel timestamp of the same clock as `header` (0 stays 0).
+    pub fn epoch_ns_of(&self, header: &EventHeader, kernel_ns: u64) -> u64 {
+        if kernel_ns == 0 {
+            0
+        } else {
+            self.epoch_ns(&EventHeader {
+                ts_ns: kernel_ns,
+                ..*header
+            })
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns()`.
+pub fn monotonic_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+/// Wall-clock time now, in ns since the epoch.
+pub fn epoch_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME) as u64
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// Where and when an event's packet was seen, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Interface index (0 in replay).
+    pub ifindex: u32,
+    /// The hook.
+    pub hook: Hook,
+    /// Direction relative to the traced host.
+    pub direction: Direction,
+    /// The flow.
+    pub key: FlowKey,
+    /// The packet's sender.
+    pub side: Side,
+    /// The packet created the flow entry: there is no history before it.
+    pub new_flow: bool,
+    /// The kernel's own clock value, for differences with other kernel timestamps.
+    pub kernel_ts_ns: u64,
+}
+
+impl Seen {
+    /// Sender's address and port.
+    pub fn sender(&self) -> (IpAddr, u16) {
+        endpoint(&self.key, self.side)
+    }
+
+    /// Receiver's address and port.
+    pub fn receiver(&self) -> (IpAddr, u16) {
+        endpoint(&self.key, self.side.other())
+    }
+}
+
+/// Address and port of one side of a flow.
+pub fn endpoint(key: &FlowKey, side: Side) -> (IpAddr, u16) {
+    let (addr, port) = key.endpoint(side);
+    let ip = if key.family == FAMILY_IPV4 {
+        IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
+    } else {
+        IpAddr::from(*addr)
+    };
+    (ip, port)
+}
+
+/// A TCP reset and the flow state from before it.
+#[derive(Clone, Debug)]
+pub struct Reset {
+    /// Where and when.
+    pub seen: Seen,
+    /// The RST's headers.
+    pub rst: PacketInfo,
+    /// Flow state before the RST.
+    pub flow: FlowState,
+    /// The first payload bytes that were captured.
+    pub payload: Bytes,
+}
+
+/// A sampled packet with its sender's state from before it.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Where and when.
+    pub seen: Seen,
+    /// The packet's headers.
+    pub packet: PacketInfo,
+    /// The sender's side state before the packet.
+    pub sender: SideState,
+}
+
+/// A decoded ring-buffer record.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A reset.
+    Reset(Box<Reset>),
+    /// The first packet from a side after a reset in its flow.
+    AfterReset(Sample),
+    /// A retransmission sample.
+    Retransmit(Sample),
+    /// A TTL-change sample.
+    TtlChange(Sample),
+}
+
+/// Decodes one record. `clock` turns kernel time into wall-clock time.
+pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
+    let need = size_of::<EventHeader>();
+    if record.len() < need {
+        return Err(DecodeError::ShortHeader {
+            len: record.len(),
+            need,
+        });
+    }
+    let mut peek = record.clone();
+    let version = peek.get_u8();
+    let kind_byte = peek.get_u8();
+    let declared = peek.get_u16_le();
+    if version != EVENT_VERSION {
+        return Err(DecodeError::Version { got: version });
+    }
+    let kind = EventKind::from_u8(kind_byte).ok_or(DecodeError::Kind(kind_byte))?;
+    let expected = kind.wire_size();
+    if record.len() < expected || declared as usize != expected {
+        return Err(DecodeError::Length {
+            kind,
+            len: record.len(),
+            declared,
+            expected,
+        });
+    }
+    match kind {
+        EventKind::Rst => {
+            let raw: RstEvent = read(&record);
+            let seen = seen(&raw.header, clock)?;
+            let n = (raw.payload_captured as usize).min(raw.payload.len());
+            Ok(Event::Reset(Box::new(Reset {
+                seen,
+                rst: raw.rst,
+                flow: raw.flow,
+                payload: Bytes::copy_from_slice(&raw.payload[..n]),
+            })))
+        }
+        EventKind::AfterRst | EventKind::Retransmit | EventKind::TtlChange => {
+            let raw: SampleEvent = read(&record);
+            let sample = Sample {
+                seen: seen(&raw.header, clock)?,
+                packet: raw.packet,
+                sender: raw.sender,
+            };
+            Ok(match kind {
+                EventKind::AfterRst => Event::AfterReset(sample),
+                EventKind::Retransmit => Event::Retransmit(sample),
+                _ => Event::TtlChange(sample),
+            })
+        }
+    }
+}
+
+/// Reads a plain-data struct from the front of `bytes` (length checked by the caller).
+fn read<T: Copy>(bytes: &[u8]) -> T {
+    assert!(bytes.len() >= size_of::<T>());
+    // SAFETY: length checked above; T is a #[repr(C)] integer-only struct from rst-tracer-common,
+    // valid for any bit pattern; read_unaligned makes no alignment assumption about the ring.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+fn seen(h: &EventHeader, clock: &Clock) -> Result<Seen, DecodeError> {
+    let hook = Hook::from_u8(h.hook).ok_or(DecodeError::Hook(h.hook))?;
+    let direction = match h.direction {
+        1 => Direction::Ingress,
+        2 => Direction::Egress,
+        _ => Direction::Unknown,
+    };
+    Ok(Seen {
+        ts_ns: clock.epoch_ns(h),
+        ifindex: h.ifindex,
+        hook,
+        direction,
+        key: h.key,
+        side: Side::from_u8(h.side),
+        new_flow: h.flags & HDR_NEW_FLOW != 0,
+        kernel_ts_ns: h.ts_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rst_tracer_common::event::{TCP_ACK, TCP_RST};
+
+    const CLOCK: Clock = Clock {
+        monotonic_to_epoch_ns: 1_000_000_000_000,
+    };
+
+    /// A reset event written byte by byte the way the kernel lays it out, every field commented,
+    /// so a layout change in rst-tracer-common breaks this test rather than the decoder.
+    fn golden_reset_bytes() -> Vec<u8> {
+        let mut b = Vec::new();
+        // EventHeader (64 bytes)
+        b.push(1); // version
+        b.push(1); // kind = Rst
+        b.extend_from_slice(&368u16.to_le_bytes()); // len
+        b.extend_from_slice(&7u32.to_le_bytes()); // ifindex
+        b.extend_from_slice(&5_000u64.to_le_bytes()); // ts_ns (monotonic)
+        b.extend_from_slice(&[10, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_lo
+        b.extend_from_slice(&[10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_hi
+        b.extend_from_slice(&40000u16.to_le_bytes()); // port_lo
+        b.extend_from_slice(&80u16.to_le_bytes()); // port_hi
+        b.push(4); // family
+        b.extend_from_slice(&[0; 3]); // key padding
+        b.push(2); // hook = TcIngress
+        b.push(1); // direction = Ingress
+        b.push(0); // side = Lo (the client 10.0.1.2:40000)
+        b.push(0); // flags
+        b.extend_from_slice(&[0; 4]); // header padding
+                                      // PacketInfo (32 bytes)
+        b.extend_from_slice(&1001u32.to_le_bytes()); // seq
+        b.extend_from_slice(&2002u32.to_le_bytes()); // ack
+        b.extend_from_slice(&0u32.to_le_bytes()); // ts_val
+        b.extend_from_slice(&0u32.to_le_bytes()); // ts_ecr
+        b.extend_from_slice(&0xa358u16.to_le_bytes()); // ip_id
+        b.extend_from_slice(&0u16.to_le_bytes()); // window
+        b.extend_from_slice(&(TCP_RST | TCP_ACK).to_le_bytes()); // flags
+        b.extend_from_slice(&3u16.to_le_bytes()); // payload_len
+        b.push(63); // ttl
+        b.push(1); // ip_flags = DF
+        b.push(0); // tcp_options
+        b.push(5); // data_offset
+        b.push(0); // wscale
+        b.extend_from_slice(&[0; 3]); // padding
+                                      // FlowState (200 bytes): side Lo has ttl_last at offset 56 of its SideState.
+        let mut flow = vec![0u8; 200];
+        flow[56] = 62; // sides[0].ttl_last
+        flow[16..20].copy_from_slice(&9u32.to_le_bytes()); // sides[0].packets
+        b.extend_from_slice(&flow);
+        b.push(3); // payload_captured
+        b.extend_from_slice(&[0; 7]); // padding
+        let mut payload = [0u8; 64];
+        payload[..3].copy_from_slice(b"abc");
+        b.extend_from_slice(&payload);
+        b
+    }
+
+    #[test]
+    fn decodes_a_reset_laid_out_by_hand() {
+        let bytes = golden_reset_bytes();
+        assert_eq!(bytes.len(), size_of::<RstEvent>());
+        let Event::Reset(r) = decode(Bytes::from(bytes), &CLOCK).unwrap() else {
+            panic!("not a reset")
+        };
+        assert_eq!(r.seen.ts_ns, 1_000_000_005_000);
+        assert_eq!(r.seen.ifindex, 7);
+        assert_eq!(r.seen.hook, Hook::TcIngress);
+        assert_eq!(r.seen.direction, Direction::Ingress);
+        assert_eq!(r.seen.sender(), ("10.0.1.2".parse().unwrap(), 40000));
+        assert_eq!(r.seen.receiver(), ("10.0.2.2".parse().unwrap(), 80));
+        assert_eq!(
+            (r.rst.seq, r.rst.ack, r.rst.ip_id, r.rst.ttl),
+            (1001, 2002, 0xa358, 63)
+        );
+        assert_eq!(r.rst.flags, TCP_RST | TCP_ACK);
+        assert_eq!(r.flow.sides[0].ttl_last, 62);
+        assert_eq!(r.flow.sides[0].packets, 9);
+        assert_eq!(&r.payload[..], b"abc");
+    }
+
+    #[test]
+    fn rejects_bad_records_with_the_numbers() {
+        assert_eq!(
+            decode(Bytes::from_static(&[1, 1, 0]), &CLOCK).unwrap_err(),
+            DecodeError::ShortHeader { len: 3, need: 64 }
+        );
+        let mut v = golden_reset_bytes();
+        v[0] = 9;
+        assert_eq!(
+            decode(Bytes::from(v), &CLOCK).unwrap_err(),
+            DecodeError::Version { got: 9 }
+        );
+        let mut v = golden_reset_bytes();
+        v[1] = 77;
+        assert_eq!(
+            decode(Bytes::from(v), &CLOCK).unwrap_err(),
+            DecodeError::Kind(77)
+        );
+        let mut v = golden_reset_bytes();
+        v.truncate(300);
+        let err = decode(Bytes::from(v), &CLOCK).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Length {
+                    len: 300,
+                    declared: 368,
+                    expected: 368,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut v = golden_reset_bytes();
+        v[56] = 9; // hook
+        assert_eq!(
+            decode(Bytes::from(v), &CLOCK).unwrap_err(),
+            DecodeError::Hook(9)
+        );
+    }
+
+    #[test]
+    fn capture_timestamps_are_not_shifted() {
+        let h = EventHeader {
+            ts_ns: 42,
+            flags: HDR_TS_CAPTURE,
+            ..Default::default()
+        };
+        assert_eq!(CLOCK.epoch_ns(&h), 42);
+        let h = EventHeader {
+            ts_ns: 42,
+            ..Default::default()
+        };
+        assert_eq!(CLOCK.epoch_ns(&h), 1_000_000_000_042);
+        assert_eq!(CLOCK.epoch_ns_of(&h, 0), 0);
+    }
+}

@@ -1,0 +1,42 @@
+//! rst-tracer: trace TCP resets and tell who sent them. Argument parsing and exit codes only.
+//!
+//! Exit codes: 0 success (a closed output pipe counts as success), 1 error, 2 usage error.
+
+use std::{io, process::ExitCode};
+
+use clap::Parser;
+use rst_tracer::{
+    cli::{Cli, Command},
+    source::live,
+};
+
+fn main() -> ExitCode {
+    env_logger::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Live(args)) => run_live(args),
+        None => run_live(cli.live),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rst-tracer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_live(args: rst_tracer::cli::LiveArgs) -> anyhow::Result<()> {
+    let opts = args.resolve()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(live::run(opts, Box::new(io::stdout())))
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,136 @@
+//! The path every source shares: decoded events -> flow table -> records -> sink, plus the
+//! interval summaries. Live tracing and capture replay feed the same pipeline.
+
+use std::{collections::HashMap, io};
+
+use bytes::Bytes;
+
+use crate::{
+    event::{decode, Clock, Event},
+    flows::FlowTable,
+    report::{
+        record::{AfterResetRecord, ResetRecord, SampleRecord},
+        summary::{CounterSnapshot, StatsRecord, SummaryWindow},
+        Sink,
+    },
+};
+
+/// Flows the userspace table holds at most.
+pub const USER_FLOW_CAPACITY: usize = 100_000;
+/// Flows with no event for this long are forgotten (ns).
+pub const USER_FLOW_IDLE_NS: u64 = 300_000_000_000;
+
+/// Joins events per flow and hands records to a sink.
+pub struct Pipeline {
+    sink: Box<dyn Sink + Send>,
+    clock: Clock,
+    flows: FlowTable,
+    window: SummaryWindow,
+    iface_names: HashMap<u32, String>,
+    kernel_flow_capacity: u32,
+    decode_errors: u64,
+}
+
+impl Pipeline {
+    /// A pipeline writing to `sink`; `clock` converts kernel time; `kernel_flow_capacity` is shown
+    /// beside the kernel flow-table counters.
+    pub fn new(
+        sink: Box<dyn Sink + Send>,
+        clock: Clock,
+        kernel_flow_capacity: u32,
+        now_ns: u64,
+    ) -> Pipeline {
+        Pipeline {
+            sink,
+            clock,
+            flows: FlowTable::new(USER_FLOW_CAPACITY, USER_FLOW_IDLE_NS),
+            window: SummaryWindow::new(now_ns),
+            iface_names: HashMap::new(),
+            kernel_flow_capacity,
+            decode_errors: 0,
+        }
+    }
+
+    /// Decodes one ring record and handles it. Undecodable records are counted (and the first
+    /// one is reported on stderr), never guessed at.
+    pub fn record(&mut self, record: Bytes) -> io::Result<()> {
+        match decode(record, &self.clock) {
+            Ok(ev) => self.event(ev),
+            Err(e) => {
+                if self.decode_errors == 0 {
+                    eprintln!(
+                        "rst-tracer: undecodable ring record ({e}); further ones are only counted"
+                    );
+                }
+                self.decode_errors += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one decoded event.
+    pub fn event(&mut self, ev: Event) -> io::Result<()> {
+        match ev {
+            Event::Reset(r) => {
+                let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
+                rec.resets += 1;
+                rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
+                self.window.reset(&r);
+                let iface = self.iface_name(r.seen.ifindex);
+                self.sink.reset(&ResetRecord::of(&r, &iface))
+            }
+            Event::AfterReset(s) => {
+                let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
+                rec.after_reset[s.seen.side.index()] += 1;
+                let last_reset = rec.last_reset;
+                self.window.after_reset();
+                let iface = self.iface_name(s.seen.ifindex);
+                self.sink
+                    .after_reset(&AfterResetRecord::of(&s, &iface, last_reset))
+            }
+            Event::Retransmit(s) => {
+                let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
+                rec.retransmits[s.seen.side.index()] = s.sender.retransmits + 1;
+                self.window.retransmit();
+                let iface = self.iface_name(s.seen.ifindex);
+                self.sink
+                    .sample(&SampleRecord::of("retransmit", &s, &iface))
+            }
+            Event::TtlChange(s) => {
+                self.flows
+                    .touch(&s.seen.key, s.seen.kernel_ts_ns)
+                    .ttl_changes += 1;
+                self.window.ttl_change();
+                let iface = self.iface_name(s.seen.ifindex);
+                self.sink
+                    .sample(&SampleRecord::of("ttl_change", &s, &iface))
+            }
+        }
+    }
+
+    /// Writes a summary of the window ending at `now_ns` (epoch) with the kernel counters in
+    /// `snap`; `now_kernel_ns` is the same instant on the kernel's clock (for flow expiry).
+    pub fn summary(
+        &mut self,
+        now_ns: u64,
+        now_kernel_ns: u64,
+        snap: &CounterSnapshot,
+    ) -> io::Result<()> {
+        self.flows.expire(now_kernel_ns);
+        let summary = self.window.take(now_ns, self.flows.stats());
+        let stats = StatsRecord::of(now_ns, snap, self.kernel_flow_capacity, self.decode_errors);
+        self.sink.summary(&summary, &stats)
+    }
+
+    fn iface_name(&mut self, ifindex: u32) -> String {
+        if ifindex == 0 {
+            return String::new();
+        }
+        self.iface_names
+            .entry(ifindex)
+            .or_insert_with(|| {
+                crate::iface::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,48 @@
+//! JSON Lines sink: one object per line, flushed per line so a reader sees resets as they happen.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::{
+    record::{AfterResetRecord, ResetRecord, SampleRecord},
+    summary::{StatsRecord, SummaryRecord},
+    Sink,
+};
+
+/// Writes each record as one JSON object per line.
+pub struct JsonSink {
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonSink {
+    /// A sink writing to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> JsonSink {
+        JsonSink { out }
+    }
+
+    fn line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+impl Sink for JsonSink {
+    fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
+        self.line(r)
+    }
+
+    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
+        self.line(r)
+    }
+
+    fn sample(&mut self, r: &SampleRecord) -> io::Result<()> {
+        self.line(r)
+    }
+
+    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
+        self.line(s)?;
+        self.line(stats)
+    }
+}

@@ -1,0 +1,41 @@
+//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines; both receive
+//! the same records.
+
+pub mod json;
+pub mod record;
+pub mod summary;
+pub mod text;
+
+use std::io;
+
+use record::{AfterResetRecord, ResetRecord, SampleRecord};
+use summary::{StatsRecord, SummaryRecord};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One line per reset and a summary block per interval, for people.
+    Text,
+    /// JSON Lines, one object per line with a `"type"` field.
+    Json,
+}
+
+/// Receives every record the pipeline produces.
+pub trait Sink {
+    /// A reset.
+    fn reset(&mut self, r: &ResetRecord) -> io::Result<()>;
+    /// The first packet from a side after a reset.
+    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()>;
+    /// A retransmission or TTL-change sample.
+    fn sample(&mut self, r: &SampleRecord) -> io::Result<()>;
+    /// An interval summary with the counters at its end.
+    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()>;
+}
+
+/// A sink of `format` writing to `out`.
+pub fn sink(format: Format, out: Box<dyn io::Write + Send>) -> Box<dyn Sink + Send> {
+    match format {
+        Format::Text => Box::new(text::TextSink::new(out)),
+        Format::Json => Box::new(json::JsonSink::new(out)),
+    }
+}

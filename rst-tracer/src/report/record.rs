@@ -1,0 +1,514 @@
+//! The output records: what a reset, a sample, a summary and the counters look like to a reader.
+//!
+//! These are the JSON Lines wire types (one object per line, `"type"` first) and the numbers the
+//! text format prints. Every field here is part of the documented schema (README, "JSON output");
+//! add fields freely, never rename or remove one.
+
+use std::net::IpAddr;
+
+use rst_tracer_common::{
+    event::{
+        PacketInfo, IP_DF, IP_V6, OPT_MALFORMED, OPT_MPTCP, OPT_MSS, OPT_OTHER, OPT_SACK,
+        OPT_SACK_OK, OPT_TIMESTAMPS, OPT_WSCALE, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH,
+        TCP_RESERVED, TCP_RST, TCP_SYN, TCP_URG,
+    },
+    flow::{
+        FlowState, Side, SideState, FLOW_HANDSHAKE, FLOW_MIDSTREAM, SIDE_SEEN, SIDE_TIMESTAMPS,
+    },
+};
+use serde::Serialize;
+
+use crate::event::{Reset, Sample, Seen};
+
+/// A flow as sender -> receiver of the packet a record is about.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FlowView {
+    /// The packet's source address (for a reset: the endpoint it claims to come from).
+    pub src: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl FlowView {
+    /// The flow of a seen packet, oriented sender -> receiver.
+    pub fn of(seen: &Seen) -> FlowView {
+        let (src, sport) = seen.sender();
+        let (dst, dport) = seen.receiver();
+        FlowView {
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+}
+
+/// One TCP segment's headers.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PacketView {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (null without ACK).
+    pub ack: Option<u32>,
+    /// Flags as text, e.g. `"RST|ACK"`; reserved bits show as `RES(0x…)`.
+    pub flags: String,
+    /// Flags as a number (low 12 bits of the TCP offset/flags word).
+    pub flags_raw: u16,
+    /// Raw window field.
+    pub window: u16,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// IPv4 identification; null for IPv6 (it has none).
+    pub ip_id: Option<u16>,
+    /// IPv4 Don't Fragment.
+    pub df: bool,
+    /// TCP payload length.
+    pub payload_len: u16,
+    /// TCP options present, by name.
+    pub options: Vec<&'static str>,
+    /// TSval when the timestamps option is present.
+    pub ts_val: Option<u32>,
+}
+
+impl PacketView {
+    /// View of a packet's headers.
+    pub fn of(p: &PacketInfo) -> PacketView {
+        let ts = p.tcp_options & OPT_TIMESTAMPS != 0;
+        PacketView {
+            seq: p.seq,
+            ack: (p.flags & TCP_ACK != 0).then_some(p.ack),
+            flags: flag_names(p.flags),
+            flags_raw: p.flags,
+            window: p.window,
+            ttl: p.ttl,
+            ip_id: (p.ip_flags & IP_V6 == 0).then_some(p.ip_id),
+            df: p.ip_flags & IP_DF != 0,
+            payload_len: p.payload_len,
+            options: option_names(p.tcp_options),
+            ts_val: ts.then_some(p.ts_val),
+        }
+    }
+}
+
+/// TCP flags as `"SYN|ACK"`.
+pub fn flag_names(flags: u16) -> String {
+    const NAMES: [(u16, &str); 8] = [
+        (TCP_SYN, "SYN"),
+        (TCP_FIN, "FIN"),
+        (TCP_RST, "RST"),
+        (TCP_PSH, "PSH"),
+        (TCP_ACK, "ACK"),
+        (TCP_URG, "URG"),
+        (TCP_ECE, "ECE"),
+        (TCP_CWR, "CWR"),
+    ];
+    let mut out: Vec<String> = NAMES
+        .iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
+    if flags & TCP_RESERVED != 0 {
+        out.push(format!("RES(0x{:x})", (flags & TCP_RESERVED) >> 8));
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join("|")
+    }
+}
+
+fn option_names(bits: u8) -> Vec<&'static str> {
+    const NAMES: [(u8, &str); 8] = [
+        (OPT_MSS, "mss"),
+        (OPT_WSCALE, "wscale"),
+        (OPT_SACK_OK, "sack_ok"),
+        (OPT_SACK, "sack"),
+        (OPT_TIMESTAMPS, "timestamps"),
+        (OPT_MPTCP, "mptcp"),
+        (OPT_OTHER, "other"),
+        (OPT_MALFORMED, "malformed"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// TTL baseline of one side.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TtlBaseline {
+    /// Last TTL.
+    pub last: u8,
+    /// Smallest.
+    pub min: u8,
+    /// Largest.
+    pub max: u8,
+    /// Samples.
+    pub n: u32,
+}
+
+/// What one endpoint had sent before the packet a record is about.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SideView {
+    /// Any packet seen from this side.
+    pub seen: bool,
+    /// Packets (RSTs not included).
+    pub packets: u32,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Retransmitted segments.
+    pub retransmits: u32,
+    /// TTL baseline (null when nothing was seen).
+    pub ttl: Option<TtlBaseline>,
+    /// IP ID of its last packet (null for IPv6 or nothing seen).
+    pub last_ip_id: Option<u16>,
+    /// Where its stream is: highest sequence number sent plus length.
+    pub seq_next: Option<u32>,
+    /// Its last acknowledgement number.
+    pub last_ack: Option<u32>,
+    /// Raw window of its last packet.
+    pub window: Option<u16>,
+    /// It uses TCP timestamps.
+    pub timestamps: bool,
+    /// TSval of its last timestamped packet.
+    pub ts_val: Option<u32>,
+    /// Time from its last packet to the reported packet, in microseconds.
+    pub last_seen_us_ago: Option<f64>,
+}
+
+impl SideView {
+    /// View of a side, relative to a packet seen at kernel time `now_kernel_ns`.
+    pub fn of(s: &SideState, ipv6: bool, now_kernel_ns: u64) -> SideView {
+        let seen = s.flags & SIDE_SEEN != 0;
+        let ts = s.flags & SIDE_TIMESTAMPS != 0;
+        SideView {
+            seen,
+            packets: s.packets,
+            bytes: s.bytes,
+            retransmits: s.retransmits,
+            ttl: (s.ttl_samples > 0).then_some(TtlBaseline {
+                last: s.ttl_last,
+                min: s.ttl_min,
+                max: s.ttl_max,
+                n: s.ttl_samples,
+            }),
+            last_ip_id: (seen && !ipv6).then_some(s.last_ip_id),
+            seq_next: seen.then_some(s.seq_next),
+            last_ack: (seen && s.last_flags & TCP_ACK != 0).then_some(s.last_ack),
+            window: seen.then_some(s.window),
+            timestamps: ts,
+            ts_val: ts.then_some(s.ts_val),
+            last_seen_us_ago: seen.then(|| us_between(s.last_ns, now_kernel_ns)),
+        }
+    }
+}
+
+/// The last packet the reset's receiver sent: the candidate trigger of the reset.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TriggerView {
+    /// Microseconds from it to the reset.
+    pub us_before: f64,
+    /// Its sequence number.
+    pub seq: u32,
+    /// Its acknowledgement number (null without ACK).
+    pub ack: Option<u32>,
+    /// Its payload length.
+    pub len: u16,
+    /// Its flags.
+    pub flags: String,
+    /// Its IP ID (null for IPv6).
+    pub ip_id: Option<u16>,
+}
+
+/// What the flow had seen before the reset.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HistoryView {
+    /// The reset is the first packet seen of this flow.
+    pub new_flow: bool,
+    /// The flow was picked up mid-stream (its first packet was not a SYN).
+    pub midstream: bool,
+    /// SYN, SYN-ACK and the completing ACK were seen.
+    pub handshake: bool,
+    /// SYN to completing ACK as the observer saw it, in microseconds.
+    pub handshake_rtt_us: Option<f64>,
+    /// Resets seen earlier in this flow.
+    pub resets_before: u32,
+    /// Flow age at the reset, in microseconds.
+    pub age_us: f64,
+}
+
+/// The reset's sequence and acknowledgement numbers against the streams.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SeqCheck {
+    /// Where the claimed sender's stream is (its highest seq + len); null when it sent nothing.
+    pub expected: Option<u32>,
+    /// RST seq minus `expected` (0: exactly where the sender's stream is).
+    pub delta: Option<i64>,
+    /// The receiver's stream position the RST's ACK should match.
+    pub receiver_seq_next: Option<u32>,
+    /// RST ack minus `receiver_seq_next` (null without ACK or receiver history).
+    pub ack_delta: Option<i64>,
+}
+
+/// Printable or hex view of a RST's payload.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PayloadView {
+    /// Bytes captured (at most 64).
+    pub captured: usize,
+    /// The captured bytes in hex.
+    pub hex: String,
+    /// The captured bytes as text, when they are printable.
+    pub text: Option<String>,
+}
+
+impl PayloadView {
+    /// View of payload bytes.
+    pub fn of(bytes: &[u8]) -> PayloadView {
+        let printable = !bytes.is_empty()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t'));
+        PayloadView {
+            captured: bytes.len(),
+            hex: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            text: printable.then(|| String::from_utf8_lossy(bytes).into_owned()),
+        }
+    }
+}
+
+/// A `"type": "reset"` record.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResetRecord {
+    /// Always `"reset"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// RFC 3339 time, microseconds, UTC.
+    pub ts: String,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// Interface name (empty in replay).
+    pub iface: String,
+    /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
+    pub hook: &'static str,
+    /// `ingress`, `egress` or `unknown`.
+    pub direction: &'static str,
+    /// Sender (claimed) -> receiver.
+    pub flow: FlowView,
+    /// The RST's headers.
+    pub rst: PacketView,
+    /// The RST's payload, when it has one.
+    pub payload: Option<PayloadView>,
+    /// The claimed sender's history in this flow.
+    pub sender: SideView,
+    /// The receiver's history in this flow.
+    pub receiver: SideView,
+    /// The receiver's last packet before the reset.
+    pub trigger: Option<TriggerView>,
+    /// Flow history.
+    pub history: HistoryView,
+    /// Sequence checks.
+    pub seq_check: SeqCheck,
+}
+
+impl ResetRecord {
+    /// Builds the record of a decoded reset seen on `iface`.
+    pub fn of(r: &Reset, iface: &str) -> ResetRecord {
+        let seen = &r.seen;
+        let ipv6 = r.rst.ip_flags & IP_V6 != 0;
+        let now = seen.kernel_ts_ns;
+        let sender_state = r.flow.side(seen.side);
+        let receiver_state = r.flow.side(seen.side.other());
+        let sender = SideView::of(sender_state, ipv6, now);
+        let receiver = SideView::of(receiver_state, ipv6, now);
+        let trigger = receiver.seen.then(|| TriggerView {
+            us_before: us_between(receiver_state.last_ns, now),
+            seq: receiver_state.last_seq,
+            ack: (receiver_state.last_flags & TCP_ACK != 0).then_some(receiver_state.last_ack),
+            len: receiver_state.last_len,
+            flags: flag_names(receiver_state.last_flags),
+            ip_id: (!ipv6).then_some(receiver_state.last_ip_id),
+        });
+        let has_ack = r.rst.flags & TCP_ACK != 0;
+        let seq_check = SeqCheck {
+            expected: sender.seq_next,
+            delta: sender
+                .seq_next
+                .map(|e| r.rst.seq.wrapping_sub(e) as i32 as i64),
+            receiver_seq_next: receiver.seq_next,
+            ack_delta: receiver
+                .seq_next
+                .filter(|_| has_ack)
+                .map(|e| r.rst.ack.wrapping_sub(e) as i32 as i64),
+        };
+        ResetRecord {
+            kind: "reset",
+            ts: rfc3339(seen.ts_ns),
+            ts_ns: seen.ts_ns,
+            iface: iface.to_string(),
+            hook: seen.hook.name(),
+            direction: seen.direction.name(),
+            flow: FlowView::of(seen),
+            rst: PacketView::of(&r.rst),
+            payload: (!r.payload.is_empty()).then(|| PayloadView::of(&r.payload)),
+            sender,
+            receiver,
+            trigger,
+            history: history(&r.flow, seen),
+            seq_check,
+        }
+    }
+}
+
+fn history(flow: &FlowState, seen: &Seen) -> HistoryView {
+    HistoryView {
+        new_flow: seen.new_flow,
+        midstream: flow.flags & FLOW_MIDSTREAM != 0,
+        handshake: flow.flags & FLOW_HANDSHAKE != 0,
+        handshake_rtt_us: flow.handshake_rtt_ns().map(|ns| ns as f64 / 1000.0),
+        resets_before: flow.rst_count,
+        age_us: if seen.new_flow {
+            0.0
+        } else {
+            us_between(flow.first_ns, seen.kernel_ts_ns)
+        },
+    }
+}
+
+/// A `"type": "after_reset"` record: the first packet from a side after a reset in its flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct AfterResetRecord {
+    /// Always `"after_reset"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// Interface name.
+    pub iface: String,
+    /// Hook name.
+    pub hook: &'static str,
+    /// Direction.
+    pub direction: &'static str,
+    /// Sender -> receiver of this packet.
+    pub flow: FlowView,
+    /// The packet.
+    pub packet: PacketView,
+    /// True when this packet's sender is the side the reset claimed to come from.
+    pub from_reset_sender: bool,
+    /// Microseconds since the reset, when the reset was seen by this tracer run.
+    pub us_after_reset: Option<f64>,
+}
+
+/// A `"type": "retransmit"` or `"type": "ttl_change"` record (a rate-limited sample).
+#[derive(Clone, Debug, Serialize)]
+pub struct SampleRecord {
+    /// `"retransmit"` or `"ttl_change"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// RFC 3339 time.
+    pub ts: String,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// Interface name.
+    pub iface: String,
+    /// Hook name.
+    pub hook: &'static str,
+    /// Direction.
+    pub direction: &'static str,
+    /// Sender -> receiver of this packet.
+    pub flow: FlowView,
+    /// The packet.
+    pub packet: PacketView,
+    /// The sender's history before this packet (retransmit count, TTL baseline).
+    pub sender: SideView,
+}
+
+impl SampleRecord {
+    /// Record of a sample of `kind` (`"retransmit"` or `"ttl_change"`).
+    pub fn of(kind: &'static str, s: &Sample, iface: &str) -> SampleRecord {
+        let ipv6 = s.packet.ip_flags & IP_V6 != 0;
+        SampleRecord {
+            kind,
+            ts: rfc3339(s.seen.ts_ns),
+            ts_ns: s.seen.ts_ns,
+            iface: iface.to_string(),
+            hook: s.seen.hook.name(),
+            direction: s.seen.direction.name(),
+            flow: FlowView::of(&s.seen),
+            packet: PacketView::of(&s.packet),
+            sender: SideView::of(&s.sender, ipv6, s.seen.kernel_ts_ns),
+        }
+    }
+}
+
+impl AfterResetRecord {
+    /// Record of an after-reset sample; `reset` is the side and kernel time of the flow's last
+    /// reset, when this run saw it.
+    pub fn of(s: &Sample, iface: &str, reset: Option<(Side, u64)>) -> AfterResetRecord {
+        AfterResetRecord {
+            kind: "after_reset",
+            ts: rfc3339(s.seen.ts_ns),
+            ts_ns: s.seen.ts_ns,
+            iface: iface.to_string(),
+            hook: s.seen.hook.name(),
+            direction: s.seen.direction.name(),
+            flow: FlowView::of(&s.seen),
+            packet: PacketView::of(&s.packet),
+            from_reset_sender: reset.is_some_and(|(side, _)| side == s.seen.side),
+            us_after_reset: reset.map(|(_, t)| us_between(t, s.seen.kernel_ts_ns)),
+        }
+    }
+}
+
+/// Microseconds from `earlier` to `later` (kernel ns), never negative.
+pub fn us_between(earlier: u64, later: u64) -> f64 {
+    later.saturating_sub(earlier) as f64 / 1000.0
+}
+
+/// RFC 3339 UTC time with microseconds.
+pub fn rfc3339(epoch_ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(epoch_ns);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_names_include_reserved_bits() {
+        assert_eq!(flag_names(TCP_RST | TCP_ACK), "RST|ACK");
+        assert_eq!(flag_names(TCP_RST | 0x100), "RST|RES(0x1)");
+        assert_eq!(flag_names(0), "none");
+    }
+
+    #[test]
+    fn payload_text_only_when_printable() {
+        let p = PayloadView::of(b"Access Denied");
+        assert_eq!(p.text.as_deref(), Some("Access Denied"));
+        assert_eq!(p.hex, "4163636573732044656e696564");
+        assert_eq!(PayloadView::of(&[0, 1, 0xff]).text, None);
+    }
+
+    #[test]
+    fn ipv6_packets_have_no_ip_id() {
+        let p = PacketInfo {
+            ip_flags: IP_V6,
+            ip_id: 0,
+            ..Default::default()
+        };
+        assert_eq!(PacketView::of(&p).ip_id, None);
+        let p = PacketInfo {
+            ip_flags: IP_DF,
+            ip_id: 7,
+            ..Default::default()
+        };
+        assert_eq!(PacketView::of(&p).ip_id, Some(7));
+    }
+}

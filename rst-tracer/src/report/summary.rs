@@ -1,0 +1,289 @@
+//! Interval summaries and counter statistics: what happened since the last summary, and the
+//! kernel's counters (drops and evictions included: nothing lost is hidden).
+
+use std::{collections::HashMap, net::IpAddr};
+
+use rst_tracer_common::counter::Counter;
+use serde::Serialize;
+
+use crate::event::{Reset, Seen};
+use rst_tracer_common::event::Direction;
+
+/// How many entries the "top" tables list.
+const TOP: usize = 5;
+
+/// A snapshot of the kernel counters (summed over CPUs) and the flow table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// One value per `Counter`, in index order.
+    pub values: Vec<u64>,
+    /// Entries in the kernel flow table, when they were counted.
+    pub flow_entries: Option<u64>,
+}
+
+impl CounterSnapshot {
+    /// Value of one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values.get(c as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Counts of one summary window and of the whole run.
+#[derive(Debug, Default)]
+pub struct SummaryWindow {
+    started_ns: u64,
+    resets: u64,
+    resets_total: u64,
+    after_reset: u64,
+    retransmits: u64,
+    ttl_changes: u64,
+    by_remote: HashMap<IpAddr, u64>,
+    by_port: HashMap<u16, u64>,
+}
+
+/// Which endpoint of a packet is the remote one, and the flow's service port.
+fn remote_and_port(seen: &Seen, syn_side: Option<rst_tracer_common::flow::Side>) -> (IpAddr, u16) {
+    let (src, sport) = seen.sender();
+    let (dst, dport) = seen.receiver();
+    let remote = match seen.direction {
+        Direction::Egress => dst,
+        Direction::Ingress | Direction::Unknown => src,
+    };
+    // The service port is the one the SYN went to; without a handshake, the lower port.
+    let port = match syn_side {
+        Some(side) if side == seen.side => dport,
+        Some(_) => sport,
+        None => sport.min(dport),
+    };
+    (remote, port)
+}
+
+impl SummaryWindow {
+    /// A window starting at `now_ns`.
+    pub fn new(now_ns: u64) -> SummaryWindow {
+        SummaryWindow {
+            started_ns: now_ns,
+            ..Default::default()
+        }
+    }
+
+    /// Counts a reset.
+    pub fn reset(&mut self, r: &Reset) {
+        self.resets += 1;
+        self.resets_total += 1;
+        let syn_side =
+            (r.flow.syn_ns != 0).then(|| rst_tracer_common::flow::Side::from_u8(r.flow.syn_side));
+        let (remote, port) = remote_and_port(&r.seen, syn_side);
+        *self.by_remote.entry(remote).or_default() += 1;
+        *self.by_port.entry(port).or_default() += 1;
+    }
+
+    /// Counts an after-reset packet.
+    pub fn after_reset(&mut self) {
+        self.after_reset += 1;
+    }
+
+    /// Counts a retransmission sample.
+    pub fn retransmit(&mut self) {
+        self.retransmits += 1;
+    }
+
+    /// Counts a TTL-change sample.
+    pub fn ttl_change(&mut self) {
+        self.ttl_changes += 1;
+    }
+
+    /// Closes the window at `now_ns` and starts the next one.
+    pub fn take(&mut self, now_ns: u64, flows: FlowTableStats) -> SummaryRecord {
+        let record = SummaryRecord {
+            kind: "summary",
+            ts: crate::report::record::rfc3339(now_ns),
+            interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
+            resets: self.resets,
+            resets_total: self.resets_total,
+            after_reset: self.after_reset,
+            retransmit_samples: self.retransmits,
+            ttl_change_samples: self.ttl_changes,
+            top_remote: top(&self.by_remote)
+                .into_iter()
+                .map(|(addr, resets)| RemoteCount { addr, resets })
+                .collect(),
+            top_ports: top(&self.by_port)
+                .into_iter()
+                .map(|(port, resets)| PortCount { port, resets })
+                .collect(),
+            flows_tracked: flows.tracked,
+            flow_evictions: flows.evictions,
+        };
+        *self = SummaryWindow {
+            started_ns: now_ns,
+            resets_total: self.resets_total,
+            ..Default::default()
+        };
+        record
+    }
+}
+
+/// The largest counts, ties broken by key so the order is stable.
+fn top<K: Copy + Ord>(counts: &HashMap<K, u64>) -> Vec<(K, u64)> {
+    let mut v: Vec<(K, u64)> = counts.iter().map(|(k, n)| (*k, *n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(TOP);
+    v
+}
+
+/// Size and evictions of the userspace flow table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowTableStats {
+    /// Flows tracked now.
+    pub tracked: usize,
+    /// Flows evicted so far to keep the table bounded.
+    pub evictions: u64,
+}
+
+/// Resets per remote address.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RemoteCount {
+    /// Remote address.
+    pub addr: IpAddr,
+    /// Resets.
+    pub resets: u64,
+}
+
+/// Resets per service port.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PortCount {
+    /// Port.
+    pub port: u16,
+    /// Resets.
+    pub resets: u64,
+}
+
+/// A `"type": "summary"` record.
+#[derive(Clone, Debug, Serialize)]
+pub struct SummaryRecord {
+    /// Always `"summary"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// End of the window.
+    pub ts: String,
+    /// Window length in seconds.
+    pub interval_s: f64,
+    /// Resets in the window.
+    pub resets: u64,
+    /// Resets since the start.
+    pub resets_total: u64,
+    /// After-reset packets in the window.
+    pub after_reset: u64,
+    /// Retransmission samples in the window.
+    pub retransmit_samples: u64,
+    /// TTL-change samples in the window.
+    pub ttl_change_samples: u64,
+    /// Remote addresses with the most resets in the window.
+    pub top_remote: Vec<RemoteCount>,
+    /// Service ports with the most resets in the window.
+    pub top_ports: Vec<PortCount>,
+    /// Flows in the userspace table.
+    pub flows_tracked: usize,
+    /// Flows evicted from the userspace table since the start.
+    pub flow_evictions: u64,
+}
+
+/// A `"type": "stats"` record: cumulative kernel counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsRecord {
+    /// Always `"stats"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Time of the snapshot.
+    pub ts: String,
+    /// Every kernel counter by name.
+    pub counters: serde_json::Map<String, serde_json::Value>,
+    /// Sum of the `err_*` counters: malformed or truncated packets.
+    pub parse_errors: u64,
+    /// Events lost to full rings (sum of the `*_dropped` counters).
+    pub ring_drops: u64,
+    /// Kernel flow table: entries now, inserts, and evictions (inserts minus entries).
+    pub flow_table: KernelFlowTable,
+    /// Ring records userspace could not decode.
+    pub decode_errors: u64,
+}
+
+/// The kernel flow table's numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelFlowTable {
+    /// Configured capacity.
+    pub capacity: u32,
+    /// Entries now (null when not counted).
+    pub entries: Option<u64>,
+    /// Flows inserted since load.
+    pub inserts: u64,
+    /// Flows the LRU evicted to make room (inserts minus entries; null when not counted).
+    pub evictions: Option<u64>,
+}
+
+impl StatsRecord {
+    /// Stats from a counter snapshot.
+    pub fn of(
+        now_ns: u64,
+        snap: &CounterSnapshot,
+        capacity: u32,
+        decode_errors: u64,
+    ) -> StatsRecord {
+        let counters = Counter::ALL
+            .iter()
+            .map(|c| (c.name().to_string(), serde_json::Value::from(snap.get(*c))))
+            .collect();
+        let sum = |pred: fn(Counter) -> bool| {
+            Counter::ALL
+                .iter()
+                .filter(|c| pred(**c))
+                .map(|c| snap.get(*c))
+                .sum()
+        };
+        let inserts = snap.get(Counter::FlowInserts);
+        StatsRecord {
+            kind: "stats",
+            ts: crate::report::record::rfc3339(now_ns),
+            counters,
+            parse_errors: sum(Counter::is_parse_error),
+            ring_drops: sum(Counter::is_drop),
+            flow_table: KernelFlowTable {
+                capacity,
+                entries: snap.flow_entries,
+                inserts,
+                evictions: snap.flow_entries.map(|e| inserts.saturating_sub(e)),
+            },
+            decode_errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_sum_errors_and_drops_and_derive_evictions() {
+        let mut values = vec![0u64; Counter::COUNT as usize];
+        values[Counter::ErrTcpTruncated as usize] = 2;
+        values[Counter::ErrVlanTooDeep as usize] = 1;
+        values[Counter::RstDropped as usize] = 5;
+        values[Counter::FlowInserts as usize] = 10;
+        let snap = CounterSnapshot {
+            values,
+            flow_entries: Some(4),
+        };
+        let s = StatsRecord::of(0, &snap, 8, 0);
+        assert_eq!(s.parse_errors, 3);
+        assert_eq!(s.ring_drops, 5);
+        assert_eq!(s.flow_table.evictions, Some(6));
+        assert_eq!(s.counters["rst_dropped"], 5);
+    }
+
+    #[test]
+    fn top_is_sorted_by_count_then_key() {
+        let counts: HashMap<u16, u64> = [(443, 2), (80, 5), (22, 2)].into_iter().collect();
+        assert_eq!(top(&counts), vec![(80, 5), (22, 2), (443, 2)]);
+    }
+}

@@ -1,0 +1,227 @@
+//! Text sink: one line per reset with its evidence in numbers, and a summary block per interval.
+
+use std::io::{self, Write};
+
+use super::{
+    record::{AfterResetRecord, ResetRecord, SampleRecord},
+    summary::{StatsRecord, SummaryRecord},
+    Sink,
+};
+
+/// Writes records for people.
+pub struct TextSink {
+    out: Box<dyn Write + Send>,
+}
+
+impl TextSink {
+    /// A sink writing to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> TextSink {
+        TextSink { out }
+    }
+}
+
+/// A duration in microseconds as people read it: "40 µs", "0.3 ms", "4.1 ms", "2.05 s".
+pub fn duration(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 100.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// Time of day (UTC) from an RFC 3339 timestamp.
+fn time_of_day(ts: &str) -> &str {
+    ts.get(11..ts.len().saturating_sub(1)).unwrap_or(ts)
+}
+
+/// The one-line text form of a reset.
+pub fn reset_line(r: &ResetRecord) -> String {
+    let f = &r.flow;
+    let mut head = format!(
+        "{} {} {} {} {} {}:{} > {}:{} seq {}",
+        time_of_day(&r.ts),
+        if r.iface.is_empty() { "-" } else { &r.iface },
+        r.hook,
+        r.direction,
+        r.rst.flags,
+        f.src,
+        f.sport,
+        f.dst,
+        f.dport,
+        r.rst.seq
+    );
+    if let Some(ack) = r.rst.ack {
+        head += &format!(" ack {ack}");
+    }
+    head += &format!(" win {}", r.rst.window);
+    let mut parts = vec![head];
+
+    parts.push(match &r.sender.ttl {
+        Some(b) if b.min == b.max => {
+            format!("ttl {}, sender's baseline {} (n={})", r.rst.ttl, b.min, b.n)
+        }
+        Some(b) => format!(
+            "ttl {}, sender's baseline {}..{} (n={})",
+            r.rst.ttl, b.min, b.max, b.n
+        ),
+        None => format!("ttl {}, no baseline from the sender", r.rst.ttl),
+    });
+    parts.push(match (r.rst.ip_id, r.sender.last_ip_id) {
+        (None, _) => "no ip id (IPv6)".to_string(),
+        (Some(id), Some(prev)) => format!("ip id {id:#06x} after {prev:#06x}"),
+        (Some(id), None) => format!("ip id {id:#06x}"),
+    });
+    parts.push(match r.seq_check.delta {
+        Some(0) => "seq = expected".to_string(),
+        Some(d) => format!("seq expected{d:+}"),
+        None => "seq: sender sent nothing before".to_string(),
+    });
+    let mut timing = Vec::new();
+    if let Some(t) = &r.trigger {
+        timing.push(format!(
+            "{} after the peer's last segment",
+            duration(t.us_before)
+        ));
+    }
+    if let Some(rtt) = r.history.handshake_rtt_us {
+        timing.push(format!("handshake rtt {}", duration(rtt)));
+    }
+    if !timing.is_empty() {
+        parts.push(timing.join("; "));
+    }
+    if r.history.new_flow {
+        parts.push("first packet seen of this flow".to_string());
+    } else if r.history.midstream {
+        parts.push("flow picked up mid-stream".to_string());
+    }
+    if let Some(p) = &r.payload {
+        parts.push(match &p.text {
+            Some(text) => format!("payload {} B {:?}", r.rst.payload_len, text),
+            None => format!("payload {} B {}", r.rst.payload_len, p.hex),
+        });
+    }
+    parts.join(" | ")
+}
+
+impl Sink for TextSink {
+    fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
+        writeln!(self.out, "{}", reset_line(r))?;
+        self.out.flush()
+    }
+
+    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
+        let f = &r.flow;
+        let who = if r.from_reset_sender {
+            "the reset's claimed sender"
+        } else {
+            "the reset's receiver"
+        };
+        let when = r
+            .us_after_reset
+            .map(|us| format!(" {} after the reset", super::text::duration(us)))
+            .unwrap_or_default();
+        writeln!(
+            self.out,
+            "{} {} after reset: {}:{} > {}:{} {} seq {} len {} from {who}{when}",
+            time_of_day(&r.ts),
+            if r.iface.is_empty() { "-" } else { &r.iface },
+            f.src,
+            f.sport,
+            f.dst,
+            f.dport,
+            r.packet.flags,
+            r.packet.seq,
+            r.packet.payload_len
+        )?;
+        self.out.flush()
+    }
+
+    fn sample(&mut self, _r: &SampleRecord) -> io::Result<()> {
+        // Samples are counted in the summary; one line each would bury the resets.
+        Ok(())
+    }
+
+    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
+        let o = &mut self.out;
+        writeln!(
+            o,
+            "-- summary {} (last {:.1} s) --",
+            time_of_day(&s.ts),
+            s.interval_s
+        )?;
+        writeln!(
+            o,
+            "   resets {} (total {}), after-reset packets {}, retransmit samples {}, ttl-change samples {}",
+            s.resets, s.resets_total, s.after_reset, s.retransmit_samples, s.ttl_change_samples
+        )?;
+        if !s.top_remote.is_empty() {
+            let list: Vec<String> = s
+                .top_remote
+                .iter()
+                .map(|r| format!("{} x{}", r.addr, r.resets))
+                .collect();
+            writeln!(o, "   resets by remote endpoint: {}", list.join(", "))?;
+        }
+        if !s.top_ports.is_empty() {
+            let list: Vec<String> = s
+                .top_ports
+                .iter()
+                .map(|p| format!("{} x{}", p.port, p.resets))
+                .collect();
+            writeln!(o, "   resets by port: {}", list.join(", "))?;
+        }
+        let c = |name: &str| {
+            stats
+                .counters
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        };
+        writeln!(
+            o,
+            "   kernel: packets {} tcp {} rst {} | parse errors {} | ring drops {} | rate-limited samples {}",
+            c("packets"),
+            c("tcp"),
+            c("rst"),
+            stats.parse_errors,
+            stats.ring_drops,
+            c("samples_rate_limited")
+        )?;
+        let ft = &stats.flow_table;
+        let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        writeln!(
+            o,
+            "   flow tables: kernel {}/{} entries, {} evicted | userspace {} flows, {} evicted | decode errors {}",
+            opt(ft.entries),
+            ft.capacity,
+            opt(ft.evictions),
+            s.flows_tracked,
+            s.flow_evictions,
+            stats.decode_errors
+        )?;
+        o.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(40.0), "40 µs");
+        assert_eq!(duration(300.0), "0.3 ms");
+        assert_eq!(duration(4100.0), "4.1 ms");
+        assert_eq!(duration(2_050_000.0), "2.05 s");
+    }
+
+    #[test]
+    fn time_of_day_strips_date_and_zone() {
+        assert_eq!(
+            time_of_day("2026-11-22T12:00:01.234567Z"),
+            "12:00:01.234567"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Live tracing: load, attach to the chosen interfaces, stream the rings through the pipeline
+//! until a signal or `--duration`, then detach and print the final summary.
+
+use std::{fs, io::Write, path::PathBuf, time::Duration};
+
+use anyhow::{anyhow, Context, Result};
+use aya::maps::{MapData, RingBuf};
+use bytes::Bytes;
+use rst_tracer_common::names::{MAP_RST_RING, MAP_SAMPLE_RING};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    time::{interval_at, sleep, Instant},
+};
+
+use crate::{
+    attach::{self, IngressMode, LoadOptions},
+    counters,
+    event::{epoch_now_ns, monotonic_now_ns, Clock},
+    iface, object,
+    pipeline::Pipeline,
+    privileges,
+    report::{self, Format},
+};
+
+/// What `rst-tracer live` was asked to do, resolved.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Interfaces to trace (empty: the default-route interface).
+    pub ifaces: Vec<String>,
+    /// Ingress hook choice.
+    pub ingress: IngressMode,
+    /// Summary interval.
+    pub interval: Duration,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Output format.
+    pub format: Format,
+    /// Kernel program settings.
+    pub load: LoadOptions,
+    /// Written once every hook is attached (for scripts and tests that must wait for it).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Runs the live tracer, writing records to `out`.
+///
+/// # Errors
+/// Missing privileges, unknown interface, a refused program or attach, or an output error.
+pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
+    privileges::check()?;
+    let object = object::embedded()?;
+    let ifaces = iface::default_or_named(&opts.ifaces)?;
+    let mut ebpf = attach::load(object, &opts.load)?;
+    log::debug!(
+        "verifier cost (instructions processed): {:?}",
+        attach::verifier_cost(&ebpf)?
+    );
+    let mut attachments = Vec::new();
+    for name in &ifaces {
+        attachments.push(attach::attach(&mut ebpf, name, opts.ingress)?);
+    }
+    let hooks: Vec<String> = attachments
+        .iter()
+        .map(|a| format!("{} (ingress {}, egress tc)", a.iface, a.ingress))
+        .collect();
+    eprintln!("rst-tracer: tracing {}", hooks.join(", "));
+    if let Some(path) = &opts.ready_file {
+        fs::write(path, hooks.join("\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
+    let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
+    let mut pipeline = Pipeline::new(
+        report::sink(opts.format, out),
+        Clock::now(),
+        opts.load.flow_table_size,
+        epoch_now_ns(),
+    );
+    let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let deadline = sleep(
+        opts.duration
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400)),
+    );
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = &mut deadline => break,
+            guard = rst_ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut pipeline)?;
+                guard.clear_ready();
+            }
+            guard = sample_ring.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut pipeline)?;
+                guard.clear_ready();
+            }
+            _ = ticker.tick() => {
+                let snap = counters::snapshot(&ebpf, true)?;
+                pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
+            }
+        }
+    }
+    // Detach first, then empty the rings, so the final summary covers everything the hooks saw.
+    drop(attachments);
+    drain(rst_ring.get_mut(), &mut pipeline)?;
+    drain(sample_ring.get_mut(), &mut pipeline)?;
+    let snap = counters::snapshot(&ebpf, true)?;
+    pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
+    Ok(())
+}
+
+fn take_ring(ebpf: &mut aya::Ebpf, name: &str) -> Result<RingBuf<MapData>> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
+    Ok(RingBuf::try_from(map)?)
+}
+
+/// Registers a ring with the tokio reactor.
+fn watch(ring: RingBuf<MapData>) -> Result<AsyncFd<RingBuf<MapData>>> {
+    // SAFETY: the ring owns its map fd and the AsyncFd owns the ring, so the fd stays open for
+    // as long as it is registered.
+    Ok(unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?)
+}
+
+/// Hands every record waiting in `ring` to the pipeline.
+pub fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<()> {
+    while let Some(item) = ring.next() {
+        let record = Bytes::copy_from_slice(&item);
+        drop(item);
+        pipeline.record(record)?;
+    }
+    Ok(())
+}
