@@ -101,7 +101,7 @@ fn emit_samples(state: &mut FlowState, subject: &Subject) {
             emit::sample(EventKind::AfterRst, subject, &state.sides[s]);
         }
     }
-    let sender = &mut state.sides[s];
+    let sender = &state.sides[s];
     if sender.flags & SIDE_SEEN == 0 {
         return;
     }
@@ -111,8 +111,8 @@ fn emit_samples(state: &mut FlowState, subject: &Subject) {
         info.flags & TCP_SYN != 0,
         info.flags & TCP_FIN != 0,
     );
-    let kind = if len > 0 && seq_before_eq(info.seq.wrapping_add(len), sender.seq_next) {
-        sender.retransmits += 1;
+    let retransmit = len > 0 && seq_before_eq(info.seq.wrapping_add(len), sender.seq_next);
+    let kind = if retransmit {
         EventKind::Retransmit
     } else if info.ttl != sender.ttl_last {
         EventKind::TtlChange
@@ -122,10 +122,14 @@ fn emit_samples(state: &mut FlowState, subject: &Subject) {
     if obs.now_ns.wrapping_sub(state.last_sample_ns) < sample_gap_ns() && state.last_sample_ns != 0
     {
         count(Counter::SamplesRateLimited);
-        return;
+    } else {
+        state.last_sample_ns = obs.now_ns;
+        emit::sample(kind, subject, &state.sides[s]);
     }
-    state.last_sample_ns = obs.now_ns;
-    emit::sample(kind, subject, &state.sides[s]);
+    // Counted after the sample, which carries the state from before this packet.
+    if retransmit {
+        state.sides[s].retransmits += 1;
+    }
 }
 
 /// Folds a non-RST segment into its side's state and the flow's handshake timing.

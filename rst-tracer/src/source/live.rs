@@ -3,7 +3,7 @@
 
 use std::{fs, io::Write, path::PathBuf, time::Duration};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use bytes::Bytes;
 use rst_tracer_common::names::{MAP_RST_RING, MAP_SAMPLE_RING};
@@ -13,6 +13,7 @@ use tokio::{
     time::{interval_at, sleep, Instant},
 };
 
+use super::prog_run::take_ring;
 use crate::{
     attach::{self, IngressMode, LoadOptions},
     counters,
@@ -114,13 +115,6 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
     Ok(())
-}
-
-fn take_ring(ebpf: &mut aya::Ebpf, name: &str) -> Result<RingBuf<MapData>> {
-    let map = ebpf
-        .take_map(name)
-        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
-    Ok(RingBuf::try_from(map)?)
 }
 
 /// Registers a ring with the tokio reactor.

@@ -1,4 +1,6 @@
-//! Where events come from. `live` reads the ring buffers of the attached program; replay of a
-//! capture file (a later addition) runs the same program over recorded frames.
+//! Where events come from. `live` reads the ring buffers of the attached program; `prog_run`
+//! runs the same loaded program over frames with BPF_PROG_TEST_RUN (tests, benchmarks, and
+//! capture replay).
 
 pub mod live;
+pub mod prog_run;
