@@ -7,26 +7,47 @@
 use core::mem::size_of;
 
 /// Address family of a flow.
-pub const FAMILY_IPV4: u8 = 4;
+pub const FAMILY_IPV4: u16 = 4;
 /// Address family of a flow.
-pub const FAMILY_IPV6: u8 = 6;
+pub const FAMILY_IPV6: u16 = 6;
+
+/// An IP address as four 32-bit words holding the address bytes in network order (the words are
+/// the raw memory of the address, `u32::from_ne_bytes` of each 4 bytes). IPv4 uses word 0, the
+/// rest are zero. Words rather than bytes: the kernel copies and compares them a word at a time.
+pub type AddrWords = [u32; 4];
+
+/// The words of an address given as 16 bytes (IPv4 in the first 4).
+pub fn addr_from_bytes(b: &[u8; 16]) -> AddrWords {
+    let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// The 16 address bytes of `words`.
+pub fn addr_to_bytes(words: &AddrWords) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
 
 /// Canonical flow key (40 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
-    /// Lower endpoint's address, network byte order; IPv4 uses the first 4 bytes, rest zero.
-    pub addr_lo: [u8; 16],
-    /// Higher endpoint's address, same layout.
-    pub addr_hi: [u8; 16],
+    /// Lower endpoint's address (see [`AddrWords`]).
+    pub addr_lo: AddrWords,
+    /// Higher endpoint's address.
+    pub addr_hi: AddrWords,
     /// Lower endpoint's port (host byte order).
     pub port_lo: u16,
     /// Higher endpoint's port (host byte order).
     pub port_hi: u16,
-    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
-    pub family: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`]. A `u16` so the key has no byte-sized padding: the
+    /// kernel zeroes a `u16` with one store, three padding bytes with a `memset` call.
+    pub family: u16,
     /// Padding, always zero.
-    pub _pad: [u8; 3],
+    pub _pad: u16,
 }
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
@@ -66,14 +87,12 @@ impl Side {
 
 /// Sorts an endpoint pair: returns true when `(a, pa)` is the lower endpoint.
 ///
-/// Addresses are compared as big-endian numbers (byte-wise), then ports.
+/// Addresses are compared as big-endian numbers (the same order as byte-wise), then ports.
 #[inline(always)]
-pub fn endpoint_is_lower(a: &[u8; 16], pa: u16, b: &[u8; 16], pb: u16) -> bool {
-    // Compare as four big-endian u32 words: cheap in the kernel and the same order as byte-wise.
+pub fn endpoint_is_lower(a: &AddrWords, pa: u16, b: &AddrWords, pb: u16) -> bool {
     let mut i = 0;
     while i < 4 {
-        let wa = u32::from_be_bytes([a[i * 4], a[i * 4 + 1], a[i * 4 + 2], a[i * 4 + 3]]);
-        let wb = u32::from_be_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        let (wa, wb) = (u32::from_be(a[i]), u32::from_be(b[i]));
         if wa != wb {
             return wa < wb;
         }
@@ -87,10 +106,10 @@ impl FlowKey {
     /// sent it.
     #[inline(always)]
     pub fn canonical(
-        family: u8,
-        src: &[u8; 16],
+        family: u16,
+        src: &AddrWords,
         sport: u16,
-        dst: &[u8; 16],
+        dst: &AddrWords,
         dport: u16,
     ) -> (FlowKey, Side) {
         if endpoint_is_lower(src, sport, dst, dport) {
@@ -100,7 +119,7 @@ impl FlowKey {
                 port_lo: sport,
                 port_hi: dport,
                 family,
-                _pad: [0; 3],
+                _pad: 0,
             };
             (key, Side::Lo)
         } else {
@@ -110,14 +129,14 @@ impl FlowKey {
                 port_lo: dport,
                 port_hi: sport,
                 family,
-                _pad: [0; 3],
+                _pad: 0,
             };
             (key, Side::Hi)
         }
     }
 
     /// The address and port of the endpoint on `side`.
-    pub fn endpoint(&self, side: Side) -> (&[u8; 16], u16) {
+    pub fn endpoint(&self, side: Side) -> (&AddrWords, u16) {
         match side {
             Side::Lo => (&self.addr_lo, self.port_lo),
             Side::Hi => (&self.addr_hi, self.port_hi),
@@ -248,10 +267,10 @@ impl FlowState {
 mod tests {
     use super::*;
 
-    fn v4(a: [u8; 4]) -> [u8; 16] {
+    fn v4(a: [u8; 4]) -> AddrWords {
         let mut out = [0u8; 16];
         out[..4].copy_from_slice(&a);
-        out
+        addr_from_bytes(&out)
     }
 
     #[test]
@@ -300,7 +319,13 @@ mod tests {
         let mut b = [0u8; 16];
         a[15] = 1;
         b[15] = 2;
-        assert!(endpoint_is_lower(&a, 9, &b, 1));
+        assert!(endpoint_is_lower(
+            &addr_from_bytes(&a),
+            9,
+            &addr_from_bytes(&b),
+            1
+        ));
+        assert_eq!(addr_to_bytes(&addr_from_bytes(&b)), b);
     }
 
     #[test]

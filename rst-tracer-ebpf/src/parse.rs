@@ -25,7 +25,7 @@ use rst_tracer_common::{
         PacketInfo, IP_DF, IP_MF, IP_V6, OPT_MALFORMED, OPT_MPTCP, OPT_MSS, OPT_OTHER, OPT_SACK,
         OPT_SACK_OK, OPT_TIMESTAMPS, OPT_WSCALE, TCP_RST, TCP_SYN,
     },
-    flow::{FAMILY_IPV4, FAMILY_IPV6},
+    flow::{AddrWords, FAMILY_IPV4, FAMILY_IPV6},
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -81,11 +81,11 @@ impl Cursor {
 #[repr(C)]
 pub struct Segment {
     /// `FAMILY_IPV4` or `FAMILY_IPV6`.
-    pub family: u8,
-    /// Source address (network byte order; IPv4 in the first 4 bytes).
-    pub src: [u8; 16],
+    pub family: u16,
+    /// Source address.
+    pub src: AddrWords,
     /// Destination address.
-    pub dst: [u8; 16],
+    pub dst: AddrWords,
     /// Source port.
     pub sport: u16,
     /// Destination port.
@@ -107,9 +107,7 @@ pub struct Segment {
 /// (including the benign reasons: other ethertype, non-TCP, non-first fragment).
 #[inline(always)]
 pub fn parse_frame(frame: Cursor, seg: &mut Segment) -> Result<(), Counter> {
-    seg.src = [0; 16];
-    seg.dst = [0; 16];
-    seg.info = PacketInfo::default();
+    clear(&mut seg.info);
     let mut cur = frame;
     let mut ethertype = cur.be16_at(12).ok_or(Counter::ErrEthTruncated)?;
     cur.pos += ETH_HLEN;
@@ -134,6 +132,22 @@ pub fn parse_frame(frame: Cursor, seg: &mut Segment) -> Result<(), Counter> {
     seg.payload_offset = (cur.pos - frame.pos) as u32;
     seg.payload_available = cur.end.saturating_sub(cur.pos) as u32;
     Ok(())
+}
+
+/// Zeroes a `PacketInfo` with four word stores. Volatile, or LLVM turns them back into a call
+/// to a byte-wise `memset`.
+#[inline(always)]
+fn clear(info: &mut PacketInfo) {
+    let words = info as *mut PacketInfo as *mut u64;
+    for i in 0..size_of::<PacketInfo>() / 8 {
+        unsafe { write_volatile(words.add(i), 0) };
+    }
+}
+
+/// Four header bytes at `at` as an address word (see `AddrWords`).
+#[inline(always)]
+fn word<const N: usize>(hdr: &[u8; N], at: usize) -> u32 {
+    u32::from_ne_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]])
 }
 
 /// IPv4: returns the IP payload length (total length minus header length).
@@ -162,8 +176,8 @@ fn parse_ipv4(cur: &mut Cursor, seg: &mut Segment) -> Result<usize, Counter> {
         return Err(Counter::NonTcp);
     }
     seg.family = FAMILY_IPV4;
-    seg.src[..4].copy_from_slice(&hdr[12..16]);
-    seg.dst[..4].copy_from_slice(&hdr[16..20]);
+    seg.src = [word(hdr, 12), 0, 0, 0];
+    seg.dst = [word(hdr, 16), 0, 0, 0];
     seg.info.ip_id = u16::from_be_bytes([hdr[4], hdr[5]]);
     seg.info.ttl = hdr[8];
     let mut ip_flags = 0;
@@ -196,8 +210,8 @@ fn parse_ipv6(frame: Cursor, cur: &mut Cursor, seg: &mut Segment) -> Result<usiz
     seg.family = FAMILY_IPV6;
     seg.info.ttl = hdr[7];
     seg.info.ip_flags = IP_V6;
-    seg.src.copy_from_slice(&hdr[8..24]);
-    seg.dst.copy_from_slice(&hdr[24..40]);
+    seg.src = [word(hdr, 8), word(hdr, 12), word(hdr, 16), word(hdr, 20)];
+    seg.dst = [word(hdr, 24), word(hdr, 28), word(hdr, 32), word(hdr, 36)];
     cur.pos += IPV6_HLEN;
     if next == IPPROTO_TCP {
         return Ok(remaining);

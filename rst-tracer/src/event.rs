@@ -13,7 +13,7 @@ use rst_tracer_common::{
         Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, EVENT_VERSION,
         HDR_NEW_FLOW, HDR_TS_CAPTURE,
     },
-    flow::{FlowKey, FlowState, Side, SideState, FAMILY_IPV4},
+    flow::{addr_to_bytes, FlowKey, FlowState, Side, SideState, FAMILY_IPV4},
 };
 
 /// Why a record could not be decoded.
@@ -147,11 +147,12 @@ impl Seen {
 
 /// Address and port of one side of a flow.
 pub fn endpoint(key: &FlowKey, side: Side) -> (IpAddr, u16) {
-    let (addr, port) = key.endpoint(side);
+    let (words, port) = key.endpoint(side);
+    let addr = addr_to_bytes(words);
     let ip = if key.family == FAMILY_IPV4 {
         IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
     } else {
-        IpAddr::from(*addr)
+        IpAddr::from(addr)
     };
     (ip, port)
 }
@@ -297,8 +298,8 @@ mod tests {
         b.extend_from_slice(&[10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_hi
         b.extend_from_slice(&40000u16.to_le_bytes()); // port_lo
         b.extend_from_slice(&80u16.to_le_bytes()); // port_hi
-        b.push(4); // family
-        b.extend_from_slice(&[0; 3]); // key padding
+        b.extend_from_slice(&4u16.to_le_bytes()); // family
+        b.extend_from_slice(&[0; 2]); // key padding
         b.push(2); // hook = TcIngress
         b.push(1); // direction = Ingress
         b.push(0); // side = Lo (the client 10.0.1.2:40000)

@@ -1,1 +1,52 @@
-fn main() {}
+//! `cargo xtask`: the only entry points a user needs.
+//!
+//! - `build`: install what is missing (nightly rust-src, bpf-linker 0.10), build the eBPF object
+//!   and the userspace binary that embeds it;
+//! - `run [-- ARGS]`: build, then run the tracer (default: the default-route interface);
+//! - `test`: build, then the whole test suite (unit, kernel and lab tests; needs root);
+//! - `bench`: build, then the benchmarks, each beside its baseline.
+
+mod bench;
+mod build;
+mod exec;
+mod run;
+mod test;
+mod toolchain;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run, test and benchmark rst-tracer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install missing tools, build the eBPF object and the userspace binary.
+    Build(build::Options),
+    /// Build, then run the tracer with the given arguments (as root).
+    Run(run::Options),
+    /// Build, then run every test (unit, kernel, lab). Needs root.
+    Test(test::Options),
+    /// Build, then run the benchmarks and print ratios to their baselines. Needs root.
+    Bench(bench::Options),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(o) => build::run(&o).map(|_| ()),
+        Command::Run(o) => run::run(&o),
+        Command::Test(o) => test::run(&o),
+        Command::Bench(o) => bench::run(&o),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,192 @@
+//! Kernel cost per packet, measured with BPF_PROG_TEST_RUN beside a trivial XDP_PASS program in
+//! the same run (`cargo xtask bench`). Prints ns/packet and the ratio to the baseline; writes
+//! `summary.json` into `RST_TRACER_BENCH_OUT`.
+//!
+//! The cost reported is the kernel's own measurement (`duration` of the test run divided by the
+//! repeat count), the median of several rounds, each round measuring the baseline and the case
+//! back to back.
+
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
+use std::{env, fs, path::PathBuf, time::Duration};
+
+use anyhow::{anyhow, Context, Result};
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use frames::Seg;
+use rst_tracer::{attach::LoadOptions, source::prog_run::ProgRun};
+use serde_json::json;
+
+/// Budget: an established flow's ACK costs at most this many times XDP_PASS.
+const ACK_BUDGET: f64 = 2.0;
+/// RSTs per round when measuring the reset path: fits the reset ring (1 MiB / 368 B).
+const RST_REPEAT: u32 = 2_000;
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Name of the baseline program in its object.
+const BASELINE_PROG: &str = "rst_baseline";
+
+/// Loads the trivial XDP_PASS program.
+fn load_baseline() -> Result<Ebpf> {
+    let path = env::var_os("RST_TRACER_BASELINE_OBJECT")
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("RST_TRACER_BASELINE_OBJECT is not set: run `cargo xtask bench`"))?;
+    let mut ebpf = Ebpf::load_file(&path).with_context(|| format!("loading {}", path.display()))?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(BASELINE_PROG)
+        .ok_or_else(|| anyhow!("no {BASELINE_PROG} in {}", path.display()))?
+        .try_into()?;
+    prog.load()?;
+    Ok(ebpf)
+}
+
+/// Kernel time of `repeat` baseline runs over `frame`, with the context ProgRun passes.
+fn time_baseline(ebpf: &Ebpf, frame: &[u8], repeat: u32) -> Result<Duration> {
+    let prog: &Xdp = ebpf
+        .program(BASELINE_PROG)
+        .ok_or_else(|| anyhow!("no {BASELINE_PROG}"))?
+        .try_into()?;
+    // struct xdp_md with data = 0, data_end = frame length, as ProgRun::xdp without metadata.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    let out = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        ctx_in: Some(&ctx),
+        repeat,
+        ..TestRunOptions::default()
+    })?;
+    Ok(out.duration)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+struct Case {
+    key: &'static str,
+    what: &'static str,
+    frame: Vec<u8>,
+    repeat: u32,
+}
+
+fn main() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(anyhow!(
+            "the kernel benchmark loads eBPF programs: run `sudo -E cargo xtask bench`"
+        ));
+    }
+    let repeat = env_u32("RST_TRACER_BENCH_REPEAT", 1_000_000);
+    let rounds = env_u32("RST_TRACER_BENCH_ROUNDS", 5).max(1);
+    let out_dir = env::var_os("RST_TRACER_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "target/bench".into());
+
+    let mut run = ProgRun::load(&LoadOptions::default())?;
+    let baseline = load_baseline()?;
+
+    // An established flow: the handshake runs once before anything is measured.
+    let c = "10.0.1.2";
+    let s = "10.0.2.2";
+    for seg in [
+        Seg::new(c, 40000, s, 80).seq(100).syn(),
+        Seg::new(s, 80, c, 40000).seq(5000).ack(101).syn(),
+        Seg::new(c, 40000, s, 80).seq(101).ack(5001),
+    ] {
+        run.xdp(&seg.frame(), None, 1)?;
+    }
+    let cases = [
+        Case {
+            key: "established_ack_ns",
+            what: "ACK, established flow (64 B)",
+            frame: pad64(Seg::new(c, 40000, s, 80).seq(101).ack(5001).frame()),
+            repeat,
+        },
+        Case {
+            key: "data_ns",
+            what: "data segment, 1000 B (repeats count as retransmissions)",
+            frame: Seg::new(s, 80, c, 40000)
+                .seq(5001)
+                .ack(101)
+                .payload(&[0x41; 1000])
+                .frame(),
+            repeat,
+        },
+        Case {
+            key: "syn_ns",
+            what: "SYN of a new flow (repeats hit the same entry)",
+            frame: Seg::new(c, 40001, s, 80).syn().frame(),
+            repeat,
+        },
+        Case {
+            key: "rst_ns",
+            what: "RST with event written",
+            frame: pad64(Seg::new(s, 80, c, 40000).seq(5001).ack(101).rst().frame()),
+            repeat: RST_REPEAT,
+        },
+    ];
+
+    let mut rows = Vec::new();
+    let mut summary = serde_json::Map::new();
+    for case in &cases {
+        let mut base = Vec::new();
+        let mut cost = Vec::new();
+        for _ in 0..rounds {
+            base.push(time_baseline(&baseline, &case.frame, case.repeat)?.as_nanos() as f64);
+            cost.push(run.xdp(&case.frame, None, case.repeat)?.1.as_nanos() as f64);
+            run.drain();
+        }
+        let (b, c) = (median(base), median(cost));
+        summary.insert(case.key.into(), json!(c));
+        rows.push((case.what, c, b, c / b));
+    }
+    summary.insert("xdp_pass_ns".into(), json!(rows[0].2));
+    let dropped = run
+        .counters()?
+        .get(rst_tracer_common::counter::Counter::RstDropped);
+
+    println!("kernel cost per packet (BPF_PROG_TEST_RUN, median of {rounds} rounds, baseline = XDP_PASS in the same round)");
+    println!(
+        "{:<58} {:>9} {:>11} {:>7}",
+        "case", "ns/pkt", "XDP_PASS", "ratio"
+    );
+    for (what, c, b, ratio) in &rows {
+        println!("{what:<58} {c:>9.1} {b:>11.1} {ratio:>6.2}x");
+    }
+    let ack_ratio = rows[0].3;
+    let verdict = if ack_ratio <= ACK_BUDGET {
+        "within budget"
+    } else {
+        "OVER BUDGET"
+    };
+    println!("budget: established ACK <= {ACK_BUDGET:.1}x XDP_PASS: {ack_ratio:.2}x, {verdict}");
+    println!("reset events lost to a full ring during the run: {dropped}");
+
+    fs::create_dir_all(&out_dir)?;
+    let path = out_dir.join("summary.json");
+    let mut doc: serde_json::Value = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(json!({}));
+    doc["kernel"] = serde_json::Value::Object(summary);
+    doc["kernel"]["established_ack_ratio"] = json!(ack_ratio);
+    fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Ethernet frames are at least 60 bytes plus FCS; the benchmark uses 64-byte frames.
+fn pad64(mut f: Vec<u8>) -> Vec<u8> {
+    f.resize(f.len().max(64), 0);
+    f
+}

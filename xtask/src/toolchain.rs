@@ -1,0 +1,66 @@
+//! Installing what the eBPF build needs and a fresh machine lacks: the nightly toolchain's
+//! `rust-src` component and bpf-linker 0.10.x (0.11+ needs a system LLVM 21 that Debian 12 lacks).
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::exec::{exec, output};
+
+/// The bpf-linker versions that work here.
+const BPF_LINKER_VERSION: &str = "~0.10";
+
+/// Makes sure nightly with rust-src and bpf-linker 0.10 are installed.
+///
+/// # Errors
+/// When an install step fails (the message names the command).
+pub fn ensure() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the eBPF program")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        eprintln!("xtask: installing the nightly toolchain (for the eBPF build)");
+        exec(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+    }
+    let components = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !components.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: adding rust-src to nightly (for -Z build-std=core)");
+        exec(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 0.10."))
+        .unwrap_or(false);
+    if !linker_ok {
+        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+        exec(Command::new("cargo").args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+        ]))?;
+    }
+    Ok(())
+}
