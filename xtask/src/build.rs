@@ -19,16 +19,6 @@ pub struct Options {
     pub debug: bool,
 }
 
-/// What a build produced.
-pub struct Built {
-    /// The eBPF object.
-    pub object: PathBuf,
-    /// The trivial XDP_PASS program benchmarks measure against.
-    pub baseline: PathBuf,
-    /// The tracer binary.
-    pub binary: PathBuf,
-}
-
 /// Builds the eBPF object only; returns the directory it is in.
 ///
 /// # Errors
@@ -58,11 +48,11 @@ pub fn build_ebpf() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Builds everything.
+/// Builds everything; returns the tracer binary's path.
 ///
 /// # Errors
 /// As [`build_ebpf`], or a failed userspace build.
-pub fn run(opts: &Options) -> Result<Built> {
+pub fn run(opts: &Options) -> Result<PathBuf> {
     let dir = build_ebpf()?;
     let object = dir.join("rst-tracer-ebpf");
     let root = workspace_root();
@@ -80,9 +70,5 @@ pub fn run(opts: &Options) -> Result<Built> {
         "target/release/rst-tracer"
     });
     eprintln!("xtask: built {} (eBPF object embedded)", binary.display());
-    Ok(Built {
-        baseline: dir.join("rst-tracer-baseline"),
-        object,
-        binary,
-    })
+    Ok(binary)
 }

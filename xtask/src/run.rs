@@ -22,9 +22,9 @@ pub struct Options {
 /// # Errors
 /// Not root, or a failed build or run.
 pub fn run(opts: &Options) -> Result<()> {
-    let built = build::run(&build::Options { debug: false })?;
+    let binary = build::run(&build::Options { debug: false })?;
     if !is_root() {
-        bail!("the tracer loads eBPF programs: run as root (sudo -E cargo xtask run), or run {} with sudo", built.binary.display());
+        bail!("the tracer loads eBPF programs: run as root (sudo -E cargo xtask run), or run {} with sudo", binary.display());
     }
-    exec(Command::new(&built.binary).args(&opts.args))
+    exec(Command::new(&binary).args(&opts.args))
 }

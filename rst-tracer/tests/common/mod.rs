@@ -5,6 +5,7 @@
 )]
 
 pub mod frames;
+pub mod lab;
 
 /// Fails the test with a plain message when it cannot run: privileged tests never pass silently.
 pub fn require_root_and_object() {

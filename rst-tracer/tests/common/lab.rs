@@ -1,0 +1,261 @@
+//! A network-namespace lab: client -- router -- server, joined by veth pairs, real Linux TCP
+//! stacks on both ends, the router forwarding (and decrementing TTL). Everything it makes is
+//! removed on drop, also when a test fails.
+//!
+//! Addresses are only ever those of these namespaces: 10.201.1.0/24 (client side) and
+//! 10.201.2.0/24 (server side).
+
+use std::{
+    fs::File,
+    io::Read,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Client address.
+pub const CLIENT_IP: &str = "10.201.1.2";
+/// Server address.
+pub const SERVER_IP: &str = "10.201.2.2";
+/// Server-side interface in the server namespace (where the tracer attaches).
+pub const SERVER_IF: &str = "s0";
+/// Router interface facing the server.
+pub const ROUTER_SERVER_IF: &str = "r1";
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip` with `args`, panicking with its stderr on failure.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("running ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The three namespaces of one lab.
+pub struct Lab {
+    pub client: String,
+    pub router: String,
+    pub server: String,
+}
+
+impl Lab {
+    /// Builds the lab; names are unique per process and lab, so tests may run in parallel.
+    pub fn new() -> Lab {
+        let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("rstlab-{}-{n}", std::process::id());
+        let lab = Lab {
+            client: format!("{tag}-c"),
+            router: format!("{tag}-r"),
+            server: format!("{tag}-s"),
+        };
+        for ns in [&lab.client, &lab.router, &lab.server] {
+            ip(&["netns", "add", ns]);
+        }
+        let (c, r, s) = (
+            lab.client.as_str(),
+            lab.router.as_str(),
+            lab.server.as_str(),
+        );
+        ip(&[
+            "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "r0", "netns", r,
+        ]);
+        ip(&[
+            "link",
+            "add",
+            SERVER_IF,
+            "netns",
+            s,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ROUTER_SERVER_IF,
+            "netns",
+            r,
+        ]);
+        ip(&["-n", c, "addr", "add", "10.201.1.2/24", "dev", "c0"]);
+        ip(&["-n", r, "addr", "add", "10.201.1.1/24", "dev", "r0"]);
+        ip(&[
+            "-n",
+            r,
+            "addr",
+            "add",
+            "10.201.2.1/24",
+            "dev",
+            ROUTER_SERVER_IF,
+        ]);
+        ip(&["-n", s, "addr", "add", "10.201.2.2/24", "dev", SERVER_IF]);
+        for (ns, dev) in [
+            (c, "c0"),
+            (r, "r0"),
+            (r, ROUTER_SERVER_IF),
+            (s, SERVER_IF),
+            (c, "lo"),
+            (r, "lo"),
+            (s, "lo"),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
+        ip(&["-n", s, "route", "add", "default", "via", "10.201.2.1"]);
+        let fwd = Command::new("ip")
+            .args(["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .expect("sysctl");
+        assert!(fwd.success(), "enabling forwarding in {r}");
+        lab
+    }
+
+    /// Starts the tracer in the server namespace on the server interface (JSON output) and waits
+    /// until its hooks are attached.
+    pub fn start_tracer(&self, extra: &[&str]) -> Tracer {
+        let dir = std::env::temp_dir().join(format!("{}-tracer", self.server));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let stdout = File::create(dir.join("stdout")).unwrap();
+        let stderr = File::create(dir.join("stderr")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.server,
+                env!("CARGO_BIN_EXE_rst-tracer"),
+                "live",
+                "--iface",
+                SERVER_IF,
+            ])
+            .args(["--format", "json", "--interval", "1", "--ready-file"])
+            .arg(&ready)
+            .args(extra)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("starting rst-tracer");
+        let mut tracer = Tracer {
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if let Some(status) = tracer.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "rst-tracer exited before attaching ({status}): {}",
+                    tracer.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rst-tracer did not attach in 30 s: {}",
+                tracer.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracer
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.router, &self.server] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`. Sockets made there stay in that
+/// namespace, so they can be returned and used from anywhere.
+pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: a valid namespace fd; the change affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    })
+}
+
+/// A running tracer; stopped (SIGINT) by [`Tracer::stop`], killed on drop otherwise.
+pub struct Tracer {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Tracer {
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What the tracer wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        let _ = File::open(self.dir.join("stderr")).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    /// Sends SIGINT, waits for a clean exit and returns every JSON line it printed.
+    pub fn stop(mut self) -> Vec<serde_json::Value> {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "rst-tracer did not stop within 15 s of SIGINT: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "rst-tracer exited with {status}: {}",
+            self.stderr()
+        );
+        let out = std::fs::read_to_string(self.dir.join("stdout")).unwrap();
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Kills the tracer with SIGKILL and waits for it.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,381 @@
+//! Lab tests: real TCP connections between network namespaces, the real tracer binary attached
+//! in the server namespace, assertions on its JSON output. They need root and the built eBPF
+//! object (`cargo xtask test`) and fail plainly without.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{
+    lab::{in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
+    require_root_and_object,
+};
+use serde_json::Value;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+
+fn listen(lab: &Lab, port: u16) -> TcpListener {
+    in_ns(&lab.server, || {
+        TcpListener::bind(("0.0.0.0", port)).unwrap()
+    })
+}
+
+fn connect(lab: &Lab, port: u16) -> std::io::Result<TcpStream> {
+    in_ns(&lab.client, || {
+        TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:{port}").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+    })
+}
+
+fn abort(s: &TcpStream) {
+    SockRef::from(s).set_linger(Some(Duration::ZERO)).unwrap();
+}
+
+/// The reset records whose flow involves server port `port`.
+fn resets_on(out: &[Value], port: u16) -> Vec<&Value> {
+    out.iter()
+        .filter(|o| o["type"] == "reset")
+        .filter(|o| o["flow"]["sport"] == port || o["flow"]["dport"] == port)
+        .collect()
+}
+
+#[test]
+fn real_connections_stream_each_reset_once_with_its_evidence() {
+    require_root_and_object();
+    let lab = Lab::new();
+    let tracer = lab.start_tracer(&[]);
+
+    // 1. Normal close: no reset.
+    let l = listen(&lab, 8080);
+    let mut c = connect(&lab, 8080).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    drop(c);
+    drop(s);
+
+    // 2. The server aborts (SO_LINGER 0): an egress RST from the server.
+    let l = listen(&lab, 8081);
+    let mut c = connect(&lab, 8081).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"request").unwrap();
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).unwrap();
+    abort(&s);
+    drop(s);
+
+    // 3. The client aborts: an ingress RST from the client, one hop away.
+    let l = listen(&lab, 8082);
+    let mut c2 = connect(&lab, 8082).unwrap();
+    let (mut s2, _) = l.accept().unwrap();
+    c2.write_all(b"abc").unwrap();
+    let mut buf = [0u8; 3];
+    s2.read_exact(&mut buf).unwrap();
+    abort(&c2);
+    drop(c2);
+
+    // 4. A connect to a closed port: the server's kernel answers RST|ACK.
+    let refused = connect(&lab, 9).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    std::thread::sleep(Duration::from_millis(300));
+    drop((c, s2));
+    let out = tracer.stop();
+
+    assert!(
+        resets_on(&out, 8080).is_empty(),
+        "a normal close has no reset: {:?}",
+        resets_on(&out, 8080)
+    );
+
+    let r = resets_on(&out, 8081);
+    assert_eq!(r.len(), 1, "server abort: {r:?}");
+    let r = r[0];
+    assert_eq!(r["direction"], "egress");
+    assert_eq!(r["hook"], "tc-egress");
+    assert_eq!(r["iface"], SERVER_IF);
+    assert_eq!(
+        (r["flow"]["src"].as_str(), r["flow"]["sport"].as_u64()),
+        (Some(SERVER_IP), Some(8081))
+    );
+    assert_eq!(r["flow"]["dst"], CLIENT_IP);
+    assert_eq!(r["rst"]["ttl"], 64, "sent here: nothing decremented it");
+    assert_eq!(
+        r["seq_check"]["delta"], 0,
+        "an abort sends the next sequence number"
+    );
+    assert_eq!(
+        r["receiver"]["ttl"]["min"], 63,
+        "the client is one router away"
+    );
+    assert_eq!(r["history"]["handshake"], true);
+
+    let r = resets_on(&out, 8082);
+    assert_eq!(r.len(), 1, "client abort: {r:?}");
+    let r = r[0];
+    assert_eq!(r["direction"], "ingress");
+    assert_eq!(r["hook"], "tc-ingress", "auto picks tc on a veth");
+    assert_eq!(r["flow"]["src"], CLIENT_IP);
+    assert_eq!(r["flow"]["dport"], 8082);
+    assert_eq!(r["rst"]["ttl"], 63, "the router decremented it");
+    assert_eq!(r["sender"]["ttl"]["min"], 63);
+    assert_eq!(r["seq_check"]["delta"], 0);
+
+    let r = resets_on(&out, 9);
+    assert_eq!(r.len(), 1, "refused connect: {r:?}");
+    let r = r[0];
+    assert_eq!(r["direction"], "egress");
+    assert_eq!(r["flow"]["src"], SERVER_IP);
+    assert_eq!(r["flow"]["sport"], 9);
+    assert_eq!(r["rst"]["flags"], "RST|ACK");
+    assert_eq!(r["rst"]["seq"], 0);
+    assert_eq!(
+        r["sender"]["seen"], false,
+        "the server sent nothing before refusing"
+    );
+    assert_eq!(r["seq_check"]["ack_delta"], 0, "it acknowledges the SYN");
+
+    let resets = out.iter().filter(|o| o["type"] == "reset").count();
+    assert_eq!(resets, 3, "exactly the three resets above");
+    let last_stats = out
+        .iter()
+        .rev()
+        .find(|o| o["type"] == "stats")
+        .expect("a final stats record");
+    assert_eq!(last_stats["counters"]["rst"], 3);
+    assert_eq!(last_stats["ring_drops"], 0);
+    assert!(
+        out.iter().any(|o| o["type"] == "summary"),
+        "a final summary"
+    );
+}
+
+/// Waits for a client->server segment with payload on `port` seen by the router and returns
+/// the sequence number that follows it.
+fn sniff_next_seq(sniffer: &Socket, port: u16) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    while Instant::now() < deadline {
+        let Ok(n) = sniffer.recv(&mut buf) else {
+            continue;
+        };
+        // SAFETY: recv initialised the first n bytes.
+        let frame: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let Ok(p) = etherparse::SlicedPacket::from_ethernet(&frame) else {
+            continue;
+        };
+        if let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport {
+            if tcp.destination_port() == port && !tcp.payload().is_empty() {
+                return tcp
+                    .sequence_number()
+                    .wrapping_add(tcp.payload().len() as u32);
+            }
+        }
+    }
+    panic!("the router saw no data segment to port {port}");
+}
+
+#[test]
+fn a_reset_forged_by_the_router_with_its_own_ttl() {
+    require_root_and_object();
+    let lab = Lab::new();
+    let port = 8090;
+    let l = listen(&lab, port);
+    let sniffer = in_ns(&lab.router, || {
+        let s = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from((libc::ETH_P_ALL as u16).to_be() as i32)),
+        )
+        .unwrap();
+        s.bind_device(Some(ROUTER_SERVER_IF.as_bytes())).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    });
+    let tracer = lab.start_tracer(&[]);
+    let mut c = connect(&lab, port).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    let client_port = c.local_addr().unwrap().port();
+    c.write_all(b"GET /").unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    let next_seq = sniff_next_seq(&sniffer, port);
+
+    // The router, pretending to be the client: its own TTL (64, not decremented by anyone) and
+    // a fixed IP ID, exactly at the client's next sequence number.
+    let client: Ipv4Addr = CLIENT_IP.parse().unwrap();
+    let server: Ipv4Addr = SERVER_IP.parse().unwrap();
+    let mut packet = Vec::new();
+    etherparse::PacketBuilder::ipv4(client.octets(), server.octets(), 64)
+        .tcp(client_port, port, next_seq, 0)
+        .rst()
+        .write(&mut packet, &[])
+        .unwrap();
+    in_ns(&lab.router, || {
+        let raw = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .unwrap();
+        raw.send_to(&packet, &SocketAddrV4::new(server, 0).into())
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop((c, s));
+    let out = tracer.stop();
+
+    let r = resets_on(&out, port);
+    let forged: Vec<&&Value> = r.iter().filter(|o| o["direction"] == "ingress").collect();
+    assert_eq!(forged.len(), 1, "{r:?}");
+    let f = forged[0];
+    assert_eq!(f["flow"]["src"], CLIENT_IP);
+    assert_eq!(f["flow"]["sport"], client_port);
+    assert_eq!(f["flow"]["dport"], port);
+    assert_eq!(f["rst"]["ttl"], 64, "the router's own TTL");
+    assert_eq!(
+        f["sender"]["ttl"]["min"], 63,
+        "what the real client's packets arrive with"
+    );
+    assert_eq!(f["sender"]["ttl"]["max"], 63);
+    assert_eq!(f["seq_check"]["delta"], 0);
+    assert_eq!(f["rst"]["flags"], "RST");
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    let out = Command::new("ip")
+        .args(["-n", &lab.server, "-d", "link", "show", "dev", SERVER_IF])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("prog/xdp") || text.contains(" xdp")
+}
+
+fn tcx_programs(lab: &Lab) -> usize {
+    in_ns(&lab.server, || {
+        [
+            aya::programs::TcAttachType::Ingress,
+            aya::programs::TcAttachType::Egress,
+        ]
+        .into_iter()
+        .map(|t| {
+            aya::programs::SchedClassifier::query_tcx(SERVER_IF, t)
+                .map(|(_, p)| p.len())
+                .unwrap_or(0)
+        })
+        .sum()
+    })
+}
+
+#[test]
+fn kill_9_leaves_nothing_attached() {
+    require_root_and_object();
+    let lab = Lab::new();
+    let tracer = lab.start_tracer(&["--ingress", "xdp"]);
+    assert!(
+        xdp_attached(&lab),
+        "XDP should be attached while the tracer runs"
+    );
+    assert_eq!(tcx_programs(&lab), 1, "tcx egress while the tracer runs");
+    tracer.kill9();
+    // Links are released with the process's file descriptors; give the kernel a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (xdp_attached(&lab) || tcx_programs(&lab) > 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!xdp_attached(&lab), "XDP still attached after kill -9");
+    assert_eq!(
+        tcx_programs(&lab),
+        0,
+        "tcx programs still attached after kill -9"
+    );
+
+    // The same with TC on ingress.
+    let tracer = lab.start_tracer(&["--ingress", "tc"]);
+    assert_eq!(tcx_programs(&lab), 2);
+    tracer.kill9();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tcx_programs(&lab) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        tcx_programs(&lab),
+        0,
+        "tcx programs still attached after kill -9"
+    );
+}
+
+fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rst-tracer")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    require_root_and_object();
+    let lab = Lab::new();
+
+    let (ok, err) = run_tracer_in(&lab.server, &["--iface", "nosuch0", "--duration", "1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown interface \"nosuch0\"") && err.contains(SERVER_IF),
+        "{err}"
+    );
+
+    // Another XDP program on the interface: say so and suggest --ingress tc.
+    let first = lab.start_tracer(&["--ingress", "xdp"]);
+    let (ok, err) = run_tracer_in(
+        &lab.server,
+        &["--iface", SERVER_IF, "--ingress", "xdp", "--duration", "1"],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("another XDP program is already attached") && err.contains("--ingress tc"),
+        "{err}"
+    );
+    // ...and the suggestion works beside it.
+    let (ok, err) = run_tracer_in(
+        &lab.server,
+        &["--iface", SERVER_IF, "--ingress", "tc", "--duration", "0.5"],
+    );
+    assert!(ok, "{err}");
+    first.stop();
+
+    // Without privileges.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_rst-tracer"))
+        .args(["--iface", "lo", "--duration", "1"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("missing CAP_BPF and CAP_NET_ADMIN") && err.contains("run as root"),
+        "{err}"
+    );
+}
