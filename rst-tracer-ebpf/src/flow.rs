@@ -32,6 +32,10 @@ use crate::{
 /// Updates the flow of `seg` and writes whatever events it calls for.
 // A separate BPF function: keeps its stack frame apart from the parser's.
 #[inline(never)]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value would copy the key onto the stack"
+)]
 pub fn observe_segment(seg: &Segment, obs: &Observation) {
     count(Counter::Tcp);
     let (key, side) = FlowKey::canonical(seg.family, &seg.src, seg.sport, &seg.dst, seg.dport);
@@ -61,6 +65,10 @@ pub fn observe_segment(seg: &Segment, obs: &Observation) {
 
 /// Inserts a fresh entry for the flow of `seg`; returns a pointer to the entry in the map.
 #[inline(always)]
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value would copy 200 bytes onto the stack"
+)]
 fn insert_flow(key: &FlowKey, seg: &Segment, obs: &Observation) -> Option<*mut FlowState> {
     let scratch = RST_SCRATCH.get_ptr_mut(0)?;
     unsafe { core::ptr::write_bytes(scratch, 0, 1) };

@@ -7,6 +7,10 @@
 //! back to back.
 
 #[path = "../tests/common/frames.rs"]
+#[allow(
+    dead_code,
+    reason = "the benchmark uses only some of the test frame builders"
+)]
 mod frames;
 
 use std::{env, fs, path::PathBuf, time::Duration};

@@ -13,10 +13,18 @@ use rst_tracer::{
 fn main() -> ExitCode {
     env_logger::init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Live(args)) => run_live(args),
-        None => run_live(cli.live),
+    let args = match cli.command {
+        Some(Command::Live(args)) => args,
+        None => cli.live,
     };
+    let opts = match args.resolve() {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("rst-tracer: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = run_live(opts);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -27,8 +35,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_live(args: rst_tracer::cli::LiveArgs) -> anyhow::Result<()> {
-    let opts = args.resolve()?;
+fn run_live(opts: live::LiveOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

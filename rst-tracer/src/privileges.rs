@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// Names of the capabilities missing from an effective set (`CapEff` of /proc/self/status).
@@ -18,6 +19,10 @@ pub fn missing(cap_eff: u64) -> Vec<&'static str> {
     }
     if !has(CAP_NET_ADMIN) {
         out.push("CAP_NET_ADMIN");
+    }
+    // bpf_probe_read_kernel (the TCP option copy) and ring buffers for tracing need it.
+    if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+        out.push("CAP_PERFMON");
     }
     out
 }
@@ -38,7 +43,7 @@ pub fn check() -> Result<()> {
         bail!(
             "missing {}: run as root (sudo rst-tracer ...) or grant the binary \
              `setcap cap_bpf,cap_net_admin,cap_perfmon+ep`",
-            missing.join(" and ")
+            missing.join(", ")
         );
     }
     Ok(())
@@ -50,15 +55,17 @@ mod tests {
 
     #[test]
     fn reports_what_is_missing() {
-        assert_eq!(missing(0), vec!["CAP_BPF", "CAP_NET_ADMIN"]);
-        assert_eq!(
-            missing((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)),
-            Vec::<&str>::new()
-        );
+        let all = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN) | (1 << CAP_PERFMON);
+        assert_eq!(missing(0), vec!["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]);
+        assert_eq!(missing(all), Vec::<&str>::new());
         assert_eq!(
             missing((1 << CAP_SYS_ADMIN) | (1 << CAP_NET_ADMIN)),
             Vec::<&str>::new()
         );
         assert_eq!(missing(1 << CAP_SYS_ADMIN), vec!["CAP_NET_ADMIN"]);
+        assert_eq!(
+            missing((1 << CAP_BPF) | (1 << CAP_NET_ADMIN)),
+            vec!["CAP_PERFMON"]
+        );
     }
 }

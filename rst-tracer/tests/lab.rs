@@ -375,7 +375,7 @@ fn errors_say_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("missing CAP_BPF and CAP_NET_ADMIN") && err.contains("run as root"),
+        err.contains("missing CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON") && err.contains("run as root"),
         "{err}"
     );
 }

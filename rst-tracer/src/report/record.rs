@@ -47,6 +47,37 @@ impl FlowView {
     }
 }
 
+/// Where and when a record's packet was seen: the fields every packet record starts with.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeenView {
+    /// RFC 3339 time, microseconds, UTC.
+    pub ts: String,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// Interface name (empty in replay).
+    pub iface: String,
+    /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
+    pub hook: &'static str,
+    /// `ingress`, `egress` or `unknown`.
+    pub direction: &'static str,
+    /// Sender -> receiver of the packet (for a reset: the endpoint it claims to come from).
+    pub flow: FlowView,
+}
+
+impl SeenView {
+    /// The view of a seen packet on `iface`.
+    pub fn of(seen: &Seen, iface: &str) -> SeenView {
+        SeenView {
+            ts: rfc3339(seen.ts_ns),
+            ts_ns: seen.ts_ns,
+            iface: iface.to_string(),
+            hook: seen.hook.name(),
+            direction: seen.direction.name(),
+            flow: FlowView::of(seen),
+        }
+    }
+}
+
 /// One TCP segment's headers.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct PacketView {
@@ -287,18 +318,9 @@ pub struct ResetRecord {
     /// Always `"reset"`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// RFC 3339 time, microseconds, UTC.
-    pub ts: String,
-    /// Nanoseconds since the epoch.
-    pub ts_ns: u64,
-    /// Interface name (empty in replay).
-    pub iface: String,
-    /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
-    pub hook: &'static str,
-    /// `ingress`, `egress` or `unknown`.
-    pub direction: &'static str,
-    /// Sender (claimed) -> receiver.
-    pub flow: FlowView,
+    /// Where and when.
+    #[serde(flatten)]
+    pub seen: SeenView,
     /// The RST's headers.
     pub rst: PacketView,
     /// The RST's payload, when it has one.
@@ -347,12 +369,7 @@ impl ResetRecord {
         };
         ResetRecord {
             kind: "reset",
-            ts: rfc3339(seen.ts_ns),
-            ts_ns: seen.ts_ns,
-            iface: iface.to_string(),
-            hook: seen.hook.name(),
-            direction: seen.direction.name(),
-            flow: FlowView::of(seen),
+            seen: SeenView::of(seen, iface),
             rst: PacketView::of(&r.rst),
             payload: (!r.payload.is_empty()).then(|| PayloadView::of(&r.payload)),
             sender,
@@ -385,18 +402,9 @@ pub struct AfterResetRecord {
     /// Always `"after_reset"`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// RFC 3339 time.
-    pub ts: String,
-    /// Nanoseconds since the epoch.
-    pub ts_ns: u64,
-    /// Interface name.
-    pub iface: String,
-    /// Hook name.
-    pub hook: &'static str,
-    /// Direction.
-    pub direction: &'static str,
-    /// Sender -> receiver of this packet.
-    pub flow: FlowView,
+    /// Where and when.
+    #[serde(flatten)]
+    pub seen: SeenView,
     /// The packet.
     pub packet: PacketView,
     /// True when this packet's sender is the side the reset claimed to come from.
@@ -411,18 +419,9 @@ pub struct SampleRecord {
     /// `"retransmit"` or `"ttl_change"`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// RFC 3339 time.
-    pub ts: String,
-    /// Nanoseconds since the epoch.
-    pub ts_ns: u64,
-    /// Interface name.
-    pub iface: String,
-    /// Hook name.
-    pub hook: &'static str,
-    /// Direction.
-    pub direction: &'static str,
-    /// Sender -> receiver of this packet.
-    pub flow: FlowView,
+    /// Where and when.
+    #[serde(flatten)]
+    pub seen: SeenView,
     /// The packet.
     pub packet: PacketView,
     /// The sender's history before this packet (retransmit count, TTL baseline).
@@ -435,12 +434,7 @@ impl SampleRecord {
         let ipv6 = s.packet.ip_flags & IP_V6 != 0;
         SampleRecord {
             kind,
-            ts: rfc3339(s.seen.ts_ns),
-            ts_ns: s.seen.ts_ns,
-            iface: iface.to_string(),
-            hook: s.seen.hook.name(),
-            direction: s.seen.direction.name(),
-            flow: FlowView::of(&s.seen),
+            seen: SeenView::of(&s.seen, iface),
             packet: PacketView::of(&s.packet),
             sender: SideView::of(&s.sender, ipv6, s.seen.kernel_ts_ns),
         }
@@ -453,12 +447,7 @@ impl AfterResetRecord {
     pub fn of(s: &Sample, iface: &str, reset: Option<(Side, u64)>) -> AfterResetRecord {
         AfterResetRecord {
             kind: "after_reset",
-            ts: rfc3339(s.seen.ts_ns),
-            ts_ns: s.seen.ts_ns,
-            iface: iface.to_string(),
-            hook: s.seen.hook.name(),
-            direction: s.seen.direction.name(),
-            flow: FlowView::of(&s.seen),
+            seen: SeenView::of(&s.seen, iface),
             packet: PacketView::of(&s.packet),
             from_reset_sender: reset.is_some_and(|(side, _)| side == s.seen.side),
             us_after_reset: reset.map(|(_, t)| us_between(t, s.seen.kernel_ts_ns)),

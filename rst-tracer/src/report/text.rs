@@ -38,13 +38,17 @@ fn time_of_day(ts: &str) -> &str {
 
 /// The one-line text form of a reset.
 pub fn reset_line(r: &ResetRecord) -> String {
-    let f = &r.flow;
+    let (seen, f) = (&r.seen, &r.seen.flow);
     let mut head = format!(
         "{} {} {} {} {} {}:{} > {}:{} seq {}",
-        time_of_day(&r.ts),
-        if r.iface.is_empty() { "-" } else { &r.iface },
-        r.hook,
-        r.direction,
+        time_of_day(&seen.ts),
+        if seen.iface.is_empty() {
+            "-"
+        } else {
+            &seen.iface
+        },
+        seen.hook,
+        seen.direction,
         r.rst.flags,
         f.src,
         f.sport,
@@ -112,7 +116,7 @@ impl Sink for TextSink {
     }
 
     fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
-        let f = &r.flow;
+        let f = &r.seen.flow;
         let who = if r.from_reset_sender {
             "the reset's claimed sender"
         } else {
@@ -125,8 +129,12 @@ impl Sink for TextSink {
         writeln!(
             self.out,
             "{} {} after reset: {}:{} > {}:{} {} seq {} len {} from {who}{when}",
-            time_of_day(&r.ts),
-            if r.iface.is_empty() { "-" } else { &r.iface },
+            time_of_day(&r.seen.ts),
+            if r.seen.iface.is_empty() {
+                "-"
+            } else {
+                &r.seen.iface
+            },
             f.src,
             f.sport,
             f.dst,

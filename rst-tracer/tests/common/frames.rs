@@ -18,7 +18,6 @@ pub struct Seg {
     pub seq: u32,
     pub ack: Option<u32>,
     pub syn: bool,
-    pub fin: bool,
     pub rst: bool,
     pub window: u16,
     pub ttl: u8,
@@ -41,7 +40,6 @@ impl Seg {
             seq: 1000,
             ack: None,
             syn: false,
-            fin: false,
             rst: false,
             window: 64240,
             ttl: 64,
@@ -64,10 +62,6 @@ impl Seg {
     }
     pub fn syn(mut self) -> Seg {
         self.syn = true;
-        self
-    }
-    pub fn fin(mut self) -> Seg {
-        self.fin = true;
         self
     }
     pub fn rst(mut self) -> Seg {
@@ -135,7 +129,6 @@ impl Seg {
         };
         let mut tcp = TcpHeader::new(self.sport, self.dport, self.seq, self.window);
         tcp.syn = self.syn;
-        tcp.fin = self.fin;
         tcp.rst = self.rst;
         if let Some(a) = self.ack {
             tcp.ack = true;
