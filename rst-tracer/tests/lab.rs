@@ -234,7 +234,11 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
     });
     std::thread::sleep(Duration::from_millis(300));
     drop((c, s));
-    let out = tracer.stop();
+    let out = tracer.stop_with(libc::SIGTERM);
+    assert!(
+        out.iter().any(|o| o["type"] == "summary"),
+        "SIGTERM also ends with a final summary"
+    );
 
     let r = resets_on(&out, port);
     let forged: Vec<&&Value> = r.iter().filter(|o| o["direction"] == "ingress").collect();

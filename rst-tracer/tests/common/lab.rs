@@ -212,10 +212,15 @@ impl Tracer {
     }
 
     /// Sends SIGINT, waits for a clean exit and returns every JSON line it printed.
-    pub fn stop(mut self) -> Vec<serde_json::Value> {
+    pub fn stop(self) -> Vec<serde_json::Value> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Sends `signal` (SIGINT or SIGTERM), waits for a clean exit and returns every JSON line.
+    pub fn stop_with(mut self, signal: i32) -> Vec<serde_json::Value> {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling the child this test started.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
