@@ -9,7 +9,7 @@
 pub enum Counter {
     /// Every packet a hook saw.
     Packets = 0,
-    /// Frames whose ethertype is neither IPv4 nor IPv6 (ARP, LLDP, 802.2 LLC, ...).
+    /// Frames whose ethertype is neither IPv4 nor IPv6 (ARP, LLDP, 802.2 LLC, PPP control, ...).
     OtherEthertype = 1,
     /// IP packets that do not carry TCP.
     NonTcp = 2,
@@ -67,11 +67,13 @@ pub enum Counter {
     SamplesRateLimited = 28,
     /// Frames that carried replay metadata (capture timestamps).
     ReplayFrames = 29,
+    /// PPPoE session header cut short.
+    ErrPppoeTruncated = 30,
 }
 
 impl Counter {
     /// Number of counter slots (the map's size).
-    pub const COUNT: u32 = 30;
+    pub const COUNT: u32 = 31;
 
     /// Every counter in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -105,6 +107,7 @@ impl Counter {
         Counter::TtlChangeDropped,
         Counter::SamplesRateLimited,
         Counter::ReplayFrames,
+        Counter::ErrPppoeTruncated,
     ];
 
     /// Stable snake_case name, used in text and JSON output.
@@ -140,6 +143,7 @@ impl Counter {
             Counter::TtlChangeDropped => "ttl_change_dropped",
             Counter::SamplesRateLimited => "samples_rate_limited",
             Counter::ReplayFrames => "replay_frames",
+            Counter::ErrPppoeTruncated => "err_pppoe_truncated",
         }
     }
 
@@ -150,6 +154,7 @@ impl Counter {
             Counter::ErrEthTruncated
                 | Counter::ErrVlanTruncated
                 | Counter::ErrVlanTooDeep
+                | Counter::ErrPppoeTruncated
                 | Counter::ErrIpv4Truncated
                 | Counter::ErrIpv4BadHeader
                 | Counter::ErrIpBadLength

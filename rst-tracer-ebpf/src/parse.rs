@@ -1,5 +1,5 @@
-//! Packet parsing: Ethernet, up to two VLAN tags, IPv4 (options, fragments), IPv6 (extension
-//! headers), TCP (options).
+//! Packet parsing: Ethernet, up to two VLAN tags, PPPoE sessions, IPv4 (options, fragments), IPv6
+//! (extension headers), TCP (options).
 //!
 //! Design decisions:
 //! - One cursor over packet memory (`Cursor { pos, end }`) and one bounds-checked accessor,
@@ -32,6 +32,11 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_PPPOE_SESSION: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+/// PPPoE session header (6 bytes) and the PPP protocol field (2 bytes).
+const PPPOE_HLEN: usize = 8;
 const IPPROTO_TCP: u8 = 6;
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -122,6 +127,16 @@ pub fn parse_frame(frame: Cursor, seg: &mut Segment) -> Result<(), Counter> {
                 return Err(Counter::ErrVlanTooDeep);
             }
         }
+    }
+    // PPPoE session (ISP access networks): the PPP protocol field says what follows.
+    if ethertype == ETH_P_PPPOE_SESSION {
+        let ppp = cur.be16_at(6).ok_or(Counter::ErrPppoeTruncated)?;
+        cur.pos += PPPOE_HLEN;
+        ethertype = match ppp {
+            PPP_IPV4 => ETH_P_IPV4,
+            PPP_IPV6 => ETH_P_IPV6,
+            _ => return Err(Counter::OtherEthertype),
+        };
     }
     let ip_payload_len = match ethertype {
         ETH_P_IPV4 => parse_ipv4(&mut cur, seg)?,

@@ -50,21 +50,40 @@ impl Default for LoadOptions {
     }
 }
 
-/// Loads the object and every program into the kernel (nothing is attached yet).
+/// Creates the object's maps; loads no program yet (see [`load_program`]).
 ///
 /// # Errors
-/// When the kernel refuses a map or program; the verifier's last lines are in the message.
-pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
-    let mut ebpf = EbpfLoader::new()
+/// When the object cannot be parsed or the kernel refuses a map.
+pub fn open(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
+    EbpfLoader::new()
         .map_max_entries(MAP_FLOWS, opts.flow_table_size)
         .override_global(GLOBAL_SAMPLE_GAP_NS, &opts.sample_gap_ns, true)
         .load(object)
-        .context("loading the eBPF object (maps and relocations)")?;
-    let xdp: &mut Xdp = program(&mut ebpf, PROG_XDP)?.try_into()?;
-    xdp.load().map_err(|e| verifier_error(PROG_XDP, e))?;
-    for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        let tc: &mut SchedClassifier = program(&mut ebpf, name)?.try_into()?;
-        tc.load().map_err(|e| verifier_error(name, e))?;
+        .context("loading the eBPF object (maps and relocations)")
+}
+
+/// Loads one of the packet programs into the kernel (the verifier runs here).
+///
+/// # Errors
+/// When the kernel refuses it; the verifier's last lines are in the message.
+pub fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    let prog = program(ebpf, name)?;
+    let result = if name == PROG_XDP {
+        <&mut Xdp>::try_from(prog)?.load()
+    } else {
+        <&mut SchedClassifier>::try_from(prog)?.load()
+    };
+    result.map_err(|e| verifier_error(name, e))
+}
+
+/// Creates the maps and loads every packet program (nothing is attached yet).
+///
+/// # Errors
+/// As [`open`] and [`load_program`].
+pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
+    let mut ebpf = open(object, opts)?;
+    for name in [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS] {
+        load_program(&mut ebpf, name)?;
     }
     Ok(ebpf)
 }

@@ -9,14 +9,16 @@ use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
 use crate::{
     attach::{IngressMode, LoadOptions},
     report::Format,
-    source::live::LiveOptions,
+    source::{live::LiveOptions, replay::ReplayOptions},
 };
+use ipnet::IpNet;
 
 const EXAMPLES: &str = "\
 Examples:
   rst-tracer                               trace the default-route interface, text output
   rst-tracer --iface eth0 --format json    JSON Lines on eth0
-  rst-tracer -i veth0 -i veth1 --ingress tc --interval 10 --duration 60";
+  rst-tracer -i veth0 -i veth1 --ingress tc --interval 10 --duration 60
+  rst-tracer replay incident.pcapng --local 10.0.0.0/8 --format json";
 
 /// Trace TCP resets in the kernel and show, for each, the evidence of who sent it.
 #[derive(Debug, Parser)]
@@ -35,6 +37,34 @@ pub struct Cli {
 pub enum Command {
     /// Attach to interfaces and stream resets as they happen (the default).
     Live(LiveArgs),
+    /// Run capture files (pcap, pcapng) through the same kernel program and report as live.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `rst-tracer replay`.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    /// Capture files, replayed in order as one stream.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// A network of the traced host (repeatable): packets from it are egress, to it ingress.
+    /// Without it, replayed resets have direction `unknown`.
+    #[arg(long, value_name = "CIDR")]
+    pub local: Vec<IpNet>,
+}
+
+impl ReplayArgs {
+    /// The resolved options.
+    pub fn resolve(&self) -> ReplayOptions {
+        ReplayOptions {
+            files: self.files.clone(),
+            format: self.format,
+            local: self.local.clone(),
+        }
+    }
 }
 
 /// Arguments of `rst-tracer live`.
@@ -103,7 +133,41 @@ mod tests {
         match cli.command {
             Some(Command::Live(a)) => a,
             None => cli.live,
+            Some(other) => panic!("not live: {other:?}"),
         }
+    }
+
+    #[test]
+    fn replay_takes_files_and_local_networks() {
+        let cli = Cli::try_parse_from([
+            "rst-tracer",
+            "replay",
+            "a.pcap",
+            "b.pcapng",
+            "--local",
+            "10.0.0.0/8",
+            "--local",
+            "2001:db8::/32",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not replay")
+        };
+        let o = r.resolve();
+        assert_eq!(
+            o.files,
+            [PathBuf::from("a.pcap"), PathBuf::from("b.pcapng")]
+        );
+        assert_eq!(o.local.len(), 2);
+        assert_eq!(o.format, Format::Text);
+        assert!(
+            Cli::try_parse_from(["rst-tracer", "replay"]).is_err(),
+            "a file is required"
+        );
+        assert!(
+            Cli::try_parse_from(["rst-tracer", "replay", "a.pcap", "--local", "10.0.0.300/8"])
+                .is_err()
+        );
     }
 
     #[test]

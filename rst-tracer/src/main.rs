@@ -7,7 +7,7 @@ use std::{io, process::ExitCode};
 use clap::Parser;
 use rst_tracer::{
     cli::{Cli, Command},
-    source::live,
+    source::{live, replay},
 };
 
 fn main() -> ExitCode {
@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let args = match cli.command {
         Some(Command::Live(args)) => args,
         None => cli.live,
+        Some(Command::Replay(args)) => {
+            return exit(replay::run(&args.resolve(), Box::new(io::stdout())))
+        }
     };
     let opts = match args.resolve() {
         Ok(opts) => opts,
@@ -24,7 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = run_live(opts);
+    exit(run_live(opts))
+}
+
+/// Maps a run's outcome to the exit code, printing the error chain on one line.
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

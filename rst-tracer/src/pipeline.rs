@@ -1,18 +1,21 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{collections::HashMap, io};
+use std::{collections::HashMap, io, net::IpAddr};
 
 use bytes::Bytes;
+use ipnet::IpNet;
+use rst_tracer_common::event::{Direction, Hook};
 
 use crate::{
-    event::{decode, Clock, Event},
+    event::{decode, Clock, Event, Seen},
     flows::FlowTable,
     report::{
         record::{AfterResetRecord, ResetRecord, SampleRecord},
         summary::{CounterSnapshot, StatsRecord, SummaryWindow},
         Sink,
     },
+    source::replay::ReplayStats,
 };
 
 /// Flows the userspace table holds at most.
@@ -29,6 +32,8 @@ pub struct Pipeline {
     iface_names: HashMap<u32, String>,
     kernel_flow_capacity: u32,
     decode_errors: u64,
+    local_networks: Vec<IpNet>,
+    replay: Option<ReplayStats>,
 }
 
 impl Pipeline {
@@ -48,7 +53,40 @@ impl Pipeline {
             iface_names: HashMap::new(),
             kernel_flow_capacity,
             decode_errors: 0,
+            local_networks: Vec::new(),
+            replay: None,
         }
+    }
+
+    /// Networks of the traced host. Replayed packets have no hook direction; with these, a
+    /// packet from a local address is `egress` and one to a local address `ingress`.
+    pub fn set_local_networks(&mut self, nets: Vec<IpNet>) {
+        self.local_networks = nets;
+    }
+
+    /// Replay's own counts, shown with the kernel counters.
+    pub fn set_replay_stats(&mut self, stats: ReplayStats) {
+        self.replay = Some(stats);
+    }
+
+    /// Starts the current summary window at `now_ns` (replay: the first record's time).
+    pub fn begin(&mut self, now_ns: u64) {
+        self.window = SummaryWindow::new(now_ns);
+    }
+
+    /// Direction of a replayed packet from the local networks.
+    fn replay_direction(&self, seen: &mut Seen) {
+        if seen.hook != Hook::Replay || self.local_networks.is_empty() {
+            return;
+        }
+        let local = |addr: IpAddr| self.local_networks.iter().any(|n| n.contains(&addr));
+        seen.direction = if local(seen.sender().0) {
+            Direction::Egress
+        } else if local(seen.receiver().0) {
+            Direction::Ingress
+        } else {
+            Direction::Unknown
+        };
     }
 
     /// Decodes one ring record and handles it. Undecodable records are counted (and the first
@@ -69,7 +107,13 @@ impl Pipeline {
     }
 
     /// Handles one decoded event.
-    pub fn event(&mut self, ev: Event) -> io::Result<()> {
+    pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
+        match &mut ev {
+            Event::Reset(r) => self.replay_direction(&mut r.seen),
+            Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => {
+                self.replay_direction(&mut s.seen)
+            }
+        }
         match ev {
             Event::Reset(r) => {
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
@@ -118,7 +162,9 @@ impl Pipeline {
     ) -> io::Result<()> {
         self.flows.expire(now_kernel_ns);
         let summary = self.window.take(now_ns, self.flows.stats());
-        let stats = StatsRecord::of(now_ns, snap, self.kernel_flow_capacity, self.decode_errors);
+        let mut stats =
+            StatsRecord::of(now_ns, snap, self.kernel_flow_capacity, self.decode_errors);
+        stats.replay = self.replay.clone();
         self.sink.summary(&summary, &stats)
     }
 

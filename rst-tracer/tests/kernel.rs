@@ -294,6 +294,45 @@ fn vlan_tags_one_and_two_are_parsed_three_are_refused() {
 }
 
 #[test]
+fn pppoe_sessions_behind_vlan_tags() {
+    let mut k = Kernel::new();
+    let seg = Seg::new(CLIENT, 7, SERVER, 8).seq(99).rst();
+    for (ppp, ip) in [
+        (0x0021u16, seg.ip_packet()),
+        (
+            0x0057,
+            Seg::new("2001:db8::1", 7, "2001:db8::2", 8)
+                .rst()
+                .ip_packet(),
+        ),
+    ] {
+        let mut pppoe = vec![0x11, 0x00, 0x12, 0x34];
+        pppoe.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        pppoe.extend_from_slice(&ppp.to_be_bytes());
+        pppoe.extend_from_slice(&ip);
+        k.replay(&common::frames::ethernet(&[939, 744], 0x8864, &pppoe), T0);
+    }
+    let resets = k.resets();
+    assert_eq!(resets.len(), 2);
+    assert_eq!((resets[0].seen.sender().1, resets[0].rst.seq), (7, 99));
+    assert_eq!(resets[1].rst.ip_flags, IP_V6);
+    // PPP control traffic (LCP) is not IP; a header cut short is malformed.
+    let mut lcp = vec![0x11, 0x00, 0x12, 0x34, 0x00, 0x02, 0xc0, 0x21, 1, 2];
+    lcp.resize(46, 0);
+    k.replay(&common::frames::ethernet(&[], 0x8864, &lcp), T0);
+    k.replay(
+        &common::frames::ethernet(&[], 0x8864, &[0x11, 0x00, 0x12]),
+        T0,
+    );
+    let c = k.counters();
+    assert_eq!(
+        (c["other_ethertype"], c["err_pppoe_truncated"]),
+        (1, 1),
+        "{c:?}"
+    );
+}
+
+#[test]
 fn ipv4_options_are_skipped_by_their_length() {
     let mut k = Kernel::new();
     // Record-route style option area of 12 bytes (IHL 8).
@@ -677,8 +716,14 @@ fn tc_programs_report_their_hook_and_direction() {
 
 #[test]
 fn verifier_cost_stays_bounded() {
-    let k = Kernel::new();
-    for (name, insns) in rst_tracer::attach::verifier_cost(k.run.ebpf()).unwrap() {
+    let mut k = Kernel::new();
+    // ProgRun loads the TC programs on first use.
+    let frame = Seg::new(CLIENT, 1, SERVER, 2).frame();
+    k.run.tc(Hook::TcIngress, &frame, 1).unwrap();
+    k.run.tc(Hook::TcEgress, &frame, 1).unwrap();
+    let cost = rst_tracer::attach::verifier_cost(k.run.ebpf()).unwrap();
+    assert_eq!(cost.len(), 3, "{cost:?}");
+    for (name, insns) in cost {
         // The kernel's hard limit is 1,000,000; a parser change that multiplies verifier states
         // shows up here long before it reaches that.
         assert!(

@@ -207,6 +207,9 @@ pub struct StatsRecord {
     pub flow_table: KernelFlowTable,
     /// Ring records userspace could not decode.
     pub decode_errors: u64,
+    /// Replay only: records read, run and skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<crate::source::replay::ReplayStats>,
 }
 
 /// The kernel flow table's numbers.
@@ -255,6 +258,7 @@ impl StatsRecord {
                 evictions: snap.flow_entries.map(|e| inserts.saturating_sub(e)),
             },
             decode_errors,
+            replay: None,
         }
     }
 }

@@ -36,13 +36,15 @@ pub struct ProgRun {
 const XDP_MD_LEN: usize = 24;
 
 impl ProgRun {
-    /// Loads the embedded object.
+    /// Loads the embedded object's maps and its XDP program; the TC programs are loaded the
+    /// first time [`ProgRun::tc`] needs one (each costs a verifier run).
     ///
     /// # Errors
     /// No embedded object, missing privileges, or a program the kernel refuses.
     pub fn load(opts: &LoadOptions) -> Result<ProgRun> {
         crate::privileges::check()?;
-        let mut ebpf = attach::load(object::embedded()?, opts)?;
+        let mut ebpf = attach::open(object::embedded()?, opts)?;
+        attach::load_program(&mut ebpf, PROG_XDP)?;
         let rst_ring = take_ring(&mut ebpf, MAP_RST_RING)?;
         let sample_ring = take_ring(&mut ebpf, MAP_SAMPLE_RING)?;
         Ok(ProgRun {
@@ -98,12 +100,15 @@ impl ProgRun {
     ///
     /// # Errors
     /// A hook that is not a TC hook, or a refused test run.
-    pub fn tc(&self, hook: Hook, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
+    pub fn tc(&mut self, hook: Hook, frame: &[u8], repeat: u32) -> Result<(u32, Duration)> {
         let name = match hook {
             Hook::TcIngress => PROG_TC_INGRESS,
             Hook::TcEgress => PROG_TC_EGRESS,
             other => return Err(anyhow!("{} is not a TC hook", other.name())),
         };
+        if self.program(name)?.fd().is_err() {
+            attach::load_program(&mut self.ebpf, name)?;
+        }
         let prog: &SchedClassifier = self.program(name)?.try_into()?;
         let out = prog
             .test_run(TestRunOptions {

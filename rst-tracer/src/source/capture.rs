@@ -1,0 +1,431 @@
+//! Reading capture files: pcap (either byte order, micro- or nanosecond timestamps) and pcapng
+//! (several sections and interfaces, each with its own link type, timestamp resolution and
+//! offset), through the `pcap-parser` crate.
+//!
+//! Errors name the file and the byte offset where reading stopped; records read before a broken
+//! one have already been returned, so nothing before the damage is lost.
+
+use std::{
+    fs::File,
+    io::{BufReader, Read},
+    path::{Path, PathBuf},
+};
+
+use pcap_parser::{
+    create_reader, pcapng::Block, traits::PcapReaderIterator, Linktype, PcapBlockOwned, PcapError,
+};
+
+/// Bytes of each record kept: headers and the first payload bytes are all the kernel program
+/// reads, and XDP test runs refuse frames larger than a page.
+pub const RECORD_SNAP: usize = 1024;
+/// Reader buffer: the largest record the reader accepts (pcapng blocks hold whole records).
+const BUFFER: usize = 1 << 20;
+
+/// Why a capture could not be read (further).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CaptureError {
+    /// The file could not be opened or read.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        detail: String,
+    },
+    /// Empty file.
+    #[error("{path}: empty file, not a pcap or pcapng capture")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Neither pcap nor pcapng.
+    #[error("{path}: not a pcap or pcapng capture (starts with {found})")]
+    NotACapture {
+        /// The file.
+        path: PathBuf,
+        /// The first bytes, in hex.
+        found: String,
+    },
+    /// The file ends inside a header or record.
+    #[error("{path}: truncated at byte {offset}: the file ends inside a record (or its header)")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Where the incomplete record starts.
+        offset: u64,
+    },
+    /// A record larger than the reader accepts (usually a corrupt length field).
+    #[error(
+        "{path}: record at byte {offset} is larger than {BUFFER} bytes: corrupt length field?"
+    )]
+    RecordTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+    },
+    /// Anything else the parser refused.
+    #[error("{path}: corrupt at byte {offset}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the bad block starts.
+        offset: u64,
+        /// What the parser said.
+        detail: String,
+    },
+}
+
+/// One captured frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+    /// Capture time, ns since the epoch.
+    pub ts_ns: u64,
+    /// Link type of the frame.
+    pub linktype: i32,
+    /// The frame's first [`RECORD_SNAP`] bytes.
+    pub data: Vec<u8>,
+}
+
+/// A pcapng interface: its link type and clock.
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    linktype: i32,
+    units_per_sec: u64,
+    ts_offset_s: i64,
+}
+
+/// Reads the records of one capture file in order.
+pub struct CaptureReader {
+    path: PathBuf,
+    inner: Box<dyn PcapReaderIterator + Send>,
+    /// Bytes consumed so far: the offset of the next block.
+    offset: u64,
+    format: FormatState,
+}
+
+/// What the file's headers said so far.
+#[derive(Default)]
+struct FormatState {
+    /// Legacy pcap: link type and whether timestamps are in ns.
+    legacy: Option<(i32, bool)>,
+    /// pcapng: interfaces of the current section.
+    interfaces: Vec<Interface>,
+    /// pcapng: time of the last timestamped record (simple packet blocks have none).
+    last_ts_ns: u64,
+}
+
+impl CaptureReader {
+    /// Opens `path` and checks that it is a pcap or pcapng capture.
+    ///
+    /// # Errors
+    /// The file cannot be read, is empty, or is neither format.
+    pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
+        let io = |e: std::io::Error| CaptureError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let mut head = [0u8; 8];
+        let n = File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(io)?;
+        if n == 0 {
+            return Err(CaptureError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let file = BufReader::new(File::open(path).map_err(io)?);
+        let inner = create_reader(BUFFER, file).map_err(|e| match e {
+            PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
+                CaptureError::Truncated {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                }
+            }
+            _ => CaptureError::NotACapture {
+                path: path.to_path_buf(),
+                found: head[..n]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+        })?;
+        Ok(CaptureReader {
+            path: path.to_path_buf(),
+            inner,
+            offset: 0,
+            format: FormatState::default(),
+        })
+    }
+
+    /// The next frame, or `None` at the end of the file.
+    ///
+    /// # Errors
+    /// A truncated or corrupt record, with its byte offset.
+    pub fn next_record(&mut self) -> Result<Option<Record>, CaptureError> {
+        loop {
+            let (len, record) = match self.inner.next() {
+                Ok((len, block)) => (len, self.format.block(block, self.offset)),
+                Err(PcapError::Eof) => return Ok(None),
+                Err(PcapError::Incomplete(_)) => {
+                    if self.inner.refill().is_err() {
+                        return Err(self.corrupt("read error while refilling"));
+                    }
+                    continue;
+                }
+                Err(PcapError::UnexpectedEof) => {
+                    return Err(CaptureError::Truncated {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                    })
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    return Err(CaptureError::RecordTooLarge {
+                        path: self.path.clone(),
+                        offset: self.offset,
+                    })
+                }
+                Err(e) => {
+                    let detail = format!("{e:?}");
+                    return Err(self.corrupt(&detail));
+                }
+            };
+            self.inner.consume(len);
+            self.offset += len as u64;
+            if let Some(record) = record {
+                return Ok(Some(record));
+            }
+        }
+    }
+
+    fn corrupt(&self, detail: &str) -> CaptureError {
+        let detail: String = detail.chars().take(120).collect();
+        CaptureError::Corrupt {
+            path: self.path.clone(),
+            offset: self.offset,
+            detail,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl FormatState {
+    /// Turns a block into a record (packets) or updates the reader's state (headers).
+    fn block(&mut self, block: PcapBlockOwned<'_>, offset: u64) -> Option<Record> {
+        let snap = |data: &[u8]| data[..data.len().min(RECORD_SNAP)].to_vec();
+        match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.legacy = Some((h.network.0, h.is_nanosecond_precision()));
+                None
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let (linktype, nanos) = self.legacy.unwrap_or((Linktype::ETHERNET.0, false));
+                let frac_ns = if nanos {
+                    b.ts_usec as u64
+                } else {
+                    b.ts_usec as u64 * 1_000
+                };
+                let ts_ns = b.ts_sec as u64 * 1_000_000_000 + frac_ns;
+                Some(Record {
+                    offset,
+                    ts_ns,
+                    linktype,
+                    data: snap(b.data),
+                })
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                self.interfaces.clear();
+                None
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                self.interfaces.push(Interface {
+                    linktype: idb.linktype.0,
+                    units_per_sec: idb.ts_resolution().unwrap_or(1_000_000),
+                    ts_offset_s: idb.ts_offset(),
+                });
+                None
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let iface = self.interface(epb.if_id);
+                let units = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                let ns = units as u128 * 1_000_000_000 / iface.units_per_sec as u128;
+                let ts_ns = (ns as i128 + iface.ts_offset_s as i128 * 1_000_000_000).max(0) as u64;
+                self.last_ts_ns = ts_ns;
+                Some(Record {
+                    offset,
+                    ts_ns,
+                    linktype: iface.linktype,
+                    data: snap(epb.data),
+                })
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                // No timestamp and interface 0 by definition; keep the last known time.
+                let iface = self.interface(0);
+                Some(Record {
+                    offset,
+                    ts_ns: self.last_ts_ns,
+                    linktype: iface.linktype,
+                    data: snap(spb.data),
+                })
+            }
+            PcapBlockOwned::NG(_) => None,
+        }
+    }
+
+    fn interface(&self, id: u32) -> Interface {
+        self.interfaces
+            .get(id as usize)
+            .copied()
+            .unwrap_or(Interface {
+                // A packet for an interface never described: its link type is unknown.
+                linktype: -1,
+                units_per_sec: 1_000_000,
+                ts_offset_s: 0,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("rst-tracer-capture-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A little-endian pcap header (µs or ns) for `linktype`.
+    fn pcap_header(nanos: bool, linktype: u32) -> Vec<u8> {
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let mut h = magic.to_le_bytes().to_vec();
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&linktype.to_le_bytes());
+        h
+    }
+
+    fn pcap_record(sec: u32, frac: u32, data: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        for v in [sec, frac, data.len() as u32, data.len() as u32] {
+            r.extend_from_slice(&v.to_le_bytes());
+        }
+        r.extend_from_slice(data);
+        r
+    }
+
+    fn read_all(p: &Path) -> (Vec<Record>, Option<CaptureError>) {
+        let mut r = match CaptureReader::open(p) {
+            Ok(r) => r,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut out = Vec::new();
+        loop {
+            match r.next_record() {
+                Ok(Some(rec)) => out.push(rec),
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn microsecond_and_nanosecond_pcap() {
+        let mut f = pcap_header(false, 1);
+        f.extend(pcap_record(10, 500, &[1; 20]));
+        let (recs, err) = read_all(&write("us.pcap", &f));
+        assert_eq!(err, None);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].ts_ns, 10_000_500_000);
+        assert_eq!(recs[0].linktype, 1);
+        assert_eq!(recs[0].offset, 24);
+
+        let mut f = pcap_header(true, 113);
+        f.extend(pcap_record(10, 500, &[1; 20]));
+        let (recs, _) = read_all(&write("ns.pcap", &f));
+        assert_eq!(recs[0].ts_ns, 10_000_000_500);
+        assert_eq!(recs[0].linktype, 113);
+    }
+
+    #[test]
+    fn big_endian_pcap() {
+        let mut f = 0xa1b2_c3d4u32.to_be_bytes().to_vec();
+        f.extend_from_slice(&2u16.to_be_bytes());
+        f.extend_from_slice(&4u16.to_be_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&65535u32.to_be_bytes());
+        f.extend_from_slice(&101u32.to_be_bytes());
+        for v in [7u32, 1, 4, 4] {
+            f.extend_from_slice(&v.to_be_bytes());
+        }
+        f.extend_from_slice(&[0x45, 0, 0, 4]);
+        let (recs, err) = read_all(&write("be.pcap", &f));
+        assert_eq!(err, None);
+        assert_eq!(
+            (recs[0].ts_ns, recs[0].linktype, recs[0].data.len()),
+            (7_000_001_000, 101, 4)
+        );
+    }
+
+    #[test]
+    fn broken_files_get_errors_with_offsets_and_keep_what_came_before() {
+        let (_, err) = read_all(&write("empty.pcap", &[]));
+        assert!(matches!(err, Some(CaptureError::Empty { .. })), "{err:?}");
+
+        let (recs, err) = read_all(&write("header-only.pcap", &pcap_header(false, 1)));
+        assert_eq!(
+            (recs.len(), err),
+            (0, None),
+            "a header alone is an empty capture"
+        );
+
+        let (_, err) = read_all(&write(
+            "magic.pcap",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        ));
+        let err = err.unwrap();
+        assert!(matches!(err, CaptureError::NotACapture { .. }), "{err:?}");
+        assert!(err.to_string().contains("47 49 46 38"), "{err}");
+
+        let mut f = pcap_header(false, 1);
+        f.extend(pcap_record(1, 0, &[9; 30]));
+        let cut = f.len();
+        f.extend(pcap_record(2, 0, &[9; 30]));
+        f.truncate(cut + 25);
+        let (recs, err) = read_all(&write("truncated.pcap", &f));
+        assert_eq!(recs.len(), 1, "the record before the damage is kept");
+        assert_eq!(
+            err,
+            Some(CaptureError::Truncated {
+                path: std::env::temp_dir()
+                    .join(format!("rst-tracer-capture-tests-{}", std::process::id()))
+                    .join("truncated.pcap"),
+                offset: cut as u64
+            })
+        );
+
+        let mut f = pcap_header(false, 1);
+        f.extend(pcap_record(1, 0, &[9; 30]));
+        let at = f.len();
+        for v in [2u32, 0, 0x7fff_0000, 0x7fff_0000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.extend_from_slice(&[0; 64]);
+        let (recs, err) = read_all(&write("huge.pcap", &f));
+        assert_eq!(recs.len(), 1);
+        let err = err.expect("an error for the huge record");
+        assert!(err.to_string().contains(&format!("byte {at}")), "{err}");
+    }
+}

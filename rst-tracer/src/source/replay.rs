@@ -1,0 +1,162 @@
+//! Capture replay: every frame of a pcap or pcapng file goes through the same loaded kernel
+//! program as live traffic (XDP, by BPF_PROG_TEST_RUN, with the record's capture timestamp as
+//! replay metadata), and the events come back through the same rings, decoder, flow table and
+//! reports. There is no second parser and no second flow logic.
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    path::PathBuf,
+};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ipnet::IpNet;
+use rst_tracer_common::replay::ReplayMeta;
+use serde::Serialize;
+
+use super::{
+    capture::{CaptureReader, RECORD_SNAP},
+    link::{self, LinkError},
+    prog_run::ProgRun,
+};
+use crate::{
+    attach::LoadOptions,
+    event::Clock,
+    pipeline::Pipeline,
+    report::{self, Format},
+};
+
+/// Files smaller than this replay without a progress bar.
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+/// What `rst-tracer replay` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Capture files, replayed in order as one stream.
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    pub format: Format,
+    /// Networks of the traced host: packets from them are egress, to them ingress.
+    pub local: Vec<IpNet>,
+}
+
+/// What replay did with the records it read, shown in the final `stats` record.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Records read from the files.
+    pub records: u64,
+    /// Records run through the kernel program.
+    pub frames: u64,
+    /// Records not run, by reason (`unsupported-<linktype>`, `short`, `not-ip-<linktype>`).
+    pub skipped: BTreeMap<String, u64>,
+    /// Capture time of the first record (ns since the epoch).
+    pub first_ts_ns: u64,
+    /// Capture time of the last record.
+    pub last_ts_ns: u64,
+}
+
+impl ReplayStats {
+    fn skip(&mut self, why: LinkError, linktype: i32) {
+        let key = match why {
+            LinkError::Unsupported(_) => format!("unsupported-{}", link::name(linktype)),
+            LinkError::Short => "short".to_string(),
+            LinkError::NotIp => format!("not-ip-{}", link::name(linktype)),
+        };
+        *self.skipped.entry(key).or_default() += 1;
+    }
+}
+
+/// Replays the files, writing records to `out`. Everything read before a broken record is
+/// reported, with the final summary, before the error is returned.
+///
+/// # Errors
+/// Missing privileges or object, an unreadable or broken capture (with its byte offset), or an
+/// output error.
+pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
+    let load = LoadOptions::default();
+    let mut prog = ProgRun::load(&load)?;
+    let sink = report::sink(opts.format, out);
+    // Capture timestamps are already wall-clock time: no clock offset.
+    let mut pipeline = Pipeline::new(
+        sink,
+        Clock {
+            monotonic_to_epoch_ns: 0,
+        },
+        load.flow_table_size,
+        0,
+    );
+    pipeline.set_local_networks(opts.local.clone());
+    let mut stats = ReplayStats::default();
+    let mut failure = None;
+    for path in &opts.files {
+        if let Err(e) = replay_file(path, &mut prog, &mut pipeline, &mut stats) {
+            failure = Some(e);
+            break;
+        }
+    }
+    let snap = prog.counters()?;
+    pipeline.set_replay_stats(stats.clone());
+    pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn replay_file(
+    path: &PathBuf,
+    prog: &mut ProgRun,
+    pipeline: &mut Pipeline,
+    stats: &mut ReplayStats,
+) -> Result<()> {
+    let mut reader = CaptureReader::open(path)?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let progress = progress_bar(size);
+    let mut frame = Vec::with_capacity(RECORD_SNAP + 14);
+    while let Some(record) = reader.next_record()? {
+        if stats.records == 0 {
+            stats.first_ts_ns = record.ts_ns;
+            pipeline.begin(record.ts_ns);
+        }
+        stats.records += 1;
+        stats.last_ts_ns = stats.last_ts_ns.max(record.ts_ns);
+        match link::to_ethernet(record.linktype, &record.data, &mut frame) {
+            Ok(()) => {
+                stats.frames += 1;
+                prog.xdp(&frame, Some(ReplayMeta::new(record.ts_ns)), 1)
+                    .with_context(|| {
+                        format!("{}: record at byte {}", path.display(), record.offset)
+                    })?;
+                for event in prog.drain() {
+                    pipeline.record(event)?;
+                }
+            }
+            Err(why) => stats.skip(why, record.linktype),
+        }
+        if let Some(bar) = &progress {
+            if stats.records % 10_000 == 0 {
+                bar.set_position(reader.offset());
+                bar.set_message(format!("{} records", stats.records));
+            }
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr for large files when stderr is a terminal.
+fn progress_bar(size: u64) -> Option<ProgressBar> {
+    if size < PROGRESS_MIN_BYTES || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {percent}% {binary_bytes_per_sec} {msg} (eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}

@@ -1,0 +1,408 @@
+//! Replay tests: every capture of the shared corpus (../shared/captures, see its MANIFEST.tsv)
+//! through `rst-tracer replay`, and broken capture files. They need root and the built eBPF
+//! object (`cargo xtask test`) and fail plainly without.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::require_root_and_object;
+use serde_json::Value;
+
+/// The shared corpus, beside this checkout.
+fn corpus() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures");
+    assert!(
+        dir.join("MANIFEST.tsv").is_file(),
+        "the capture corpus is missing: expected {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs `rst-tracer replay` with `args`; returns (success, JSON records, stderr).
+fn replay(args: &[&str]) -> (bool, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+        .arg("replay")
+        .args(args)
+        .arg("--format=json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let records = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (
+        out.status.success(),
+        records,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn resets(records: &[Value]) -> Vec<&Value> {
+    records.iter().filter(|r| r["type"] == "reset").collect()
+}
+
+/// What a capture must give. `resets` is the number of RST packets in it (`tshark -r FILE -Y
+/// tcp.flags.reset==1`); `check` holds further expectations (one line per capture to extend).
+struct Expect {
+    file: &'static str,
+    resets: usize,
+    check: fn(&[&Value]),
+}
+
+fn no_check(_: &[&Value]) {}
+
+const CORPUS: &[Expect] = &[
+    Expect {
+        file: "censor/gfw-test1.pcap",
+        resets: 5,
+        check: |r| {
+            // The injected RST+ACKs: TTL 70 where the client's packets arrive with 38.
+            assert_eq!(r[0]["rst"]["ttl"], 70);
+            assert_eq!(r[0]["sender"]["ttl"]["min"], 38);
+            assert_eq!(r[3]["rst"]["ip_id"], 0);
+        },
+    },
+    Expect {
+        file: "censor/airtel-https.pcap",
+        resets: 8,
+        check: no_check,
+    },
+    Expect {
+        file: "benign/http-request-no-rst.pcap",
+        resets: 0,
+        check: no_check,
+    },
+    Expect {
+        file: "benign/http-traffic.pcap",
+        resets: 13,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_rst-inject-rae.pcap",
+        resets: 3,
+        check: |r| {
+            assert!(
+                r[0]["rst"]["flags"].as_str().unwrap().contains("RES("),
+                "reserved bits shown: {}",
+                r[0]["rst"]
+            );
+        },
+    },
+    Expect {
+        file: "zeek/tcp_single-rst.pcap",
+        resets: 1,
+        check: |r| assert_eq!(r[0]["history"]["new_flow"], true),
+    },
+    Expect {
+        file: "zeek/tcp_syn-then-rst.pcap",
+        resets: 1,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_syn-then-ack-then-rst.pcap",
+        resets: 1,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_syn-then-stuff-then-rst.pcap",
+        resets: 1,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_missing-syn.pcap",
+        resets: 0,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_one-sided-2745.pcap",
+        resets: 0,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/tcp_retransmit-fast009.pcap",
+        resets: 1,
+        check: |r| {
+            assert!(
+                r[0]["sender"]["retransmits"].as_u64().unwrap()
+                    + r[0]["receiver"]["retransmits"].as_u64().unwrap()
+                    > 0
+            );
+        },
+    },
+    Expect {
+        file: "zeek/tcp_fin_retransmission.pcap",
+        resets: 1,
+        check: no_check,
+    },
+    Expect {
+        file: "zeek/ftp_ipv6-violation.pcap",
+        resets: 3,
+        check: |r| {
+            for x in r {
+                assert!(
+                    x["flow"]["src"].as_str().unwrap().contains(':'),
+                    "IPv6: {}",
+                    x["flow"]
+                );
+                assert_eq!(x["rst"]["ip_id"], Value::Null, "IPv6 has no IP ID");
+            }
+        },
+    },
+    // FDDI frames with LLC/SNAP (the manifest calls them 802.2 LLC): translated, not skipped.
+    Expect {
+        file: "zeek/llc.pcap",
+        resets: 1333,
+        check: |r| assert_eq!(r[0]["rst"]["ttl"], 8),
+    },
+    Expect {
+        file: "suricata/security-4710-01-rst-then-data.pcap",
+        resets: 2,
+        check: no_check,
+    },
+    Expect {
+        file: "suricata/bug-6244-rst-with-data.pcap",
+        resets: 1,
+        check: |r| {
+            assert_eq!(r[0]["payload"]["text"], "Access Denied");
+        },
+    },
+    Expect {
+        file: "suricata/tcp-rst-unacked-stream-09.pcap",
+        resets: 1,
+        check: no_check,
+    },
+    Expect {
+        file: "suricata/bug-3286-02-linux-evasion.pcap",
+        resets: 2,
+        check: no_check,
+    },
+    Expect {
+        file: "tcpdump/tcp_rst_data.pcap",
+        resets: 1,
+        check: |r| {
+            assert!(
+                r[0]["payload"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("BIG-IP: "),
+                "{}",
+                r[0]["payload"]
+            );
+        },
+    },
+    Expect {
+        file: "tcpdump/tcp_rst_diag_payload.pcap",
+        resets: 1,
+        check: |r| {
+            assert_eq!(r[0]["payload"]["captured"], 8);
+        },
+    },
+    Expect {
+        file: "tcpdump/mptcp-tcprst.pcap",
+        resets: 2,
+        check: |r| {
+            assert!(r.iter().all(|x| x["rst"]["options"]
+                .as_array()
+                .unwrap()
+                .contains(&"mptcp".into())));
+        },
+    },
+    Expect {
+        file: "ndpi/reddit.pcap",
+        resets: 72,
+        check: no_check,
+    },
+    Expect {
+        file: "ndpi/rtsp.pcap",
+        resets: 24,
+        check: no_check,
+    },
+    Expect {
+        file: "pcapplusplus/one_tcp_stream_fin_rst_close_packet.pcap",
+        resets: 2,
+        check: no_check,
+    },
+    // Two VLAN tags and a PPPoE session.
+    Expect {
+        file: "pcapplusplus/one_http_stream_rst.pcap",
+        resets: 1,
+        check: no_check,
+    },
+];
+
+#[test]
+fn every_capture_in_the_manifest_has_expectations() {
+    let manifest = std::fs::read_to_string(corpus().join("MANIFEST.tsv")).unwrap();
+    let listed: BTreeSet<&str> = manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    let covered: BTreeSet<&str> = CORPUS.iter().map(|e| e.file).collect();
+    assert_eq!(
+        listed, covered,
+        "add a line to CORPUS for every capture in MANIFEST.tsv"
+    );
+}
+
+#[test]
+fn the_corpus_replays_with_every_reset() {
+    require_root_and_object();
+    let dir = corpus();
+    let mut failures = Vec::new();
+    for e in CORPUS {
+        let path = dir.join(e.file);
+        let (ok, records, stderr) = replay(&[path.to_str().unwrap()]);
+        if !ok {
+            failures.push(format!("{}: exit failure: {stderr}", e.file));
+            continue;
+        }
+        let r = resets(&records);
+        if r.len() != e.resets {
+            failures.push(format!(
+                "{}: {} resets, expected {}",
+                e.file,
+                r.len(),
+                e.resets
+            ));
+            continue;
+        }
+        let stats = records
+            .iter()
+            .rev()
+            .find(|o| o["type"] == "stats")
+            .expect("a final stats record");
+        if stats["parse_errors"] != 0
+            || stats["ring_drops"] != 0
+            || !stats["replay"]["skipped"].as_object().unwrap().is_empty()
+        {
+            failures.push(format!(
+                "{}: errors, drops or skipped records: {stats}",
+                e.file
+            ));
+        }
+        if stats["replay"]["records"] != stats["replay"]["frames"] {
+            failures.push(format!(
+                "{}: not every record ran: {}",
+                e.file, stats["replay"]
+            ));
+        }
+        if let Err(panic) = std::panic::catch_unwind(|| (e.check)(&r)) {
+            let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            failures.push(format!("{}: {msg}", e.file));
+        }
+        if r.iter()
+            .any(|x| x["hook"] != "replay" || x["direction"] != "unknown")
+        {
+            failures.push(format!(
+                "{}: replayed resets must say hook replay, direction unknown",
+                e.file
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn local_networks_give_replayed_resets_a_direction() {
+    require_root_and_object();
+    let path = corpus().join("benign/http-traffic.pcap");
+    let (ok, records, _) = replay(&[path.to_str().unwrap()]);
+    assert!(ok);
+    let server = resets(&records)[0]["flow"]["src"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, records, err) = replay(&[path.to_str().unwrap(), "--local", &format!("{server}/32")]);
+    assert!(ok, "{err}");
+    let r = resets(&records);
+    assert_eq!(r.len(), 13);
+    for x in r {
+        let expected = if x["flow"]["src"] == server.as_str() {
+            "egress"
+        } else {
+            "ingress"
+        };
+        assert_eq!(x["direction"], expected, "{}", x["flow"]);
+    }
+}
+
+#[test]
+fn several_files_replay_as_one_stream() {
+    require_root_and_object();
+    let dir = corpus();
+    let a = dir.join("censor/gfw-test1.pcap");
+    let b = dir.join("zeek/ftp_ipv6-violation.pcap");
+    let (ok, records, _) = replay(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(resets(&records).len(), 5 + 3);
+    let stats = records.iter().rev().find(|o| o["type"] == "stats").unwrap();
+    assert_eq!(stats["replay"]["records"], 10 + 19);
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rst-tracer-replay-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
+    require_root_and_object();
+    let good = std::fs::read(corpus().join("censor/gfw-test1.pcap")).unwrap();
+
+    let p = scratch("empty.pcap", &[]);
+    let (ok, _, err) = replay(&[p.to_str().unwrap()]);
+    assert!(!ok && err.contains("empty file"), "{err}");
+
+    let p = scratch(
+        "wrong-magic.pcap",
+        b"this is a text file, not a capture at all",
+    );
+    let (ok, _, err) = replay(&[p.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("not a pcap or pcapng capture") && err.contains("wrong-magic.pcap"),
+        "{err}"
+    );
+
+    // Header only: an empty capture, not an error.
+    let p = scratch("header-only.pcap", &good[..24]);
+    let (ok, records, err) = replay(&[p.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(resets(&records).is_empty());
+
+    // Cut in the middle of the last record (a RST): the four resets before it are reported.
+    let cut = good.len() - 20;
+    let p = scratch("truncated.pcap", &good[..cut]);
+    let (ok, records, err) = replay(&[p.to_str().unwrap()]);
+    assert!(!ok, "a truncated file is an error");
+    assert!(err.contains("truncated at byte"), "{err}");
+    assert_eq!(
+        resets(&records).len(),
+        4,
+        "everything before the damage is kept"
+    );
+    assert!(
+        records.iter().any(|r| r["type"] == "summary"),
+        "the summary is printed before the error"
+    );
+
+    // A record header claiming 2 GB.
+    let mut huge = good[..24].to_vec();
+    for v in [1u32, 0, 0x7fff_0000, 0x7fff_0000] {
+        huge.extend_from_slice(&v.to_le_bytes());
+    }
+    huge.extend_from_slice(&[0; 100]);
+    let p = scratch("huge.pcap", &huge);
+    let (ok, _, err) = replay(&[p.to_str().unwrap()]);
+    assert!(!ok && err.contains("byte 24"), "{err}");
+}
