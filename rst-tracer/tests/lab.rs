@@ -383,3 +383,137 @@ fn errors_say_what_to_do() {
         "{err}"
     );
 }
+
+/// The fields of a reset that live tracing and replay must agree on: everything but times and
+/// the hook.
+fn evidence(r: &Value) -> Value {
+    let side = |s: &Value| {
+        serde_json::json!({
+            "seen": s["seen"], "packets": s["packets"], "bytes": s["bytes"], "ttl": s["ttl"],
+            "last_ip_id": s["last_ip_id"], "seq_next": s["seq_next"], "last_ack": s["last_ack"],
+            "window": s["window"], "timestamps": s["timestamps"], "retransmits": s["retransmits"],
+        })
+    };
+    serde_json::json!({
+        "direction": r["direction"],
+        "flow": r["flow"],
+        "rst": r["rst"],
+        "payload": r["payload"],
+        "sender": side(&r["sender"]),
+        "receiver": side(&r["receiver"]),
+        "seq_check": r["seq_check"],
+        "handshake": r["history"]["handshake"],
+        "midstream": r["history"]["midstream"],
+        "trigger_seq": r["trigger"]["seq"],
+    })
+}
+
+#[test]
+fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
+    require_root_and_object();
+    assert!(
+        Command::new("tcpdump")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "this test needs tcpdump (`cargo xtask test` installs it)"
+    );
+    let lab = Lab::new();
+    let pcap = std::env::temp_dir().join(format!("{}-roundtrip.pcap", lab.server));
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.server,
+            "tcpdump",
+            "-i",
+            SERVER_IF,
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-s",
+            "256",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("tcp")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump says "listening on ..." once its socket is open.
+    let mut stderr = tcpdump.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("listening on") {
+        assert_eq!(
+            stderr.read(&mut byte).unwrap(),
+            1,
+            "tcpdump ended: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    let tracer = lab.start_tracer(&[]);
+
+    // Server abort, client abort, refused connect.
+    let l = listen(&lab, 8081);
+    let mut c = connect(&lab, 8081).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"request").unwrap();
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).unwrap();
+    abort(&s);
+    drop(s);
+    let l2 = listen(&lab, 8082);
+    let mut c2 = connect(&lab, 8082).unwrap();
+    let (mut s2, _) = l2.accept().unwrap();
+    c2.write_all(b"abc").unwrap();
+    s2.read_exact(&mut buf[..3]).unwrap();
+    abort(&c2);
+    drop(c2);
+    let _ = connect(&lab, 9);
+    std::thread::sleep(Duration::from_millis(300));
+    let live = tracer.stop();
+    // SAFETY: signalling the tcpdump this test started.
+    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+    tcpdump.wait().unwrap();
+    drop((c, s2));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+        .args([
+            "replay",
+            "--format",
+            "json",
+            "--local",
+            &format!("{SERVER_IP}/32"),
+        ])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&pcap);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let mut live_resets: Vec<Value> = live
+        .iter()
+        .filter(|o| o["type"] == "reset")
+        .map(evidence)
+        .collect();
+    let mut replay_resets: Vec<Value> = replayed
+        .iter()
+        .filter(|o| o["type"] == "reset")
+        .map(evidence)
+        .collect();
+    assert_eq!(live_resets.len(), 3, "{live_resets:#?}");
+    let key = |v: &Value| (v["flow"]["sport"].as_u64(), v["flow"]["dport"].as_u64());
+    live_resets.sort_by_key(key);
+    replay_resets.sort_by_key(key);
+    assert_eq!(live_resets, replay_resets, "live and replay disagree");
+}

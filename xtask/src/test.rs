@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::{
     build,
     exec::{is_root, workspace_root},
+    toolchain,
 };
 
 /// Options of `cargo xtask test`.
@@ -43,7 +44,9 @@ fn counts(line: &str) -> Option<(u64, u64)> {
 /// A failed build or a failed test.
 pub fn run(opts: &Options) -> Result<()> {
     let dir = build::build_ebpf()?;
-    if !is_root() {
+    if is_root() {
+        toolchain::ensure_test_tools()?;
+    } else {
         eprintln!(
             "xtask: not root: the kernel and lab tests will fail; run `sudo -E cargo xtask test`"
         );

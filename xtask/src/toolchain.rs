@@ -10,6 +10,41 @@ use crate::exec::{exec, output};
 /// The bpf-linker versions that work here.
 const BPF_LINKER_VERSION: &str = "~0.10";
 
+/// Programs the test suite drives, and the Debian packages that provide them.
+const TEST_TOOLS: [(&str, &str); 1] = [("tcpdump", "tcpdump")];
+
+/// Installs the programs the tests drive (Debian packages) when they are missing.
+///
+/// # Errors
+/// When a missing package cannot be installed.
+pub fn ensure_test_tools() -> Result<()> {
+    let missing: Vec<&str> = TEST_TOOLS
+        .iter()
+        .filter(|(cmd, _)| {
+            Command::new(cmd)
+                .arg("--version")
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} (Debian packages the tests use)",
+        missing.join(" ")
+    );
+    exec(Command::new("apt-get").arg("update").arg("-qq"))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Makes sure nightly with rust-src and bpf-linker 0.10 are installed.
 ///
 /// # Errors

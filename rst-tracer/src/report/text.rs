@@ -209,6 +209,24 @@ impl Sink for TextSink {
             s.flow_evictions,
             stats.decode_errors
         )?;
+        if let Some(r) = &stats.replay {
+            let skipped: Vec<String> = r
+                .skipped
+                .iter()
+                .map(|(why, n)| format!("{why} x{n}"))
+                .collect();
+            writeln!(
+                o,
+                "   replay: {} records, {} run through the kernel program, skipped: {}",
+                r.records,
+                r.frames,
+                if skipped.is_empty() {
+                    "none".to_string()
+                } else {
+                    skipped.join(", ")
+                }
+            )?;
+        }
         o.flush()
     }
 }

@@ -135,7 +135,7 @@ fn replay_file(
             Err(why) => stats.skip(why, record.linktype),
         }
         if let Some(bar) = &progress {
-            if stats.records % 10_000 == 0 {
+            if stats.records.is_multiple_of(10_000) {
                 bar.set_position(reader.offset());
                 bar.set_message(format!("{} records", stats.records));
             }
