@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use crate::{
     build,
     exec::{exec, is_root, workspace_root},
+    toolchain,
 };
 
 /// Options of `cargo xtask bench`.
@@ -21,7 +22,7 @@ pub struct Options {
     pub rounds: u32,
 }
 
-/// Builds, then runs the kernel benchmark.
+/// Builds, then runs the kernel and replay benchmarks.
 ///
 /// # Errors
 /// Not root, a failed build, or a failed benchmark.
@@ -30,10 +31,19 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("the benchmarks load eBPF programs: run `sudo -E cargo xtask bench`");
     }
     let dir = build::build_ebpf()?;
+    toolchain::ensure_bench_tools()?;
     exec(
         Command::new("cargo")
             .current_dir(workspace_root())
-            .args(["bench", "-p", "rst-tracer", "--bench", "kernel"])
+            .args([
+                "bench",
+                "-p",
+                "rst-tracer",
+                "--bench",
+                "kernel",
+                "--bench",
+                "replay",
+            ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(
                 "RST_TRACER_BASELINE_OBJECT",

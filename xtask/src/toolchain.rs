@@ -12,13 +12,27 @@ const BPF_LINKER_VERSION: &str = "~0.10";
 
 /// Programs the test suite drives, and the Debian packages that provide them.
 const TEST_TOOLS: [(&str, &str); 1] = [("tcpdump", "tcpdump")];
+/// Programs the benchmarks compare against: tshark, and capinfos to count records.
+const BENCH_TOOLS: [(&str, &str); 2] = [("tshark", "tshark"), ("capinfos", "tshark")];
 
 /// Installs the programs the tests drive (Debian packages) when they are missing.
 ///
 /// # Errors
 /// When a missing package cannot be installed.
 pub fn ensure_test_tools() -> Result<()> {
-    let missing: Vec<&str> = TEST_TOOLS
+    ensure_packages(&TEST_TOOLS)
+}
+
+/// Installs the programs the benchmarks compare against when they are missing.
+///
+/// # Errors
+/// When a missing package cannot be installed.
+pub fn ensure_bench_tools() -> Result<()> {
+    ensure_packages(&BENCH_TOOLS)
+}
+
+fn ensure_packages(tools: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(cmd, _)| {
             Command::new(cmd)
@@ -29,6 +43,7 @@ pub fn ensure_test_tools() -> Result<()> {
         })
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

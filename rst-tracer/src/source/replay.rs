@@ -137,7 +137,8 @@ fn replay_file(
         if let Some(bar) = &progress {
             if stats.records.is_multiple_of(10_000) {
                 bar.set_position(reader.offset());
-                bar.set_message(format!("{} records", stats.records));
+                let rate = stats.records as f64 / bar.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!("{} records, {rate:.0} records/s", stats.records));
             }
         }
     }
@@ -153,10 +154,8 @@ fn progress_bar(size: u64) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{wide_bar} {percent}% {binary_bytes_per_sec} {msg} (eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{wide_bar} {percent}% {msg} (eta {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     Some(bar)
 }
