@@ -262,7 +262,8 @@ impl FormatState {
                     offset,
                     ts_ns,
                     linktype: iface.linktype,
-                    data: snap(epb.data),
+                    // The block data is padded to 4 bytes; the captured length ends it.
+                    data: snap(&epb.data[..(epb.caplen as usize).min(epb.data.len())]),
                 })
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
@@ -272,7 +273,7 @@ impl FormatState {
                     offset,
                     ts_ns: self.last_ts_ns,
                     linktype: iface.linktype,
-                    data: snap(spb.data),
+                    data: snap(&spb.data[..(spb.origlen as usize).min(spb.data.len())]),
                 })
             }
             PcapBlockOwned::NG(_) => None,
@@ -376,6 +377,75 @@ mod tests {
         assert_eq!(
             (recs[0].ts_ns, recs[0].linktype, recs[0].data.len()),
             (7_000_001_000, 101, 4)
+        );
+    }
+
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    fn section() -> Vec<u8> {
+        let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        block(0x0a0d_0d0a, &body)
+    }
+
+    /// An interface description; `tsresol` adds the if_tsresol option.
+    fn interface(linktype: u16, tsresol: Option<u8>) -> Vec<u8> {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&65535u32.to_le_bytes());
+        if let Some(r) = tsresol {
+            body.extend_from_slice(&9u16.to_le_bytes());
+            body.extend_from_slice(&1u16.to_le_bytes());
+            body.extend_from_slice(&[r, 0, 0, 0]);
+            body.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        block(1, &body)
+    }
+
+    fn packet(if_id: u32, ts: u64, data: &[u8]) -> Vec<u8> {
+        let mut body = if_id.to_le_bytes().to_vec();
+        body.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(ts as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(data);
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        block(6, &body)
+    }
+
+    #[test]
+    fn pcapng_interfaces_have_their_own_link_type_and_clock() {
+        let mut f = section();
+        f.extend(interface(1, None)); // Ethernet, microseconds
+        f.extend(interface(101, Some(9))); // raw IP, nanoseconds
+        f.extend(packet(1, 1_000_000_000_123, &[0x45; 21]));
+        f.extend(packet(0, 5_000_001, &[7; 60]));
+        // A second section starts afresh: its interface 0 is Linux cooked.
+        f.extend(section());
+        f.extend(interface(113, Some(3))); // milliseconds
+        f.extend(packet(0, 42_001, &[1; 30]));
+        let (recs, err) = read_all(&write("multi.pcapng", &f));
+        assert_eq!(err, None);
+        let got: Vec<(i32, u64, usize)> = recs
+            .iter()
+            .map(|r| (r.linktype, r.ts_ns, r.data.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (101, 1_000_000_000_123, 21),
+                (1, 5_000_001_000, 60),
+                (113, 42_001_000_000, 30)
+            ]
         );
     }
 
