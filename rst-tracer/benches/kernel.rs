@@ -6,6 +6,9 @@
 //! repeat count), the median of several rounds, each round measuring the baseline and the case
 //! back to back.
 
+#[path = "common/summary.rs"]
+mod summary;
+
 #[path = "../tests/common/frames.rs"]
 #[allow(
     dead_code,
@@ -13,7 +16,7 @@
 )]
 mod frames;
 
-use std::{env, fs, path::PathBuf, time::Duration};
+use std::{env, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
@@ -176,17 +179,8 @@ fn main() -> Result<()> {
     println!("budget: established ACK <= {ACK_BUDGET:.1}x XDP_PASS: {ack_ratio:.2}x, {verdict}");
     println!("reset events lost to a full ring during the run: {dropped}");
 
-    fs::create_dir_all(&out_dir)?;
-    let path = out_dir.join("summary.json");
-    let mut doc: serde_json::Value = fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(json!({}));
-    doc["kernel"] = serde_json::Value::Object(summary);
-    doc["kernel"]["established_ack_ratio"] = json!(ack_ratio);
-    fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
-    println!("wrote {}", path.display());
-    Ok(())
+    summary.insert("established_ack_ratio".into(), json!(ack_ratio));
+    summary::write_section(&out_dir, "kernel", summary)
 }
 
 /// Ethernet frames are at least 60 bytes plus FCS; the benchmark uses 64-byte frames.

@@ -3,6 +3,9 @@
 //! same run: the largest capture of the shared corpus and a synthetic capture of 1,000,000
 //! packets. Prints the ratio and adds a `replay` section to `summary.json`.
 
+#[path = "common/summary.rs"]
+mod summary;
+
 #[path = "../tests/common/frames.rs"]
 #[allow(
     dead_code,
@@ -146,13 +149,5 @@ fn main() -> Result<()> {
             summary.insert("corpus_tshark_records_per_s".into(), json!(b));
         }
     }
-    let path = out_dir.join("summary.json");
-    let mut doc: serde_json::Value = fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(json!({}));
-    doc["replay"] = serde_json::Value::Object(summary);
-    fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
-    println!("wrote {}", path.display());
-    Ok(())
+    summary::write_section(&out_dir, "replay", summary)
 }

@@ -37,6 +37,33 @@ fn abort(s: &TcpStream) {
     SockRef::from(s).set_linger(Some(Duration::ZERO)).unwrap();
 }
 
+/// Makes one reset of each honest kind: the server aborts on port 8081 (SO_LINGER 0, an egress
+/// RST), the client aborts on port 8082 (an ingress RST from one hop away), and a connect to
+/// closed port 9 is refused. Returns the sockets that are still open (the peers of the aborted
+/// ones), to be dropped once the test has what it needs.
+fn resets_of_each_kind(lab: &Lab) -> (TcpStream, TcpStream) {
+    let l = listen(lab, 8081);
+    let mut c = connect(lab, 8081).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"request").unwrap();
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).unwrap();
+    abort(&s);
+    drop(s);
+
+    let l = listen(lab, 8082);
+    let mut c2 = connect(lab, 8082).unwrap();
+    let (mut s2, _) = l.accept().unwrap();
+    c2.write_all(b"abc").unwrap();
+    s2.read_exact(&mut buf[..3]).unwrap();
+    abort(&c2);
+    drop(c2);
+
+    let refused = connect(lab, 9).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    (c, s2)
+}
+
 /// The reset records whose flow involves server port `port`.
 fn resets_on(out: &[Value], port: u16) -> Vec<&Value> {
     out.iter()
@@ -61,32 +88,10 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
     drop(c);
     drop(s);
 
-    // 2. The server aborts (SO_LINGER 0): an egress RST from the server.
-    let l = listen(&lab, 8081);
-    let mut c = connect(&lab, 8081).unwrap();
-    let (mut s, _) = l.accept().unwrap();
-    c.write_all(b"request").unwrap();
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).unwrap();
-    abort(&s);
-    drop(s);
-
-    // 3. The client aborts: an ingress RST from the client, one hop away.
-    let l = listen(&lab, 8082);
-    let mut c2 = connect(&lab, 8082).unwrap();
-    let (mut s2, _) = l.accept().unwrap();
-    c2.write_all(b"abc").unwrap();
-    let mut buf = [0u8; 3];
-    s2.read_exact(&mut buf).unwrap();
-    abort(&c2);
-    drop(c2);
-
-    // 4. A connect to a closed port: the server's kernel answers RST|ACK.
-    let refused = connect(&lab, 9).unwrap_err();
-    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-
+    // 2.-4. A server abort, a client abort and a refused connect.
+    let survivors = resets_of_each_kind(&lab);
     std::thread::sleep(Duration::from_millis(300));
-    drop((c, s2));
+    drop(survivors);
     let out = tracer.stop();
 
     assert!(
@@ -455,29 +460,13 @@ fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
     }
     let tracer = lab.start_tracer(&[]);
 
-    // Server abort, client abort, refused connect.
-    let l = listen(&lab, 8081);
-    let mut c = connect(&lab, 8081).unwrap();
-    let (mut s, _) = l.accept().unwrap();
-    c.write_all(b"request").unwrap();
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).unwrap();
-    abort(&s);
-    drop(s);
-    let l2 = listen(&lab, 8082);
-    let mut c2 = connect(&lab, 8082).unwrap();
-    let (mut s2, _) = l2.accept().unwrap();
-    c2.write_all(b"abc").unwrap();
-    s2.read_exact(&mut buf[..3]).unwrap();
-    abort(&c2);
-    drop(c2);
-    let _ = connect(&lab, 9);
+    let survivors = resets_of_each_kind(&lab);
     std::thread::sleep(Duration::from_millis(300));
     let live = tracer.stop();
     // SAFETY: signalling the tcpdump this test started.
     unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
     tcpdump.wait().unwrap();
-    drop((c, s2));
+    drop(survivors);
 
     let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
         .args([

@@ -199,11 +199,6 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// The process id (for signals).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// What the tracer wrote to stderr so far.
     pub fn stderr(&self) -> String {
         let mut s = String::new();
