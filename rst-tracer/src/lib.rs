@@ -10,6 +10,7 @@ pub mod cli;
 pub mod counters;
 pub mod event;
 pub mod flows;
+pub mod forensics;
 pub mod iface;
 pub mod object;
 pub mod pipeline;

@@ -1,0 +1,213 @@
+//! What happened around the reset: the claimed sender still talking after "its" reset (it never
+//! sent it), resets toward both ends, the flow going one way (a stateful device dropping it),
+//! retransmissions before it (loss, a black hole), and resets of flows this host never saw start.
+
+use rst_tracer_common::{
+    event::{IP_V6, TCP_RST},
+    flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
+};
+
+use super::{Case, Finding, Strength};
+
+/// Findings from the packets and resets around this one.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let r = case.reset;
+    let side = r.seen.side;
+    let mut out = Vec::new();
+    let ms = |ns: u64| ns as f64 / 1e6;
+
+    // The claimed sender still sending something new after its own reset.
+    let continues = case.after.iter().find(|a| {
+        let p = &a.packet;
+        let from_sender = a.seen.side == side && p.flags & TCP_RST == 0;
+        // A later copy of a packet sent before the reset (capture duplicate) is not new.
+        let copy =
+            p.ip_flags & IP_V6 == 0 && p.ip_id == a.sender.last_ip_id && p.seq == a.sender.last_seq;
+        from_sender && !copy
+    });
+    if let Some(a) = continues {
+        out.push(Finding::new(
+            "sender_continues",
+            Strength::Strong,
+            format!(
+                "the claimed sender sent {} {} B (ttl {}) {:.3} ms after its own reset: it never sent the reset",
+                crate::report::record::flag_names(a.packet.flags),
+                a.packet.payload_len,
+                a.packet.ttl,
+                ms(a.seen.kernel_ts_ns.saturating_sub(r.seen.kernel_ts_ns))
+            ),
+        ));
+    }
+
+    let toward_other_end = case
+        .neighbours
+        .iter()
+        .filter(|n| n.seen.side != side)
+        .count();
+    if toward_other_end > 0 {
+        out.push(Finding::new(
+            "both_directions",
+            Strength::Info,
+            format!("{toward_other_end} reset(s) toward the other end of the flow around this one"),
+        ));
+    }
+    let same_side = case
+        .neighbours
+        .iter()
+        .filter(|n| n.seen.side == side)
+        .count();
+    if same_side >= 2 {
+        out.push(Finding::new(
+            "rst_burst",
+            Strength::Info,
+            format!(
+                "{} resets from the same side within the settle window",
+                same_side + 1
+            ),
+        ));
+    }
+
+    let [lo, hi] = case.retransmits_after;
+    let (mine, theirs) = if side.index() == 0 {
+        (lo, hi)
+    } else {
+        (hi, lo)
+    };
+    let answered = |s| case.after.iter().any(|a| a.seen.side == s);
+    if theirs > 0 && !answered(side) && mine == 0 {
+        out.push(Finding::new(
+            "oneway_after",
+            Strength::Info,
+            format!("after the reset only the receiver kept sending ({theirs} retransmissions, no answer): a stateful device dropped the session"),
+        ));
+    }
+
+    let sender = r.flow.side(side);
+    let receiver = r.flow.side(side.other());
+    let before = sender.retransmits + receiver.retransmits;
+    if before > 0 {
+        out.push(Finding::new(
+            "retransmissions_before",
+            Strength::Info,
+            format!(
+                "{before} retransmissions before the reset ({} from the sender, {} from the receiver): loss or a black hole on the path",
+                sender.retransmits, receiver.retransmits
+            ),
+        ));
+    }
+
+    if r.flow.flags & FLOW_MIDSTREAM != 0 && case.sent_locally {
+        out.push(Finding::new(
+            "midstream_reset",
+            Strength::Info,
+            "this host reset a flow it never saw start: a segment for a connection it does not have (ECMP/VIP mis-routing, or a restarted service)",
+        ));
+    } else if r.flow.flags & FLOW_HANDSHAKE == 0 && sender.packets + receiver.packets > 0 {
+        out.push(Finding::new(
+            "no_handshake",
+            Strength::Info,
+            "the flow's handshake was not seen",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::{after, reset};
+    use rst_tracer_common::{
+        event::{PacketInfo, TCP_ACK},
+        flow::Side,
+    };
+
+    #[test]
+    fn sender_continuing_is_strong_but_a_copy_of_an_old_packet_is_not() {
+        let r = reset();
+        let new = after(
+            Side::Lo,
+            2,
+            PacketInfo {
+                seq: 1000,
+                flags: TCP_ACK,
+                ip_id: 102,
+                ttl: 62,
+                payload_len: 5,
+                ..Default::default()
+            },
+        );
+        let c = Case {
+            reset: &r,
+            sent_locally: false,
+            after: std::slice::from_ref(&new),
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        assert!(check(&c)
+            .iter()
+            .any(|f| f.code == "sender_continues" && f.strength == Strength::Strong));
+        let mut copy = after(
+            Side::Lo,
+            1,
+            PacketInfo {
+                seq: 990,
+                flags: TCP_ACK,
+                ip_id: 100,
+                ttl: 61,
+                ..Default::default()
+            },
+        );
+        copy.sender.last_ip_id = 100;
+        copy.sender.last_seq = 990;
+        let c = Case {
+            after: std::slice::from_ref(&copy),
+            ..c
+        };
+        assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+        // The receiver answering is not the sender continuing.
+        let answer = after(
+            Side::Hi,
+            1,
+            PacketInfo {
+                seq: 5000,
+                flags: TCP_ACK,
+                ..Default::default()
+            },
+        );
+        let c = Case {
+            after: std::slice::from_ref(&answer),
+            ..c
+        };
+        assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+    }
+
+    #[test]
+    fn one_way_after_the_reset() {
+        let r = reset();
+        let c = Case {
+            reset: &r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 3],
+        };
+        assert!(check(&c).iter().any(|f| f.code == "oneway_after"));
+    }
+
+    #[test]
+    fn midstream_local_reset_points_at_routing() {
+        let mut r = reset();
+        r.flow.flags = FLOW_MIDSTREAM;
+        let c = Case {
+            reset: &r,
+            sent_locally: true,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        assert!(check(&c).iter().any(|f| f.code == "midstream_reset"));
+    }
+}

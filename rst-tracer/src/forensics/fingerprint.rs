@@ -1,0 +1,133 @@
+//! The reset's own headers. Linux reply resets carry window 0 and its aborts the sender's last
+//! window; no stack sets the reserved bits; stacks do not write text into resets (devices do);
+//! a timestamp older than the sender's last is not the sender's clock.
+
+use rst_tracer_common::{
+    event::{OPT_TIMESTAMPS, TCP_RESERVED},
+    flow::SIDE_TIMESTAMPS,
+    seq::seq_diff,
+};
+
+use super::{Case, Finding, Strength};
+
+/// Fingerprint findings.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let r = case.reset;
+    if case.sent_locally {
+        return Vec::new();
+    }
+    let sender = r.flow.side(r.seen.side);
+    let mut out = Vec::new();
+    let window = r.rst.window;
+    if window != 0 {
+        if sender.packets > 0 && window == sender.window {
+            out.push(Finding::new(
+                "window_sender",
+                Strength::Info,
+                format!("window {window} = the sender's last window, as stack aborts carry"),
+            ));
+        } else {
+            let last = if sender.packets > 0 {
+                format!("the sender's last window is {}", sender.window)
+            } else {
+                "the sender sent nothing before".into()
+            };
+            out.push(Finding::new(
+                "window_unusual",
+                Strength::Medium,
+                format!("window {window} on a RST: reply resets carry 0 and aborts the sender's own window ({last})"),
+            ));
+        }
+    }
+    if r.rst.flags & TCP_RESERVED != 0 {
+        out.push(Finding::new(
+            "reserved_bits",
+            Strength::Medium,
+            format!(
+                "reserved TCP bits {:#x} set: no stack sets them",
+                (r.rst.flags & TCP_RESERVED) >> 8
+            ),
+        ));
+    }
+    if r.rst.payload_len > 0 {
+        let text = crate::report::record::PayloadView::of(&r.payload).text;
+        let shown = text.map(|t| format!(": {t:?}")).unwrap_or_default();
+        out.push(Finding::new(
+            "payload",
+            Strength::Medium,
+            format!("{} bytes of payload on a RST{shown}: devices write their reason there, stacks do not", r.rst.payload_len),
+        ));
+    }
+    if r.rst.tcp_options & OPT_TIMESTAMPS != 0 && sender.flags & SIDE_TIMESTAMPS != 0 {
+        let d = seq_diff(r.rst.ts_val, sender.ts_val);
+        if d < 0 {
+            out.push(Finding::new(
+                "ts_regressed",
+                Strength::Medium,
+                format!(
+                    "TSval {} is {} ticks older than the sender's last ({}): not the sender's clock (Linux accepts resets regardless of timestamps)",
+                    r.rst.ts_val,
+                    -d,
+                    sender.ts_val
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::reset;
+    use rst_tracer_common::event::{TCP_ACK, TCP_RST};
+
+    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
+        let c = Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        check(&c)
+            .into_iter()
+            .map(|f| (f.code, f.strength))
+            .collect()
+    }
+
+    #[test]
+    fn windows() {
+        let mut r = reset();
+        assert!(codes(&r).is_empty(), "window 0 is what reply resets carry");
+        r.rst.window = 500;
+        assert_eq!(codes(&r), [("window_sender", Strength::Info)]);
+        r.rst.window = 16;
+        assert_eq!(codes(&r), [("window_unusual", Strength::Medium)]);
+    }
+
+    #[test]
+    fn reserved_bits_payload_and_old_timestamps() {
+        let mut r = reset();
+        r.rst.flags = TCP_RST | TCP_ACK | 0xf00;
+        r.rst.payload_len = 13;
+        r.payload = bytes::Bytes::from_static(b"Access Denied");
+        r.flow.sides[0].flags |= SIDE_TIMESTAMPS;
+        r.flow.sides[0].ts_val = 1000;
+        r.rst.tcp_options = OPT_TIMESTAMPS;
+        r.rst.ts_val = 900;
+        let c = Case {
+            reset: &r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        let f = check(&c);
+        let got: Vec<&str> = f.iter().map(|f| f.code).collect();
+        assert_eq!(got, ["reserved_bits", "payload", "ts_regressed"]);
+        assert!(f[1].detail.contains("\"Access Denied\""), "{}", f[1].detail);
+    }
+}

@@ -1,0 +1,344 @@
+//! Forensics: who really sent a reset, and the evidence.
+//!
+//! Each evidence kind is a pure function from a [`Case`] (the reset, the flow state before it,
+//! and what followed within the settle window) to [`Finding`]s with stable codes and details in
+//! numbers. [`judge`] is the one place that weighs them into a [`Verdict`].
+//!
+//! Weighing: every finding has a [`Strength`]. `Strong` findings are facts the claimed sender
+//! cannot produce (a TTL outside its baseline, an IP ID copied from the packet it answers, the
+//! sender still sending after "its" reset). `Medium` ones are middlebox habits (a window no
+//! stack puts on a RST, reserved bits, a payload). `Weak` ones are oddities honest stacks also
+//! show (IP ID 0). A reset is suspicious when the weights add up to at least
+//! [`SUSPICIOUS_SCORE`]: one strong finding, or a medium and a weak one. Never on no evidence: a
+//! reset from a sender that sent nothing before has origin `unknown` unless a finding that needs
+//! no baseline (copied IP ID, reserved bits, a sender that keeps sending) says otherwise.
+
+pub mod aftermath;
+pub mod duplicate;
+pub mod fingerprint;
+pub mod ipid;
+pub mod sequence;
+pub mod timing;
+pub mod ttl;
+
+use serde::Serialize;
+
+use crate::event::{Reset, Sample};
+
+/// How much a finding says that the claimed sender did not send the reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    /// Context only: says nothing about who sent it (or says the sender did).
+    Info = 0,
+    /// An oddity honest stacks also show.
+    Weak = 1,
+    /// A middlebox habit.
+    Medium = 2,
+    /// A fact the claimed sender cannot produce.
+    Strong = 3,
+}
+
+/// Total weight from which a reset is suspicious.
+pub const SUSPICIOUS_SCORE: u32 = 3;
+
+/// One piece of evidence.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// Stable code (see the README for the list).
+    pub code: &'static str,
+    /// The evidence in numbers.
+    pub detail: String,
+    /// Its weight.
+    #[serde(skip)]
+    pub strength: Strength,
+}
+
+impl Finding {
+    /// A finding.
+    pub fn new(code: &'static str, strength: Strength, detail: impl Into<String>) -> Finding {
+        Finding {
+            code,
+            detail: detail.into(),
+            strength,
+        }
+    }
+}
+
+/// Who sent a reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The endpoint it claims to come from.
+    Peer,
+    /// This host's own stack.
+    Local,
+    /// A device between the endpoints.
+    OnPath,
+    /// The same packet seen twice on the capture path.
+    Duplicate,
+    /// Not enough evidence either way.
+    Unknown,
+}
+
+/// The verdict on one reset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Who sent it.
+    pub origin: Origin,
+    /// For `on-path`: how many hops closer to the observer than the claimed sender the sender is,
+    /// when the TTLs allow an estimate.
+    pub hops_closer: Option<i32>,
+    /// The reset was not sent by the endpoint it claims to come from.
+    pub suspicious: bool,
+    /// Every finding, strongest first.
+    pub findings: Vec<Finding>,
+}
+
+/// Everything known about one reset when its settle window closes.
+#[derive(Clone, Copy, Debug)]
+pub struct Case<'a> {
+    /// The reset, with the flow state from before it.
+    pub reset: &'a Reset,
+    /// The claimed sender is this host (live egress, or replay with `--local`).
+    pub sent_locally: bool,
+    /// The first packet from each side after the reset (from the kernel), within the window.
+    pub after: &'a [Sample],
+    /// The flow's other resets within the window, before and after this one.
+    pub neighbours: &'a [Reset],
+    /// How many flows had resets carrying this reset's IP ID (this one included).
+    pub ipid_flows: usize,
+    /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
+    pub retransmits_after: [u32; 2],
+}
+
+/// Weighs the evidence of a case into a verdict.
+pub fn judge(case: &Case) -> Verdict {
+    if let Some(f) = duplicate::check(case) {
+        return Verdict {
+            origin: Origin::Duplicate,
+            hops_closer: None,
+            suspicious: false,
+            findings: vec![f],
+        };
+    }
+    let mut findings = Vec::new();
+    findings.extend(ttl::check(case));
+    findings.extend(ipid::check(case));
+    findings.extend(sequence::check(case));
+    findings.extend(timing::check(case));
+    findings.extend(fingerprint::check(case));
+    findings.extend(aftermath::check(case));
+    findings.sort_by(|a, b| b.strength.cmp(&a.strength));
+    let score: u32 = findings.iter().map(|f| f.strength as u32).sum();
+    let sender_seen = case.reset.flow.side(case.reset.seen.side).packets > 0;
+    let (origin, suspicious) = if case.sent_locally {
+        // This host's stack put it on the wire; nothing on the path could have.
+        (Origin::Local, false)
+    } else if score >= SUSPICIOUS_SCORE {
+        (Origin::OnPath, true)
+    } else if sender_seen {
+        (Origin::Peer, false)
+    } else {
+        (Origin::Unknown, false)
+    };
+    let hops_closer = if origin == Origin::OnPath {
+        ttl::hops_closer(case)
+    } else {
+        None
+    };
+    Verdict {
+        origin,
+        hops_closer,
+        suspicious,
+        findings,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Builders for forensics unit tests: a reset with a flow history, in a few lines.
+
+    use bytes::Bytes;
+    use rst_tracer_common::{
+        event::{Direction, Hook, PacketInfo, TCP_ACK, TCP_RST},
+        flow::{FlowKey, FlowState, Side, SIDE_SEEN},
+    };
+
+    use crate::event::{Reset, Sample, Seen};
+
+    /// Milliseconds in ns.
+    pub const MS: u64 = 1_000_000;
+    /// The time the reset is seen.
+    pub const T: u64 = 1_000 * MS;
+
+    /// A reset from side Lo (the client) at `T`, the client having sent 5 packets with TTL 62
+    /// and IP IDs up to 100, stream at 1000; the server's last packet (IP ID 7, seq 5000, ack
+    /// 1000) 10 ms before; handshake RTT 20 ms.
+    pub fn reset() -> Reset {
+        let mut flow = FlowState {
+            syn_ns: T - 100 * MS,
+            synack_ns: T - 90 * MS,
+            ack_ns: T - 80 * MS,
+            ..Default::default()
+        };
+        flow.flags = rst_tracer_common::flow::FLOW_HANDSHAKE;
+        let c = &mut flow.sides[0];
+        c.packets = 5;
+        c.flags = SIDE_SEEN;
+        c.ttl_last = 62;
+        c.ttl_min = 62;
+        c.ttl_max = 62;
+        c.ttl_samples = 5;
+        c.last_ip_id = 100;
+        c.seq_next = 1000;
+        c.last_seq = 990;
+        c.last_ack = 5000;
+        c.last_flags = TCP_ACK;
+        c.window = 500;
+        c.last_ns = T - 20 * MS;
+        let s = &mut flow.sides[1];
+        s.packets = 4;
+        s.flags = SIDE_SEEN;
+        s.ttl_last = 64;
+        s.ttl_min = 64;
+        s.ttl_max = 64;
+        s.ttl_samples = 4;
+        s.last_ip_id = 7;
+        s.seq_next = 5000;
+        s.last_seq = 5000;
+        s.last_ack = 1000;
+        s.last_flags = TCP_ACK;
+        s.window = 1000;
+        s.wscale = 7;
+        s.last_ns = T - 10 * MS;
+        Reset {
+            seen: Seen {
+                ts_ns: T,
+                ifindex: 0,
+                hook: Hook::Replay,
+                direction: Direction::Unknown,
+                key: FlowKey {
+                    family: 4,
+                    ..Default::default()
+                },
+                side: Side::Lo,
+                new_flow: false,
+                kernel_ts_ns: T,
+            },
+            rst: PacketInfo {
+                seq: 1000,
+                ack: 5000,
+                flags: TCP_RST | TCP_ACK,
+                ttl: 62,
+                ip_id: 101,
+                window: 0,
+                ..Default::default()
+            },
+            flow,
+            payload: Bytes::new(),
+        }
+    }
+
+    /// A packet after the reset from `side`, `ms_after` the reset.
+    pub fn after(side: Side, ms_after: u64, packet: PacketInfo) -> Sample {
+        let mut seen = reset().seen;
+        seen.side = side;
+        seen.ts_ns = T + ms_after * MS;
+        seen.kernel_ts_ns = seen.ts_ns;
+        Sample {
+            seen,
+            packet,
+            sender: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{testing::*, *};
+    use rst_tracer_common::{event::TCP_ACK, flow::Side};
+
+    fn case(r: &Reset) -> Case<'_> {
+        Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        }
+    }
+
+    #[test]
+    fn an_honest_reset_is_the_peers() {
+        let r = reset();
+        let v = judge(&case(&r));
+        assert_eq!(
+            (v.origin, v.suspicious),
+            (Origin::Peer, false),
+            "{:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn no_baseline_no_verdict() {
+        let mut r = reset();
+        r.flow.sides[0] = Default::default();
+        let v = judge(&case(&r));
+        assert_eq!(
+            (v.origin, v.suspicious),
+            (Origin::Unknown, false),
+            "{:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn a_foreign_ttl_makes_it_on_path_with_a_hop_estimate() {
+        let mut r = reset();
+        r.rst.ttl = 63;
+        let v = judge(&case(&r));
+        assert_eq!(
+            (v.origin, v.suspicious, v.hops_closer),
+            (Origin::OnPath, true, Some(1)),
+            "{:?}",
+            v.findings
+        );
+        assert_eq!(v.findings[0].code, "ttl_mismatch");
+    }
+
+    #[test]
+    fn locally_sent_resets_are_local_whatever_they_look_like() {
+        let mut r = reset();
+        r.rst.ttl = 64;
+        let c = Case {
+            sent_locally: true,
+            ..case(&r)
+        };
+        assert_eq!(judge(&c).origin, Origin::Local);
+    }
+
+    #[test]
+    fn the_sender_still_talking_after_its_reset_is_strong() {
+        let r = reset();
+        let more = after(
+            Side::Lo,
+            3,
+            rst_tracer_common::event::PacketInfo {
+                seq: 1000,
+                flags: TCP_ACK,
+                payload_len: 10,
+                ttl: 62,
+                ..Default::default()
+            },
+        );
+        let c = Case {
+            after: std::slice::from_ref(&more),
+            ..case(&r)
+        };
+        let v = judge(&c);
+        assert!(v.suspicious, "{:?}", v.findings);
+        assert!(v.findings.iter().any(|f| f.code == "sender_continues"));
+    }
+}

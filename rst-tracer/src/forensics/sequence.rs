@@ -1,0 +1,143 @@
+//! Sequence and acknowledgement numbers. An honest reset carries the sender's next sequence
+//! number (an abort) or the acknowledgement of the packet it answers (a reply), and Linux acts on
+//! a reset only when its sequence is exactly RCV.NXT (RFC 5961): inside the window it sends a
+//! challenge ACK instead, outside it drops the reset.
+
+use rst_tracer_common::{event::TCP_ACK, flow::WSCALE_UNKNOWN, seq::seq_diff};
+
+use super::{Case, Finding, Strength};
+
+/// Sequence findings: what a Linux receiver does with the reset, and whether its numbers are
+/// where the streams are.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let r = case.reset;
+    let sender = r.flow.side(r.seen.side);
+    let receiver = r.flow.side(r.seen.side.other());
+    let mut out = Vec::new();
+    let receiver_acked = receiver.packets > 0 && receiver.last_flags & TCP_ACK != 0;
+    // What the receiver expects next from the sender.
+    let rcv_nxt = if receiver_acked {
+        Some(receiver.last_ack)
+    } else if sender.packets > 0 {
+        Some(sender.seq_next)
+    } else {
+        None
+    };
+    if let Some(nxt) = rcv_nxt {
+        let d = seq_diff(r.rst.seq, nxt);
+        let shift = if receiver.wscale != WSCALE_UNKNOWN && sender.wscale != WSCALE_UNKNOWN {
+            receiver.wscale.min(14)
+        } else {
+            0
+        };
+        let window = (receiver.window as i64) << shift;
+        out.push(if d == 0 {
+            Finding::new("rfc5961_reset", Strength::Info, format!("seq = RCV.NXT ({nxt}): a Linux receiver accepts it and the connection ends"))
+        } else if d > 0 && (d as i64) < window {
+            Finding::new(
+                "rfc5961_challenge_ack",
+                Strength::Info,
+                format!("seq RCV.NXT+{d}, inside the receive window ({window}): Linux answers with a challenge ACK and the connection survives"),
+            )
+        } else {
+            Finding::new(
+                "rfc5961_drop",
+                Strength::Info,
+                format!("seq RCV.NXT{d:+}, outside the receive window ({window}): Linux drops it; it did not end the connection"),
+            )
+        });
+    }
+    if sender.packets > 0 && !case.sent_locally {
+        let expect = sender.seq_next;
+        let d = seq_diff(r.rst.seq, expect);
+        let answers = receiver_acked && r.rst.seq == receiver.last_ack;
+        if d < 0 && !answers {
+            out.push(Finding::new(
+                "seq_stale",
+                Strength::Medium,
+                format!("seq {d} behind the sender's stream ({expect}): built from an old packet"),
+            ));
+        } else if d > 0 && !answers {
+            out.push(Finding::new(
+                "seq_ahead",
+                Strength::Medium,
+                format!("seq +{d} ahead of anything the sender sent ({expect})"),
+            ));
+        }
+    }
+    if r.rst.flags & TCP_ACK != 0 && receiver.packets > 0 && !case.sent_locally {
+        let d = seq_diff(r.rst.ack, receiver.seq_next);
+        if d > 0 {
+            out.push(Finding::new(
+                "ack_ahead",
+                Strength::Medium,
+                format!(
+                    "ack {} acknowledges {d} bytes the receiver never sent",
+                    r.rst.ack
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::reset;
+
+    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
+        let c = Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        check(&c)
+            .into_iter()
+            .map(|f| (f.code, f.strength))
+            .collect()
+    }
+
+    #[test]
+    fn exact_resets_the_connection() {
+        assert_eq!(codes(&reset()), [("rfc5961_reset", Strength::Info)]);
+    }
+
+    #[test]
+    fn in_window_draws_a_challenge_ack_out_of_window_is_dropped() {
+        let mut r = reset();
+        r.rst.seq = 1010;
+        assert_eq!(
+            codes(&r),
+            [
+                ("rfc5961_challenge_ack", Strength::Info),
+                ("seq_ahead", Strength::Medium)
+            ]
+        );
+        r.rst.seq = 1_000_000;
+        assert_eq!(codes(&r)[0].0, "rfc5961_drop");
+    }
+
+    #[test]
+    fn stale_sequence_and_invented_ack() {
+        let mut r = reset();
+        r.rst.seq = 700;
+        r.rst.ack = 5100;
+        let c = codes(&r);
+        assert!(c.contains(&("seq_stale", Strength::Medium)), "{c:?}");
+        assert!(c.contains(&("ack_ahead", Strength::Medium)), "{c:?}");
+    }
+
+    #[test]
+    fn a_reply_reset_takes_the_ack_of_what_it_answers() {
+        let mut r = reset();
+        // The receiver acknowledged less than the sender sent (data in flight): the reset carries
+        // the receiver's ACK, which is honest.
+        r.flow.sides[1].last_ack = 900;
+        r.rst.seq = 900;
+        assert_eq!(codes(&r), [("rfc5961_reset", Strength::Info)]);
+    }
+}

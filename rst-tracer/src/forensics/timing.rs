@@ -1,0 +1,100 @@
+//! Timing: a reset that acknowledges the packet it answers cannot reach the observer sooner than
+//! the observer-to-sender round trip after that packet. The handshake gives that round trip per
+//! side: SYN-ACK to ACK for the client, SYN to SYN-ACK for the server.
+
+use rst_tracer_common::{event::TCP_ACK, flow::Side};
+
+use super::{Case, Finding, Strength};
+
+/// Round trip from the observer to the claimed sender and back, from the handshake (ns).
+pub fn leg_rtt_ns(case: &Case) -> Option<u64> {
+    let f = &case.reset.flow;
+    if f.syn_ns == 0 || f.synack_ns <= f.syn_ns || f.ack_ns <= f.synack_ns {
+        return None;
+    }
+    let client = Side::from_u8(f.syn_side);
+    Some(if case.reset.seen.side == client {
+        f.ack_ns - f.synack_ns
+    } else {
+        f.synack_ns - f.syn_ns
+    })
+}
+
+/// Timing findings.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let r = case.reset;
+    let receiver = r.flow.side(r.seen.side.other());
+    if case.sent_locally || receiver.packets == 0 || r.rst.flags & TCP_ACK == 0 {
+        return Vec::new();
+    }
+    let Some(leg) = leg_rtt_ns(case) else {
+        return Vec::new();
+    };
+    // Only a reset that acknowledges everything the receiver sent had to see the last packet.
+    if r.rst.ack != receiver.seq_next {
+        return Vec::new();
+    }
+    let elapsed = r.seen.kernel_ts_ns.saturating_sub(receiver.last_ns);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    if elapsed * 2 < leg {
+        vec![Finding::new(
+            "too_fast",
+            Strength::Strong,
+            format!(
+                "arrived {:.3} ms after the packet it acknowledges, but the sender is {:.3} ms away (round trip): sent from near the observer",
+                ms(elapsed),
+                ms(leg)
+            ),
+        )]
+    } else {
+        vec![Finding::new(
+            "timing_plausible",
+            Strength::Info,
+            format!(
+                "{:.3} ms after the packet it acknowledges; the sender's round trip is {:.3} ms",
+                ms(elapsed),
+                ms(leg)
+            ),
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::{reset, MS, T};
+
+    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
+        let c = Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        check(&c)
+            .into_iter()
+            .map(|f| (f.code, f.strength))
+            .collect()
+    }
+
+    #[test]
+    fn faster_than_the_round_trip_is_strong() {
+        let mut r = reset();
+        // The client is 10 ms away (SYN-ACK at T-90, ACK at T-80); the RST comes 1 ms after the
+        // server's packet.
+        r.flow.sides[1].last_ns = T - MS;
+        assert_eq!(codes(&r), [("too_fast", Strength::Strong)]);
+        r.flow.sides[1].last_ns = T - 10 * MS;
+        assert_eq!(codes(&r), [("timing_plausible", Strength::Info)]);
+    }
+
+    #[test]
+    fn a_reset_that_did_not_see_the_last_packet_proves_nothing() {
+        let mut r = reset();
+        r.flow.sides[1].last_ns = T - MS;
+        r.rst.ack = 4000;
+        assert!(codes(&r).is_empty());
+    }
+}

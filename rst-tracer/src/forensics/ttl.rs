@@ -1,0 +1,178 @@
+//! TTL (hop limit) against the claimed sender's baseline in this flow. Routers decrement the TTL
+//! on every hop, so packets of one sender on one path arrive with one TTL; a reset with another
+//! was built by another box, and the initial-TTL guess says how far that box is.
+
+use rst_tracer_common::ttl::{hops_from_initial, initial_ttl};
+
+use super::{Case, Finding, Strength};
+
+/// Baseline samples from which a one-hop difference counts as strong evidence.
+const STABLE_SAMPLES: u32 = 3;
+
+/// TTL findings: consistent with the sender, or not and by how much.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let r = case.reset;
+    let s = r.flow.side(r.seen.side);
+    if s.ttl_samples == 0 || case.sent_locally {
+        return Vec::new();
+    }
+    let ttl = r.rst.ttl;
+    let base = if s.ttl_min == s.ttl_max {
+        format!("{}", s.ttl_min)
+    } else {
+        format!("{}..{}", s.ttl_min, s.ttl_max)
+    };
+    if (s.ttl_min..=s.ttl_max).contains(&ttl) {
+        return vec![Finding::new(
+            "ttl_consistent",
+            Strength::Info,
+            format!(
+                "ttl {ttl} within the sender's baseline {base} (n={})",
+                s.ttl_samples
+            ),
+        )];
+    }
+    let distance = if ttl > s.ttl_max {
+        ttl - s.ttl_max
+    } else {
+        s.ttl_min - ttl
+    };
+    let stable = s.ttl_samples >= STABLE_SAMPLES && s.ttl_min == s.ttl_max;
+    let strength = if distance >= 2 || stable {
+        Strength::Strong
+    } else {
+        Strength::Medium
+    };
+    let nearest = if ttl > s.ttl_max {
+        s.ttl_max
+    } else {
+        s.ttl_min
+    };
+    let how = if initial_ttl(ttl) == initial_ttl(nearest) {
+        let (hops, way) = if ttl > nearest {
+            (ttl - nearest, "closer to")
+        } else {
+            (nearest - ttl, "farther from")
+        };
+        format!(
+            "sent by a box {hops} hop{} {way} the observer",
+            if hops == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "another initial TTL ({} vs {}): another stack, {} hops from the observer vs {}",
+            initial_ttl(ttl),
+            initial_ttl(nearest),
+            hops_from_initial(ttl),
+            hops_from_initial(nearest)
+        )
+    };
+    vec![Finding::new(
+        "ttl_mismatch",
+        strength,
+        format!(
+            "ttl {ttl} vs the sender's baseline {base} (n={}): {how}",
+            s.ttl_samples
+        ),
+    )]
+}
+
+/// Hops between the reset's sender and the claimed sender, positive when the reset's sender is
+/// closer to the observer; only when both TTLs start from the same initial value.
+pub fn hops_closer(case: &Case) -> Option<i32> {
+    let r = case.reset;
+    let s = r.flow.side(r.seen.side);
+    if s.ttl_samples == 0 {
+        return None;
+    }
+    let ttl = r.rst.ttl;
+    let nearest = if ttl > s.ttl_max {
+        s.ttl_max
+    } else {
+        s.ttl_min
+    };
+    (initial_ttl(ttl) == initial_ttl(nearest)).then(|| ttl as i32 - nearest as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::reset;
+
+    fn case(r: &crate::event::Reset) -> Case<'_> {
+        Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        }
+    }
+
+    #[test]
+    fn within_the_baseline_is_consistent() {
+        let r = reset();
+        let f = check(&case(&r));
+        assert_eq!(
+            (f[0].code, f[0].strength),
+            ("ttl_consistent", Strength::Info)
+        );
+        assert_eq!(f[0].detail, "ttl 62 within the sender's baseline 62 (n=5)");
+    }
+
+    #[test]
+    fn one_hop_off_a_stable_baseline_is_strong() {
+        let mut r = reset();
+        r.rst.ttl = 63;
+        let f = check(&case(&r));
+        assert_eq!(
+            (f[0].code, f[0].strength),
+            ("ttl_mismatch", Strength::Strong)
+        );
+        assert!(
+            f[0].detail.contains("1 hop closer to the observer"),
+            "{}",
+            f[0].detail
+        );
+        assert_eq!(hops_closer(&case(&r)), Some(1));
+    }
+
+    #[test]
+    fn one_hop_off_a_thin_baseline_is_medium() {
+        let mut r = reset();
+        r.flow.sides[0].ttl_samples = 1;
+        r.rst.ttl = 61;
+        let f = check(&case(&r));
+        assert_eq!(f[0].strength, Strength::Medium);
+        assert!(
+            f[0].detail.contains("1 hop farther from"),
+            "{}",
+            f[0].detail
+        );
+        assert_eq!(hops_closer(&case(&r)), Some(-1));
+    }
+
+    #[test]
+    fn another_initial_ttl_is_another_stack() {
+        let mut r = reset();
+        r.flow.sides[0].ttl_min = 38;
+        r.flow.sides[0].ttl_max = 38;
+        r.rst.ttl = 70;
+        let f = check(&case(&r));
+        assert_eq!(f[0].strength, Strength::Strong);
+        assert!(
+            f[0].detail.contains("another initial TTL (128 vs 64)"),
+            "{}",
+            f[0].detail
+        );
+        assert_eq!(hops_closer(&case(&r)), None);
+    }
+
+    #[test]
+    fn no_baseline_no_finding() {
+        let mut r = reset();
+        r.flow.sides[0].ttl_samples = 0;
+        assert!(check(&case(&r)).is_empty());
+    }
+}
