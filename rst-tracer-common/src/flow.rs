@@ -222,9 +222,9 @@ pub struct FlowState {
     pub sides: [SideState; 2],
     /// Time the flow entry was created.
     pub first_ns: u64,
-    /// Time of the first SYN (without ACK), 0 if none.
+    /// Time of the last SYN (without ACK) before a SYN-ACK, 0 if none.
     pub syn_ns: u64,
-    /// Time of the first SYN-ACK, 0 if none.
+    /// Time of the last SYN-ACK before the completing ACK, 0 if none.
     pub synack_ns: u64,
     /// Time of the ACK that completed the handshake, 0 if none.
     pub ack_ns: u64,

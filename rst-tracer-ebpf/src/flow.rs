@@ -191,15 +191,12 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
     }
     sd.flags = flags;
 
-    if syn && !ack && state.syn_ns == 0 {
+    // The last SYN before the SYN-ACK and the last SYN-ACK before the completing ACK: with
+    // retransmissions, the round trip this gives is a lower bound, never an inflated one.
+    if syn && !ack && state.synack_ns == 0 {
         state.syn_ns = now_ns;
         state.syn_side = side as u8;
-    } else if syn
-        && ack
-        && state.syn_ns != 0
-        && state.synack_ns == 0
-        && side as u8 != state.syn_side
-    {
+    } else if syn && ack && state.syn_ns != 0 && state.ack_ns == 0 && side as u8 != state.syn_side {
         state.synack_ns = now_ns;
     } else if !syn
         && ack

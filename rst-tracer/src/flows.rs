@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use rst_tracer_common::flow::{FlowKey, Side};
 
-use crate::report::summary::FlowTableStats;
+use crate::{event::Reset, report::summary::FlowTableStats};
 
 /// What this run has seen of one flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct FlowRecord {
     /// Kernel time of the flow's last event.
     pub last_event_ns: u64,
@@ -25,6 +25,32 @@ pub struct FlowRecord {
     pub retransmits: [u32; 2],
     /// TTL-change samples.
     pub ttl_changes: u32,
+    /// The flow's recent resets with their settle ids, newest last (the neighbours a verdict
+    /// looks at).
+    pub recent_resets: Vec<(u64, Reset)>,
+}
+
+/// Recent resets kept per flow.
+const RECENT_RESETS: usize = 16;
+
+impl FlowRecord {
+    /// Remembers a reset, forgetting the oldest beyond [`RECENT_RESETS`].
+    pub fn remember(&mut self, id: u64, reset: &Reset) {
+        if self.recent_resets.len() == RECENT_RESETS {
+            self.recent_resets.remove(0);
+        }
+        self.recent_resets.push((id, reset.clone()));
+    }
+
+    /// The flow's other resets within `window_ns` of `reset` (`id` is the reset's own).
+    pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Reset> {
+        let t = reset.seen.kernel_ts_ns;
+        self.recent_resets
+            .iter()
+            .filter(|(i, r)| *i != id && r.seen.kernel_ts_ns.abs_diff(t) <= window_ns)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
 }
 
 /// Bounded map of flows to their records.

@@ -16,4 +16,5 @@ pub mod object;
 pub mod pipeline;
 pub mod privileges;
 pub mod report;
+pub mod settle;
 pub mod source;

@@ -5,16 +5,18 @@ use std::{collections::HashMap, io, net::IpAddr};
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use rst_tracer_common::event::{Direction, Hook};
+use rst_tracer_common::event::{Direction, Hook, IP_V6};
 
 use crate::{
     event::{decode, Clock, Event, Seen},
     flows::FlowTable,
+    forensics::{self, Case},
     report::{
         record::{AfterResetRecord, ResetRecord, SampleRecord},
         summary::{CounterSnapshot, StatsRecord, SummaryWindow},
         Sink,
     },
+    settle::{self, IpIdRegistry, Pending, SettleQueue},
     source::replay::ReplayStats,
 };
 
@@ -34,6 +36,8 @@ pub struct Pipeline {
     decode_errors: u64,
     local_networks: Vec<IpNet>,
     replay: Option<ReplayStats>,
+    settle: SettleQueue,
+    ip_ids: IpIdRegistry,
 }
 
 impl Pipeline {
@@ -55,6 +59,8 @@ impl Pipeline {
             decode_errors: 0,
             local_networks: Vec::new(),
             replay: None,
+            settle: SettleQueue::default(),
+            ip_ids: IpIdRegistry::default(),
         }
     }
 
@@ -106,24 +112,33 @@ impl Pipeline {
         }
     }
 
-    /// Handles one decoded event.
+    /// Handles one decoded event. Resets wait in the settle window; everything else is written
+    /// at once. Events also advance the settle clock.
     pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
-        match &mut ev {
-            Event::Reset(r) => self.replay_direction(&mut r.seen),
-            Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => {
-                self.replay_direction(&mut s.seen)
-            }
-        }
+        let seen = match &mut ev {
+            Event::Reset(r) => &mut r.seen,
+            Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => &mut s.seen,
+        };
+        self.replay_direction(seen);
+        self.advance(seen.kernel_ts_ns)?;
         match ev {
             Event::Reset(r) => {
+                let ipv4 = r.rst.ip_flags & IP_V6 == 0;
+                if ipv4 && r.rst.ip_id != 0 {
+                    self.ip_ids.note(r.rst.ip_id, &r.seen.key);
+                }
+                let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                self.window.reset(&r);
-                let iface = self.iface_name(r.seen.ifindex);
-                self.sink.reset(&ResetRecord::of(&r, &iface))
+                rec.remember(id, &r);
+                match evicted {
+                    Some(p) => self.verdict(p),
+                    None => Ok(()),
+                }
             }
             Event::AfterReset(s) => {
+                self.settle.after(&s);
                 let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
                 rec.after_reset[s.seen.side.index()] += 1;
                 let last_reset = rec.last_reset;
@@ -133,6 +148,7 @@ impl Pipeline {
                     .after_reset(&AfterResetRecord::of(&s, &iface, last_reset))
             }
             Event::Retransmit(s) => {
+                self.settle.retransmit(&s);
                 let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
                 rec.retransmits[s.seen.side.index()] = s.sender.retransmits + 1;
                 self.window.retransmit();
@@ -152,6 +168,51 @@ impl Pipeline {
         }
     }
 
+    /// Moves the settle clock to `now_kernel_ns` (the events' clock) and writes the verdicts of
+    /// the resets whose window closed.
+    pub fn advance(&mut self, now_kernel_ns: u64) -> io::Result<()> {
+        for p in self.settle.due(now_kernel_ns) {
+            self.verdict(p)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the verdicts of every waiting reset (end of input).
+    pub fn flush(&mut self) -> io::Result<()> {
+        for p in self.settle.drain() {
+            self.verdict(p)?;
+        }
+        Ok(())
+    }
+
+    /// Judges a settled reset and writes it.
+    fn verdict(&mut self, p: Pending) -> io::Result<()> {
+        let r = &p.reset;
+        let window = settle::window_ns(&r.flow);
+        let neighbours = self
+            .flows
+            .get(&r.seen.key)
+            .map(|f| f.neighbours(p.id, r, window))
+            .unwrap_or_default();
+        let ipid_flows = if r.rst.ip_flags & IP_V6 == 0 && r.rst.ip_id != 0 {
+            self.ip_ids.note(r.rst.ip_id, &r.seen.key)
+        } else {
+            1
+        };
+        let case = Case {
+            reset: r,
+            sent_locally: r.seen.direction == Direction::Egress,
+            after: &p.after,
+            neighbours: &neighbours,
+            ipid_flows,
+            retransmits_after: p.retransmits_after,
+        };
+        let verdict = forensics::judge(&case);
+        self.window.reset(r, &verdict);
+        let iface = self.iface_name(r.seen.ifindex);
+        self.sink.reset(&ResetRecord::of(r, &iface, &verdict))
+    }
+
     /// Writes a summary of the window ending at `now_ns` (epoch) with the kernel counters in
     /// `snap`; `now_kernel_ns` is the same instant on the kernel's clock (for flow expiry).
     pub fn summary(
@@ -165,6 +226,8 @@ impl Pipeline {
         let mut stats =
             StatsRecord::of(now_ns, snap, self.kernel_flow_capacity, self.decode_errors);
         stats.replay = self.replay.clone();
+        stats.resets_waiting = self.settle.len();
+        stats.settled_early = self.settle.settled_early();
         self.sink.summary(&summary, &stats)
     }
 

@@ -121,6 +121,11 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
         "the client is one router away"
     );
     assert_eq!(r["history"]["handshake"], true);
+    assert_eq!(
+        (r["origin"].as_str(), r["suspicious"].as_bool()),
+        (Some("local"), Some(false)),
+        "sent by this host"
+    );
 
     let r = resets_on(&out, 8082);
     assert_eq!(r.len(), 1, "client abort: {r:?}");
@@ -132,6 +137,12 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
     assert_eq!(r["rst"]["ttl"], 63, "the router decremented it");
     assert_eq!(r["sender"]["ttl"]["min"], 63);
     assert_eq!(r["seq_check"]["delta"], 0);
+    assert_eq!(
+        (r["origin"].as_str(), r["suspicious"].as_bool()),
+        (Some("peer"), Some(false)),
+        "{}",
+        r["findings"]
+    );
 
     let r = resets_on(&out, 9);
     assert_eq!(r.len(), 1, "refused connect: {r:?}");
@@ -146,6 +157,7 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
         "the server sent nothing before refusing"
     );
     assert_eq!(r["seq_check"]["ack_delta"], 0, "it acknowledges the SYN");
+    assert_eq!(r["origin"], "local");
 
     let resets = out.iter().filter(|o| o["type"] == "reset").count();
     assert_eq!(resets, 3, "exactly the three resets above");
@@ -260,6 +272,18 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
     assert_eq!(f["sender"]["ttl"]["max"], 63);
     assert_eq!(f["seq_check"]["delta"], 0);
     assert_eq!(f["rst"]["flags"], "RST");
+    // The verdict: not sent by the client, by a box one hop closer (the router).
+    assert_eq!(
+        (
+            f["origin"].as_str(),
+            f["suspicious"].as_bool(),
+            f["hops_closer"].as_i64()
+        ),
+        (Some("on-path"), Some(true), Some(1)),
+        "{}",
+        f["findings"]
+    );
+    assert_eq!(f["findings"][0]["code"], "ttl_mismatch");
 }
 
 fn xdp_attached(lab: &Lab) -> bool {
@@ -410,6 +434,8 @@ fn evidence(r: &Value) -> Value {
         "handshake": r["history"]["handshake"],
         "midstream": r["history"]["midstream"],
         "trigger_seq": r["trigger"]["seq"],
+        "origin": r["origin"],
+        "suspicious": r["suspicious"],
     })
 }
 

@@ -53,6 +53,8 @@ fn resets(records: &[Value]) -> Vec<&Value> {
 struct Expect {
     file: &'static str,
     resets: usize,
+    /// Resets the verdict must call suspicious (MANIFEST.tsv's fourth column).
+    suspicious: usize,
     check: fn(&[&Value]),
 }
 
@@ -62,72 +64,129 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "censor/gfw-test1.pcap",
         resets: 5,
+        suspicious: 4,
         check: |r| {
-            // The injected RST+ACKs: TTL 70 where the client's packets arrive with 38.
+            // The injected RST+ACKs: TTL 70 where the client's packets arrive with 38; the RST with
+            // IP ID 0 and TTL 36; then the client's own RST (TTL 38), which is the peer's.
             assert_eq!(r[0]["rst"]["ttl"], 70);
             assert_eq!(r[0]["sender"]["ttl"]["min"], 38);
             assert_eq!(r[3]["rst"]["ip_id"], 0);
+            for x in &r[..4] {
+                assert_eq!(
+                    (x["origin"].as_str(), x["findings"][0]["code"].as_str()),
+                    (Some("on-path"), Some("ttl_mismatch"))
+                );
+            }
+            assert_eq!(
+                (r[4]["origin"].as_str(), r[4]["rst"]["ttl"].as_u64()),
+                (Some("peer"), Some(38))
+            );
         },
     },
     Expect {
         file: "censor/airtel-https.pcap",
         resets: 8,
-        check: no_check,
+        suspicious: 4,
+        check: |r| {
+            // The forged resets claim the client, stamp IP ID 242 on every flow and window 16; the
+            // server's own resets (TTL 64) follow.
+            for x in r {
+                let forged = x["rst"]["ip_id"] == 242;
+                assert_eq!(x["suspicious"], forged, "{}", x["findings"]);
+                if forged {
+                    let codes: Vec<&str> = x["findings"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f["code"].as_str().unwrap())
+                        .collect();
+                    assert!(
+                        codes.contains(&"ipid_shared") && codes.contains(&"window_unusual"),
+                        "{codes:?}"
+                    );
+                } else {
+                    assert_eq!(x["origin"], "peer");
+                }
+            }
+        },
     },
     Expect {
         file: "benign/http-request-no-rst.pcap",
         resets: 0,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "benign/http-traffic.pcap",
         resets: 13,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_rst-inject-rae.pcap",
         resets: 3,
+        suspicious: 1,
         check: |r| {
             assert!(
                 r[0]["rst"]["flags"].as_str().unwrap().contains("RES("),
                 "reserved bits shown: {}",
                 r[0]["rst"]
             );
+            let codes: Vec<&str> = r[0]["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["code"].as_str().unwrap())
+                .collect();
+            for c in ["ipid_copied", "reserved_bits", "sender_continues"] {
+                assert!(codes.contains(&c), "{c} missing from {codes:?}");
+            }
         },
     },
     Expect {
         file: "zeek/tcp_single-rst.pcap",
         resets: 1,
-        check: |r| assert_eq!(r[0]["history"]["new_flow"], true),
+        suspicious: 0,
+        check: |r| {
+            // A lone RST: no baseline, no verdict either way.
+            assert_eq!(r[0]["history"]["new_flow"], true);
+            assert_eq!(r[0]["origin"], "unknown");
+        },
     },
     Expect {
         file: "zeek/tcp_syn-then-rst.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_syn-then-ack-then-rst.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_syn-then-stuff-then-rst.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_missing-syn.pcap",
         resets: 0,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_one-sided-2745.pcap",
         resets: 0,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/tcp_retransmit-fast009.pcap",
         resets: 1,
+        suspicious: 0,
         check: |r| {
             assert!(
                 r[0]["sender"]["retransmits"].as_u64().unwrap()
@@ -139,11 +198,13 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "zeek/tcp_fin_retransmission.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "zeek/ftp_ipv6-violation.pcap",
         resets: 3,
+        suspicious: 0,
         check: |r| {
             for x in r {
                 assert!(
@@ -159,33 +220,44 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "zeek/llc.pcap",
         resets: 1333,
+        suspicious: 0,
         check: |r| assert_eq!(r[0]["rst"]["ttl"], 8),
     },
     Expect {
         file: "suricata/security-4710-01-rst-then-data.pcap",
         resets: 2,
+        suspicious: 1,
         check: no_check,
     },
     Expect {
         file: "suricata/bug-6244-rst-with-data.pcap",
         resets: 1,
+        suspicious: 0,
         check: |r| {
             assert_eq!(r[0]["payload"]["text"], "Access Denied");
+            assert!(r[0]["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["code"] == "payload"));
         },
     },
     Expect {
         file: "suricata/tcp-rst-unacked-stream-09.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "suricata/bug-3286-02-linux-evasion.pcap",
         resets: 2,
+        suspicious: 2,
         check: no_check,
     },
     Expect {
         file: "tcpdump/tcp_rst_data.pcap",
         resets: 1,
+        suspicious: 1,
         check: |r| {
             assert!(
                 r[0]["payload"]["text"]
@@ -200,6 +272,7 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "tcpdump/tcp_rst_diag_payload.pcap",
         resets: 1,
+        suspicious: 0,
         check: |r| {
             assert_eq!(r[0]["payload"]["captured"], 8);
         },
@@ -207,6 +280,7 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "tcpdump/mptcp-tcprst.pcap",
         resets: 2,
+        suspicious: 0,
         check: |r| {
             assert!(r.iter().all(|x| x["rst"]["options"]
                 .as_array()
@@ -217,22 +291,29 @@ const CORPUS: &[Expect] = &[
     Expect {
         file: "ndpi/reddit.pcap",
         resets: 72,
+        suspicious: 0,
         check: no_check,
     },
     Expect {
         file: "ndpi/rtsp.pcap",
         resets: 24,
-        check: no_check,
+        suspicious: 0,
+        check: |r| {
+            // Every RST captured twice (TTL 64, then 63 after a hop): 12 copies are duplicates.
+            assert_eq!(r.iter().filter(|x| x["origin"] == "duplicate").count(), 12);
+        },
     },
     Expect {
         file: "pcapplusplus/one_tcp_stream_fin_rst_close_packet.pcap",
         resets: 2,
+        suspicious: 0,
         check: no_check,
     },
     // Two VLAN tags and a PPPoE session.
     Expect {
         file: "pcapplusplus/one_http_stream_rst.pcap",
         resets: 1,
+        suspicious: 0,
         check: no_check,
     },
 ];
@@ -297,6 +378,13 @@ fn the_corpus_replays_with_every_reset() {
         if let Err(panic) = std::panic::catch_unwind(|| (e.check)(&r)) {
             let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
             failures.push(format!("{}: {msg}", e.file));
+        }
+        let suspicious = r.iter().filter(|x| x["suspicious"] == true).count();
+        if suspicious != e.suspicious {
+            failures.push(format!(
+                "{}: {suspicious} suspicious resets, expected {}",
+                e.file, e.suspicious
+            ));
         }
         if r.iter()
             .any(|x| x["hook"] != "replay" || x["direction"] != "unknown")

@@ -3,7 +3,7 @@
 //! retransmissions before it (loss, a black hole), and resets of flows this host never saw start.
 
 use rst_tracer_common::{
-    event::{IP_V6, TCP_RST},
+    event::{IP_V6, TCP_ACK, TCP_RST, TCP_SYN},
     flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
 };
 
@@ -16,14 +16,24 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let mut out = Vec::new();
     let ms = |ns: u64| ns as f64 / 1e6;
 
-    // The claimed sender still sending something new after its own reset.
+    // The claimed sender still sending something new after its own reset. Not new: a later
+    // copy of its last packet (a capture duplicate), or its answer to a new connection the
+    // receiver opened on the same ports.
+    let reopened = case
+        .after
+        .iter()
+        .any(|a| a.seen.side != side && a.packet.flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
     let continues = case.after.iter().find(|a| {
         let p = &a.packet;
+        let s = &a.sender;
         let from_sender = a.seen.side == side && p.flags & TCP_RST == 0;
-        // A later copy of a packet sent before the reset (capture duplicate) is not new.
-        let copy =
-            p.ip_flags & IP_V6 == 0 && p.ip_id == a.sender.last_ip_id && p.seq == a.sender.last_seq;
-        from_sender && !copy
+        let copy = p.ip_flags & IP_V6 == 0
+            && p.ip_id == s.last_ip_id
+            && p.seq == s.last_seq
+            && p.payload_len == s.last_len
+            && p.flags == s.last_flags;
+        let answers_reopen = reopened && p.flags & TCP_SYN != 0;
+        from_sender && !copy && !answers_reopen
     });
     if let Some(a) = continues {
         out.push(Finding::new(
@@ -160,6 +170,7 @@ mod tests {
         );
         copy.sender.last_ip_id = 100;
         copy.sender.last_seq = 990;
+        copy.sender.last_flags = TCP_ACK;
         let c = Case {
             after: std::slice::from_ref(&copy),
             ..c
@@ -178,6 +189,65 @@ mod tests {
         let c = Case {
             after: std::slice::from_ref(&answer),
             ..c
+        };
+        assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+    }
+
+    #[test]
+    fn a_constant_ip_id_stack_sending_data_is_not_a_copy() {
+        let r = reset();
+        let mut data = after(
+            Side::Lo,
+            40,
+            PacketInfo {
+                seq: 990,
+                flags: TCP_ACK,
+                ip_id: 1,
+                payload_len: 132,
+                ..Default::default()
+            },
+        );
+        data.sender.last_ip_id = 1;
+        data.sender.last_seq = 990;
+        data.sender.last_flags = TCP_ACK;
+        let c = Case {
+            reset: &r,
+            sent_locally: false,
+            after: std::slice::from_ref(&data),
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        };
+        assert!(check(&c).iter().any(|f| f.code == "sender_continues"));
+    }
+
+    #[test]
+    fn answering_a_new_connection_on_the_same_ports_is_not_continuing() {
+        let r = reset();
+        let syn = after(
+            Side::Hi,
+            400,
+            PacketInfo {
+                flags: TCP_SYN,
+                ..Default::default()
+            },
+        );
+        let synack = after(
+            Side::Lo,
+            500,
+            PacketInfo {
+                flags: TCP_SYN | TCP_ACK,
+                ..Default::default()
+            },
+        );
+        let both = [syn, synack];
+        let c = Case {
+            reset: &r,
+            sent_locally: false,
+            after: &both,
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
         };
         assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
     }

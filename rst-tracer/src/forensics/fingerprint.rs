@@ -10,6 +10,12 @@ use rst_tracer_common::{
 
 use super::{Case, Finding, Strength};
 
+/// Within a factor of four of each other.
+fn near(a: u16, b: u16) -> bool {
+    let (a, b) = (a as u32, b as u32);
+    a <= b * 4 && b <= a * 4
+}
+
 /// Fingerprint findings.
 pub fn check(case: &Case) -> Vec<Finding> {
     let r = case.reset;
@@ -25,6 +31,12 @@ pub fn check(case: &Case) -> Vec<Finding> {
                 "window_sender",
                 Strength::Info,
                 format!("window {window} = the sender's last window, as stack aborts carry"),
+            ));
+        } else if sender.packets > 0 && near(window, sender.window) {
+            out.push(Finding::new(
+                "window_unusual",
+                Strength::Weak,
+                format!("window {window} on a RST, near the sender's own {} (some stacks put their receive space there)", sender.window),
             ));
         } else {
             let last = if sender.packets > 0 {
@@ -103,6 +115,8 @@ mod tests {
         assert!(codes(&r).is_empty(), "window 0 is what reply resets carry");
         r.rst.window = 500;
         assert_eq!(codes(&r), [("window_sender", Strength::Info)]);
+        r.rst.window = 480;
+        assert_eq!(codes(&r), [("window_unusual", Strength::Weak)]);
         r.rst.window = 16;
         assert_eq!(codes(&r), [("window_unusual", Strength::Medium)]);
     }

@@ -26,7 +26,10 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let sender = r.flow.side(r.seen.side);
     let receiver = r.flow.side(r.seen.side.other());
     let mut out = Vec::new();
-    if id != 0 && receiver.packets > 0 && id == receiver.last_ip_id {
+    // Copied: the id of the packet it answers, and not simply the sender's own next value (some
+    // stacks stamp one constant id on everything).
+    let own = sender.packets > 0 && id == sender.last_ip_id;
+    if id != 0 && receiver.packets > 0 && id == receiver.last_ip_id && !own {
         out.push(Finding::new(
             "ipid_copied",
             Strength::Strong,
@@ -102,6 +105,15 @@ mod tests {
         let mut r = reset();
         r.rst.ip_id = 7; // the server's last packet
         assert_eq!(codes(&r, 1), [("ipid_copied", Strength::Strong)]);
+    }
+
+    #[test]
+    fn a_constant_id_on_both_sides_is_not_copying() {
+        let mut r = reset();
+        r.flow.sides[0].last_ip_id = 1;
+        r.flow.sides[1].last_ip_id = 1;
+        r.rst.ip_id = 1;
+        assert_eq!(codes(&r, 1), [("ipid_continues", Strength::Info)]);
     }
 
     #[test]

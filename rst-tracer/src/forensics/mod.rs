@@ -80,6 +80,19 @@ pub enum Origin {
     Unknown,
 }
 
+impl Origin {
+    /// Stable name for output (as in JSON).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Origin::Peer => "peer",
+            Origin::Local => "local",
+            Origin::OnPath => "on-path",
+            Origin::Duplicate => "duplicate",
+            Origin::Unknown => "unknown",
+        }
+    }
+}
+
 /// The verdict on one reset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {

@@ -2,7 +2,10 @@
 //! the observer-to-sender round trip after that packet. The handshake gives that round trip per
 //! side: SYN-ACK to ACK for the client, SYN to SYN-ACK for the server.
 
-use rst_tracer_common::{event::TCP_ACK, flow::Side};
+use rst_tracer_common::{
+    event::{TCP_ACK, TCP_FIN, TCP_SYN},
+    flow::Side,
+};
 
 use super::{Case, Finding, Strength};
 
@@ -30,8 +33,16 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let Some(leg) = leg_rtt_ns(case) else {
         return Vec::new();
     };
-    // Only a reset that acknowledges everything the receiver sent had to see the last packet.
-    if r.rst.ack != receiver.seq_next {
+    // Only a reset that acknowledges a packet that moved the receiver's stream (data, SYN or
+    // FIN) proves it was sent after that packet arrived; acknowledging a pure ACK proves nothing.
+    let moved = receiver.last_len > 0 || receiver.last_flags & (TCP_SYN | TCP_FIN) != 0;
+    if r.rst.ack != receiver.seq_next || !moved {
+        return Vec::new();
+    }
+    // A flow seen at two points of the capture path (every packet twice, TTLs one apart) has
+    // times between copies, not between packets.
+    let sender = r.flow.side(r.seen.side);
+    if sender.ttl_min != sender.ttl_max || receiver.ttl_min != receiver.ttl_max {
         return Vec::new();
     }
     let elapsed = r.seen.kernel_ts_ns.saturating_sub(receiver.last_ns);
@@ -85,15 +96,33 @@ mod tests {
         // The client is 10 ms away (SYN-ACK at T-90, ACK at T-80); the RST comes 1 ms after the
         // server's packet.
         r.flow.sides[1].last_ns = T - MS;
+        r.flow.sides[1].last_len = 100;
         assert_eq!(codes(&r), [("too_fast", Strength::Strong)]);
         r.flow.sides[1].last_ns = T - 10 * MS;
         assert_eq!(codes(&r), [("timing_plausible", Strength::Info)]);
     }
 
     #[test]
+    fn acknowledging_a_pure_ack_or_a_doubled_capture_proves_nothing() {
+        let mut r = reset();
+        r.flow.sides[1].last_ns = T - MS;
+        r.flow.sides[1].last_len = 100;
+        assert_eq!(codes(&r), [("too_fast", Strength::Strong)]);
+        r.flow.sides[1].ttl_min = 63;
+        assert!(
+            codes(&r).is_empty(),
+            "TTLs one apart: every packet captured twice"
+        );
+        r.flow.sides[1].ttl_min = 64;
+        r.flow.sides[1].last_len = 0;
+        assert!(codes(&r).is_empty(), "a pure ACK");
+    }
+
+    #[test]
     fn a_reset_that_did_not_see_the_last_packet_proves_nothing() {
         let mut r = reset();
         r.flow.sides[1].last_ns = T - MS;
+        r.flow.sides[1].last_len = 100;
         r.rst.ack = 4000;
         assert!(codes(&r).is_empty());
     }

@@ -18,7 +18,10 @@ use rst_tracer_common::{
 };
 use serde::Serialize;
 
-use crate::event::{Reset, Sample, Seen};
+use crate::{
+    event::{Reset, Sample, Seen},
+    forensics::{Finding, Origin, Verdict},
+};
 
 /// A flow as sender -> receiver of the packet a record is about.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -335,11 +338,20 @@ pub struct ResetRecord {
     pub history: HistoryView,
     /// Sequence checks.
     pub seq_check: SeqCheck,
+    /// Who sent it: `peer`, `local`, `on-path`, `duplicate` or `unknown`.
+    pub origin: Origin,
+    /// For `on-path`: hops between the reset's sender and the claimed sender, positive when the
+    /// reset's sender is closer to the observer; null when the TTLs do not allow an estimate.
+    pub hops_closer: Option<i32>,
+    /// The reset was not sent by the endpoint it claims to come from.
+    pub suspicious: bool,
+    /// The evidence, strongest first: `{code, detail}`.
+    pub findings: Vec<Finding>,
 }
 
 impl ResetRecord {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &str) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &str, verdict: &Verdict) -> ResetRecord {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -377,6 +389,10 @@ impl ResetRecord {
             trigger,
             history: history(&r.flow, seen),
             seq_check,
+            origin: verdict.origin,
+            hops_closer: verdict.hops_closer,
+            suspicious: verdict.suspicious,
+            findings: verdict.findings.clone(),
         }
     }
 }

@@ -1,12 +1,18 @@
 //! Interval summaries and counter statistics: what happened since the last summary, and the
 //! kernel's counters (drops and evictions included: nothing lost is hidden).
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use rst_tracer_common::counter::Counter;
 use serde::Serialize;
 
-use crate::event::{Reset, Seen};
+use crate::{
+    event::{Reset, Seen},
+    forensics::{Strength, Verdict},
+};
 use rst_tracer_common::event::Direction;
 
 /// How many entries the "top" tables list.
@@ -28,17 +34,27 @@ impl CounterSnapshot {
     }
 }
 
+/// Resets of one remote endpoint or port, and what was found in them.
+#[derive(Debug, Default)]
+struct Tally {
+    resets: u64,
+    suspicious: u64,
+    findings: HashMap<&'static str, u64>,
+}
+
 /// Counts of one summary window and of the whole run.
 #[derive(Debug, Default)]
 pub struct SummaryWindow {
     started_ns: u64,
     resets: u64,
     resets_total: u64,
+    suspicious: u64,
+    by_origin: BTreeMap<&'static str, u64>,
     after_reset: u64,
     retransmits: u64,
     ttl_changes: u64,
-    by_remote: HashMap<IpAddr, u64>,
-    by_port: HashMap<u16, u64>,
+    by_remote: HashMap<IpAddr, Tally>,
+    by_port: HashMap<u16, Tally>,
 }
 
 /// Which endpoint of a packet is the remote one, and the flow's service port.
@@ -67,15 +83,29 @@ impl SummaryWindow {
         }
     }
 
-    /// Counts a reset.
-    pub fn reset(&mut self, r: &Reset) {
+    /// Counts a judged reset.
+    pub fn reset(&mut self, r: &Reset, verdict: &Verdict) {
         self.resets += 1;
         self.resets_total += 1;
+        self.suspicious += verdict.suspicious as u64;
+        *self.by_origin.entry(verdict.origin.name()).or_default() += 1;
         let syn_side =
             (r.flow.syn_ns != 0).then(|| rst_tracer_common::flow::Side::from_u8(r.flow.syn_side));
         let (remote, port) = remote_and_port(&r.seen, syn_side);
-        *self.by_remote.entry(remote).or_default() += 1;
-        *self.by_port.entry(port).or_default() += 1;
+        for tally in [
+            self.by_remote.entry(remote).or_default(),
+            self.by_port.entry(port).or_default(),
+        ] {
+            tally.resets += 1;
+            tally.suspicious += verdict.suspicious as u64;
+            for f in verdict
+                .findings
+                .iter()
+                .filter(|f| f.strength > Strength::Info)
+            {
+                *tally.findings.entry(f.code).or_default() += 1;
+            }
+        }
     }
 
     /// Counts an after-reset packet.
@@ -101,16 +131,22 @@ impl SummaryWindow {
             interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             resets: self.resets,
             resets_total: self.resets_total,
+            suspicious: self.suspicious,
+            by_origin: self
+                .by_origin
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             after_reset: self.after_reset,
             retransmit_samples: self.retransmits,
             ttl_change_samples: self.ttl_changes,
             top_remote: top(&self.by_remote)
                 .into_iter()
-                .map(|(addr, resets)| RemoteCount { addr, resets })
+                .map(|(addr, tally)| RemoteCount { addr, tally })
                 .collect(),
             top_ports: top(&self.by_port)
                 .into_iter()
-                .map(|(port, resets)| PortCount { port, resets })
+                .map(|(port, tally)| PortCount { port, tally })
                 .collect(),
             flows_tracked: flows.tracked,
             flow_evictions: flows.evictions,
@@ -124,12 +160,12 @@ impl SummaryWindow {
     }
 }
 
-/// The largest counts, ties broken by key so the order is stable.
-fn top<K: Copy + Ord>(counts: &HashMap<K, u64>) -> Vec<(K, u64)> {
-    let mut v: Vec<(K, u64)> = counts.iter().map(|(k, n)| (*k, *n)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+/// The keys with the most resets (ties broken by key, so the order is stable), as views.
+fn top<K: Copy + Ord>(tallies: &HashMap<K, Tally>) -> Vec<(K, TallyView)> {
+    let mut v: Vec<(K, &Tally)> = tallies.iter().map(|(k, t)| (*k, t)).collect();
+    v.sort_by(|a, b| b.1.resets.cmp(&a.1.resets).then(a.0.cmp(&b.0)));
     v.truncate(TOP);
-    v
+    v.into_iter().map(|(k, t)| (k, TallyView::of(t))).collect()
 }
 
 /// Size and evictions of the userspace flow table.
@@ -141,13 +177,54 @@ pub struct FlowTableStats {
     pub evictions: u64,
 }
 
+/// How often a finding occurred.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FindingCount {
+    /// Finding code.
+    pub code: &'static str,
+    /// Resets it was found in.
+    pub count: u64,
+}
+
+/// Resets of a remote endpoint or port and their most frequent findings.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TallyView {
+    /// Resets.
+    pub resets: u64,
+    /// Of those, suspicious.
+    pub suspicious: u64,
+    /// The three most frequent findings that weigh (context-only findings left out).
+    pub findings: Vec<FindingCount>,
+}
+
+impl TallyView {
+    fn of(t: &Tally) -> TallyView {
+        let mut findings: Vec<FindingCount> = t
+            .findings
+            .iter()
+            .map(|(code, count)| FindingCount {
+                code,
+                count: *count,
+            })
+            .collect();
+        findings.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(b.code)));
+        findings.truncate(3);
+        TallyView {
+            resets: t.resets,
+            suspicious: t.suspicious,
+            findings,
+        }
+    }
+}
+
 /// Resets per remote address.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct RemoteCount {
     /// Remote address.
     pub addr: IpAddr,
-    /// Resets.
-    pub resets: u64,
+    /// Its resets.
+    #[serde(flatten)]
+    pub tally: TallyView,
 }
 
 /// Resets per service port.
@@ -155,8 +232,9 @@ pub struct RemoteCount {
 pub struct PortCount {
     /// Port.
     pub port: u16,
-    /// Resets.
-    pub resets: u64,
+    /// Its resets.
+    #[serde(flatten)]
+    pub tally: TallyView,
 }
 
 /// A `"type": "summary"` record.
@@ -169,10 +247,14 @@ pub struct SummaryRecord {
     pub ts: String,
     /// Window length in seconds.
     pub interval_s: f64,
-    /// Resets in the window.
+    /// Resets judged in the window.
     pub resets: u64,
-    /// Resets since the start.
+    /// Resets judged since the start.
     pub resets_total: u64,
+    /// Suspicious resets in the window.
+    pub suspicious: u64,
+    /// Resets in the window by origin.
+    pub by_origin: BTreeMap<String, u64>,
     /// After-reset packets in the window.
     pub after_reset: u64,
     /// Retransmission samples in the window.
@@ -207,6 +289,10 @@ pub struct StatsRecord {
     pub flow_table: KernelFlowTable,
     /// Ring records userspace could not decode.
     pub decode_errors: u64,
+    /// Resets waiting in the settle window for their verdict.
+    pub resets_waiting: usize,
+    /// Resets judged before their window closed because too many were waiting.
+    pub settled_early: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<crate::source::replay::ReplayStats>,
@@ -258,6 +344,8 @@ impl StatsRecord {
                 evictions: snap.flow_entries.map(|e| inserts.saturating_sub(e)),
             },
             decode_errors,
+            resets_waiting: 0,
+            settled_early: 0,
             replay: None,
         }
     }
@@ -287,7 +375,17 @@ mod tests {
 
     #[test]
     fn top_is_sorted_by_count_then_key() {
-        let counts: HashMap<u16, u64> = [(443, 2), (80, 5), (22, 2)].into_iter().collect();
-        assert_eq!(top(&counts), vec![(80, 5), (22, 2), (443, 2)]);
+        let tally = |resets| Tally {
+            resets,
+            ..Default::default()
+        };
+        let counts: HashMap<u16, Tally> = [(443, tally(2)), (80, tally(5)), (22, tally(2))]
+            .into_iter()
+            .collect();
+        let order: Vec<(u16, u64)> = top(&counts)
+            .into_iter()
+            .map(|(k, t)| (k, t.resets))
+            .collect();
+        assert_eq!(order, vec![(80, 5), (22, 2), (443, 2)]);
     }
 }

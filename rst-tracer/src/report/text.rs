@@ -4,9 +4,10 @@ use std::io::{self, Write};
 
 use super::{
     record::{AfterResetRecord, ResetRecord, SampleRecord},
-    summary::{StatsRecord, SummaryRecord},
+    summary::{StatsRecord, SummaryRecord, TallyView},
     Sink,
 };
+use crate::forensics::{Origin, Strength};
 
 /// Writes records for people.
 pub struct TextSink {
@@ -29,6 +30,20 @@ pub fn duration(us: f64) -> String {
     } else {
         format!("{us:.0} µs")
     }
+}
+
+/// "x5 (4 suspicious: ttl_mismatch x4, window_unusual x4)".
+fn tally(t: &TallyView) -> String {
+    let mut out = format!("x{}", t.resets);
+    if t.suspicious > 0 || !t.findings.is_empty() {
+        let findings: Vec<String> = t
+            .findings
+            .iter()
+            .map(|f| format!("{} x{}", f.code, f.count))
+            .collect();
+        out += &format!(" ({} suspicious: {})", t.suspicious, findings.join(", "));
+    }
+    out
 }
 
 /// Time of day (UTC) from an RFC 3339 timestamp.
@@ -106,7 +121,40 @@ pub fn reset_line(r: &ResetRecord) -> String {
             None => format!("payload {} B {}", r.rst.payload_len, p.hex),
         });
     }
+    parts.push(verdict(r));
     parts.join(" | ")
+}
+
+/// The verdict part of a reset line: origin, and for a suspicious reset the strongest evidence.
+fn verdict(r: &ResetRecord) -> String {
+    let origin = match (r.origin, r.hops_closer) {
+        (Origin::OnPath, Some(h)) if h > 0 => {
+            format!("on-path, {h} hop{} closer", if h == 1 { "" } else { "s" })
+        }
+        (Origin::OnPath, Some(h)) if h < 0 => format!(
+            "on-path, {} hop{} farther",
+            -h,
+            if h == -1 { "" } else { "s" }
+        ),
+        (origin, _) => origin.name().to_string(),
+    };
+    let weighty: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.strength > Strength::Info)
+        .map(|f| f.code)
+        .collect();
+    if r.suspicious {
+        format!(
+            "=> SUSPICIOUS, {origin}: {} [{}]",
+            r.findings[0].detail,
+            weighty.join(" ")
+        )
+    } else if weighty.is_empty() {
+        format!("=> {origin}")
+    } else {
+        format!("=> {origin} [{}]", weighty.join(" "))
+    }
 }
 
 impl Sink for TextSink {
@@ -161,14 +209,22 @@ impl Sink for TextSink {
         )?;
         writeln!(
             o,
-            "   resets {} (total {}), after-reset packets {}, retransmit samples {}, ttl-change samples {}",
-            s.resets, s.resets_total, s.after_reset, s.retransmit_samples, s.ttl_change_samples
+            "   resets {} (total {}), suspicious {}, after-reset packets {}, retransmit samples {}, ttl-change samples {}",
+            s.resets, s.resets_total, s.suspicious, s.after_reset, s.retransmit_samples, s.ttl_change_samples
         )?;
+        if !s.by_origin.is_empty() {
+            let list: Vec<String> = s
+                .by_origin
+                .iter()
+                .map(|(o, n)| format!("{o} x{n}"))
+                .collect();
+            writeln!(o, "   resets by origin: {}", list.join(", "))?;
+        }
         if !s.top_remote.is_empty() {
             let list: Vec<String> = s
                 .top_remote
                 .iter()
-                .map(|r| format!("{} x{}", r.addr, r.resets))
+                .map(|r| format!("{} {}", r.addr, tally(&r.tally)))
                 .collect();
             writeln!(o, "   resets by remote endpoint: {}", list.join(", "))?;
         }
@@ -176,7 +232,7 @@ impl Sink for TextSink {
             let list: Vec<String> = s
                 .top_ports
                 .iter()
-                .map(|p| format!("{} x{}", p.port, p.resets))
+                .map(|p| format!("{} {}", p.port, tally(&p.tally)))
                 .collect();
             writeln!(o, "   resets by port: {}", list.join(", "))?;
         }

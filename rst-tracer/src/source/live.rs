@@ -24,6 +24,9 @@ use crate::{
     report::{self, Format},
 };
 
+/// How often resets whose settle window closed are judged and written.
+const SETTLE_TICK: Duration = Duration::from_millis(100);
+
 /// What `rst-tracer live` was asked to do, resolved.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -78,6 +81,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         epoch_now_ns(),
     );
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
+    let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let deadline = sleep(
@@ -102,6 +106,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
                 drain(guard.get_inner_mut(), &mut pipeline)?;
                 guard.clear_ready();
             }
+            _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
             _ = ticker.tick() => {
                 let snap = counters::snapshot(&ebpf, true)?;
                 pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
@@ -112,6 +117,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     drop(attachments);
     drain(rst_ring.get_mut(), &mut pipeline)?;
     drain(sample_ring.get_mut(), &mut pipeline)?;
+    pipeline.flush()?;
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
     Ok(())

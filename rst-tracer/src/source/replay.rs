@@ -95,6 +95,8 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
             break;
         }
     }
+    // Whatever ended the input, the waiting resets get their verdicts.
+    pipeline.flush()?;
     let snap = prog.counters()?;
     pipeline.set_replay_stats(stats.clone());
     pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;
@@ -131,6 +133,7 @@ fn replay_file(
                 for event in prog.drain() {
                     pipeline.record(event)?;
                 }
+                pipeline.advance(record.ts_ns)?;
             }
             Err(why) => stats.skip(why, record.linktype),
         }

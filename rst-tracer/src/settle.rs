@@ -1,0 +1,239 @@
+//! The settle window: each reset waits here a few round trips for the evidence that only comes
+//! after it (the claimed sender still talking, the other end's answer, retransmissions into the
+//! void, more resets), then goes to the verdict. Time is the events' own clock (kernel time
+//! live, capture time in replay), so live tracing and replay settle alike.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+};
+
+use rst_tracer_common::flow::{FlowKey, FlowState};
+
+use crate::event::{Reset, Sample};
+
+/// Settle window when the flow's round trip is unknown (ns).
+pub const DEFAULT_WINDOW_NS: u64 = 2_000_000_000;
+/// Shortest settle window (ns).
+pub const MIN_WINDOW_NS: u64 = 200_000_000;
+/// Longest settle window (ns).
+pub const MAX_WINDOW_NS: u64 = 3_000_000_000;
+/// Round trips a reset waits.
+const ROUND_TRIPS: u64 = 4;
+/// Resets held at most; beyond it the oldest is settled early (and counted).
+pub const MAX_PENDING: usize = 100_000;
+
+/// How long a reset of this flow waits: a few handshake round trips, bounded.
+pub fn window_ns(flow: &FlowState) -> u64 {
+    match flow.handshake_rtt_ns() {
+        Some(rtt) => (rtt * ROUND_TRIPS).clamp(MIN_WINDOW_NS, MAX_WINDOW_NS),
+        None => DEFAULT_WINDOW_NS,
+    }
+}
+
+/// A reset waiting for its verdict, with what arrived after it.
+#[derive(Debug)]
+pub struct Pending {
+    /// Identifies the reset among the flow's recent resets.
+    pub id: u64,
+    /// The reset.
+    pub reset: Box<Reset>,
+    /// The first packet from each side after it.
+    pub after: Vec<Sample>,
+    /// Retransmission samples per side after it.
+    pub retransmits_after: [u32; 2],
+    /// When its window closes (event clock).
+    pub deadline_ns: u64,
+}
+
+/// Resets waiting for their windows to close, in deadline order.
+#[derive(Debug, Default)]
+pub struct SettleQueue {
+    pending: HashMap<u64, Pending>,
+    by_flow: HashMap<FlowKey, Vec<u64>>,
+    order: BinaryHeap<Reverse<(u64, u64)>>,
+    next_id: u64,
+    settled_early: u64,
+}
+
+impl SettleQueue {
+    /// Holds a reset until `now + window`; returns its id and, when the queue was full, the
+    /// oldest pending reset, which must be settled now.
+    pub fn hold(&mut self, reset: Box<Reset>) -> (u64, Option<Pending>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let deadline_ns = reset.seen.kernel_ts_ns + window_ns(&reset.flow);
+        self.by_flow.entry(reset.seen.key).or_default().push(id);
+        self.order.push(Reverse((deadline_ns, id)));
+        self.pending.insert(
+            id,
+            Pending {
+                id,
+                reset,
+                after: Vec::new(),
+                retransmits_after: [0, 0],
+                deadline_ns,
+            },
+        );
+        let evicted = if self.pending.len() > MAX_PENDING {
+            self.settled_early += 1;
+            self.pop_next()
+        } else {
+            None
+        };
+        (id, evicted)
+    }
+
+    /// Adds an after-reset packet to the resets of its flow.
+    pub fn after(&mut self, s: &Sample) {
+        self.for_flow(&s.seen.key, |p| {
+            if p.after.iter().all(|a| a.seen.side != s.seen.side) {
+                p.after.push(s.clone());
+            }
+        });
+    }
+
+    /// Counts a retransmission for the resets of its flow.
+    pub fn retransmit(&mut self, s: &Sample) {
+        self.for_flow(&s.seen.key, |p| {
+            p.retransmits_after[s.seen.side.index()] += 1
+        });
+    }
+
+    fn for_flow(&mut self, key: &FlowKey, mut f: impl FnMut(&mut Pending)) {
+        let Self {
+            pending, by_flow, ..
+        } = self;
+        for id in by_flow.get(key).into_iter().flatten() {
+            if let Some(p) = pending.get_mut(id) {
+                f(p);
+            }
+        }
+    }
+
+    /// The resets whose window closed by `now_ns`, earliest first.
+    pub fn due(&mut self, now_ns: u64) -> Vec<Pending> {
+        let mut out = Vec::new();
+        while let Some(Reverse((deadline, _))) = self.order.peek() {
+            if *deadline > now_ns {
+                break;
+            }
+            if let Some(p) = self.pop_next() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Every pending reset, earliest first (end of input).
+    pub fn drain(&mut self) -> Vec<Pending> {
+        self.due(u64::MAX)
+    }
+
+    fn pop_next(&mut self) -> Option<Pending> {
+        while let Some(Reverse((_, id))) = self.order.pop() {
+            if let Some(p) = self.pending.remove(&id) {
+                if let Some(ids) = self.by_flow.get_mut(&p.reset.seen.key) {
+                    ids.retain(|i| *i != id);
+                    if ids.is_empty() {
+                        self.by_flow.remove(&p.reset.seen.key);
+                    }
+                }
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Resets waiting now.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Resets settled before their window closed because too many were waiting.
+    pub fn settled_early(&self) -> u64 {
+        self.settled_early
+    }
+}
+
+/// Flows counted per IP ID at most (enough to call a value shared).
+const IPID_FLOWS_MAX: usize = 8;
+
+/// Which flows' resets carried each IPv4 ID: a device that stamps one fixed ID on every reset
+/// it forges shows up across flows.
+#[derive(Debug, Default)]
+pub struct IpIdRegistry {
+    flows: HashMap<u16, Vec<FlowKey>>,
+}
+
+impl IpIdRegistry {
+    /// Notes that a reset of `key` carried `id`; returns how many flows' resets carried it.
+    pub fn note(&mut self, id: u16, key: &FlowKey) -> usize {
+        let flows = self.flows.entry(id).or_default();
+        if !flows.contains(key) && flows.len() < IPID_FLOWS_MAX {
+            flows.push(*key);
+        }
+        flows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::{after, reset, MS, T};
+    use rst_tracer_common::{event::PacketInfo, flow::Side};
+
+    #[test]
+    fn window_follows_the_round_trip_within_bounds() {
+        let mut f = reset().flow;
+        assert_eq!(
+            window_ns(&f),
+            MIN_WINDOW_NS,
+            "4 x 20 ms is below the minimum"
+        );
+        f.ack_ns = f.syn_ns + 500 * MS;
+        assert_eq!(window_ns(&f), 2_000 * MS);
+        f.flags = 0;
+        assert_eq!(window_ns(&f), DEFAULT_WINDOW_NS);
+    }
+
+    #[test]
+    fn resets_wait_for_their_window_and_collect_what_follows() {
+        let mut q = SettleQueue::default();
+        let (id, evicted) = q.hold(Box::new(reset()));
+        assert!(evicted.is_none());
+        q.after(&after(Side::Lo, 5, PacketInfo::default()));
+        q.after(&after(Side::Lo, 6, PacketInfo::default())); // only the first per side
+        q.retransmit(&after(Side::Hi, 7, PacketInfo::default()));
+        assert!(q.due(T + 100 * MS).is_empty());
+        let done = q.due(T + MIN_WINDOW_NS);
+        assert_eq!(done.len(), 1);
+        assert_eq!(
+            (done[0].id, done[0].after.len(), done[0].retransmits_after),
+            (id, 1, [0, 1])
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn ip_ids_are_counted_per_flow() {
+        let mut reg = IpIdRegistry::default();
+        let a = FlowKey {
+            port_lo: 1,
+            ..Default::default()
+        };
+        let b = FlowKey {
+            port_lo: 2,
+            ..Default::default()
+        };
+        assert_eq!(reg.note(242, &a), 1);
+        assert_eq!(reg.note(242, &a), 1);
+        assert_eq!(reg.note(242, &b), 2);
+        assert_eq!(reg.note(7, &b), 1);
+    }
+}
