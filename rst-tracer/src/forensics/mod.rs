@@ -141,7 +141,7 @@ pub fn judge(case: &Case) -> Verdict {
     findings.extend(timing::check(case));
     findings.extend(fingerprint::check(case));
     findings.extend(aftermath::check(case));
-    findings.sort_by(|a, b| b.strength.cmp(&a.strength));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.strength));
     let score: u32 = findings.iter().map(|f| f.strength as u32).sum();
     let sender_seen = case.reset.flow.side(case.reset.seen.side).packets > 0;
     let (origin, suspicious) = if case.sent_locally {
