@@ -14,8 +14,8 @@ use crate::event::{Reset, Sample};
 
 /// Settle window when the flow's round trip is unknown (ns).
 pub const DEFAULT_WINDOW_NS: u64 = 2_000_000_000;
-/// Shortest settle window (ns).
-pub const MIN_WINDOW_NS: u64 = 200_000_000;
+/// Shortest settle window (ns): long enough for a sender's next segment on a fast path.
+pub const MIN_WINDOW_NS: u64 = 500_000_000;
 /// Longest settle window (ns).
 pub const MAX_WINDOW_NS: u64 = 3_000_000_000;
 /// Round trips a reset waits.
@@ -210,7 +210,7 @@ mod tests {
         q.after(&after(Side::Lo, 5, PacketInfo::default()));
         q.after(&after(Side::Lo, 6, PacketInfo::default())); // only the first per side
         q.retransmit(&after(Side::Hi, 7, PacketInfo::default()));
-        assert!(q.due(T + 100 * MS).is_empty());
+        assert!(q.due(T + 400 * MS).is_empty());
         let done = q.due(T + MIN_WINDOW_NS);
         assert_eq!(done.len(), 1);
         assert_eq!(

@@ -6,44 +6,28 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    net::TcpStream,
     process::Command,
     time::{Duration, Instant},
 };
 
 use common::{
-    lab::{in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
+    forge::{inject, Rst, Sniffer},
+    lab::{abort, in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
     require_root_and_object,
 };
+
+/// The tracer binary this test runs.
+const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
 use serde_json::Value;
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
-
-fn listen(lab: &Lab, port: u16) -> TcpListener {
-    in_ns(&lab.server, || {
-        TcpListener::bind(("0.0.0.0", port)).unwrap()
-    })
-}
-
-fn connect(lab: &Lab, port: u16) -> std::io::Result<TcpStream> {
-    in_ns(&lab.client, || {
-        TcpStream::connect_timeout(
-            &format!("{SERVER_IP}:{port}").parse().unwrap(),
-            Duration::from_secs(5),
-        )
-    })
-}
-
-fn abort(s: &TcpStream) {
-    SockRef::from(s).set_linger(Some(Duration::ZERO)).unwrap();
-}
 
 /// Makes one reset of each honest kind: the server aborts on port 8081 (SO_LINGER 0, an egress
 /// RST), the client aborts on port 8082 (an ingress RST from one hop away), and a connect to
 /// closed port 9 is refused. Returns the sockets that are still open (the peers of the aborted
 /// ones), to be dropped once the test has what it needs.
 fn resets_of_each_kind(lab: &Lab) -> (TcpStream, TcpStream) {
-    let l = listen(lab, 8081);
-    let mut c = connect(lab, 8081).unwrap();
+    let l = lab.listen(8081);
+    let mut c = lab.connect(8081).unwrap();
     let (mut s, _) = l.accept().unwrap();
     c.write_all(b"request").unwrap();
     let mut buf = [0u8; 7];
@@ -51,15 +35,15 @@ fn resets_of_each_kind(lab: &Lab) -> (TcpStream, TcpStream) {
     abort(&s);
     drop(s);
 
-    let l = listen(lab, 8082);
-    let mut c2 = connect(lab, 8082).unwrap();
+    let l = lab.listen(8082);
+    let mut c2 = lab.connect(8082).unwrap();
     let (mut s2, _) = l.accept().unwrap();
     c2.write_all(b"abc").unwrap();
     s2.read_exact(&mut buf[..3]).unwrap();
     abort(&c2);
     drop(c2);
 
-    let refused = connect(lab, 9).unwrap_err();
+    let refused = lab.connect(9).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     (c, s2)
 }
@@ -75,12 +59,12 @@ fn resets_on(out: &[Value], port: u16) -> Vec<&Value> {
 #[test]
 fn real_connections_stream_each_reset_once_with_its_evidence() {
     require_root_and_object();
-    let lab = Lab::new();
+    let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&[]);
 
     // 1. Normal close: no reset.
-    let l = listen(&lab, 8080);
-    let mut c = connect(&lab, 8080).unwrap();
+    let l = lab.listen(8080);
+    let mut c = lab.connect(8080).unwrap();
     let (mut s, _) = l.accept().unwrap();
     c.write_all(b"hello").unwrap();
     let mut buf = [0u8; 5];
@@ -174,81 +158,36 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
     );
 }
 
-/// Waits for a client->server segment with payload on `port` seen by the router and returns
-/// the sequence number that follows it.
-fn sniff_next_seq(sniffer: &Socket, port: u16) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
-    while Instant::now() < deadline {
-        let Ok(n) = sniffer.recv(&mut buf) else {
-            continue;
-        };
-        // SAFETY: recv initialised the first n bytes.
-        let frame: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let Ok(p) = etherparse::SlicedPacket::from_ethernet(&frame) else {
-            continue;
-        };
-        if let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport {
-            if tcp.destination_port() == port && !tcp.payload().is_empty() {
-                return tcp
-                    .sequence_number()
-                    .wrapping_add(tcp.payload().len() as u32);
-            }
-        }
-    }
-    panic!("the router saw no data segment to port {port}");
-}
-
 #[test]
 fn a_reset_forged_by_the_router_with_its_own_ttl() {
     require_root_and_object();
-    let lab = Lab::new();
+    let lab = Lab::new(TRACER);
     let port = 8090;
-    let l = listen(&lab, port);
-    let sniffer = in_ns(&lab.router, || {
-        let s = Socket::new(
-            Domain::PACKET,
-            Type::RAW,
-            Some(Protocol::from((libc::ETH_P_ALL as u16).to_be() as i32)),
-        )
-        .unwrap();
-        s.bind_device(Some(ROUTER_SERVER_IF.as_bytes())).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        s
-    });
+    let l = lab.listen(port);
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
     let tracer = lab.start_tracer(&[]);
-    let mut c = connect(&lab, port).unwrap();
+    let mut c = lab.connect(port).unwrap();
     let (mut s, _) = l.accept().unwrap();
     let client_port = c.local_addr().unwrap().port();
     c.write_all(b"GET /").unwrap();
     let mut buf = [0u8; 5];
     s.read_exact(&mut buf).unwrap();
-    let next_seq = sniff_next_seq(&sniffer, port);
+    let next_seq = sniffer.data_to(port).next_seq();
 
     // The router, pretending to be the client: its own TTL (64, not decremented by anyone) and
     // a fixed IP ID, exactly at the client's next sequence number.
-    let client: Ipv4Addr = CLIENT_IP.parse().unwrap();
-    let server: Ipv4Addr = SERVER_IP.parse().unwrap();
-    let mut packet = Vec::new();
-    etherparse::PacketBuilder::ipv4(client.octets(), server.octets(), 64)
-        .tcp(client_port, port, next_seq, 0)
-        .rst()
-        .write(&mut packet, &[])
-        .unwrap();
-    in_ns(&lab.router, || {
-        let raw = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(libc::IPPROTO_RAW)),
-        )
-        .unwrap();
-        raw.send_to(&packet, &SocketAddrV4::new(server, 0).into())
-            .unwrap();
-    });
+    let rst = Rst {
+        src: CLIENT_IP.parse().unwrap(),
+        sport: client_port,
+        dst: SERVER_IP.parse().unwrap(),
+        dport: port,
+        seq: next_seq,
+        ack: None,
+        ttl: 64,
+        ip_id: 0x5151,
+        window: 0,
+    };
+    inject(&lab.router, &rst);
     std::thread::sleep(Duration::from_millis(300));
     drop((c, s));
     let out = tracer.stop_with(libc::SIGTERM);
@@ -314,7 +253,7 @@ fn tcx_programs(lab: &Lab) -> usize {
 #[test]
 fn kill_9_leaves_nothing_attached() {
     require_root_and_object();
-    let lab = Lab::new();
+    let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&["--ingress", "xdp"]);
     assert!(
         xdp_attached(&lab),
@@ -364,7 +303,7 @@ fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {
 #[test]
 fn errors_say_what_to_do() {
     require_root_and_object();
-    let lab = Lab::new();
+    let lab = Lab::new(TRACER);
 
     let (ok, err) = run_tracer_in(&lab.server, &["--iface", "nosuch0", "--duration", "1"]);
     assert!(!ok);
@@ -449,7 +388,7 @@ fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
             .is_ok_and(|o| o.status.success()),
         "this test needs tcpdump (`cargo xtask test` installs it)"
     );
-    let lab = Lab::new();
+    let lab = Lab::new(TRACER);
     let pcap = std::env::temp_dir().join(format!("{}-roundtrip.pcap", lab.server));
     let mut tcpdump = Command::new("ip")
         .args([

@@ -8,6 +8,7 @@
 use std::{
     fs::File,
     io::Read,
+    net::{TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -40,22 +41,25 @@ pub fn ip(args: &[&str]) {
     );
 }
 
-/// The three namespaces of one lab.
+/// The three namespaces of one lab, and the tracer binary to run in it.
 pub struct Lab {
     pub client: String,
     pub router: String,
     pub server: String,
+    tracer: PathBuf,
 }
 
 impl Lab {
-    /// Builds the lab; names are unique per process and lab, so tests may run in parallel.
-    pub fn new() -> Lab {
+    /// Builds the lab, to run the tracer binary `tracer` in; names are unique per process and lab,
+    /// so tests may run in parallel.
+    pub fn new(tracer: impl Into<PathBuf>) -> Lab {
         let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("rstlab-{}-{n}", std::process::id());
         let lab = Lab {
             client: format!("{tag}-c"),
             router: format!("{tag}-r"),
             server: format!("{tag}-s"),
+            tracer: tracer.into(),
         };
         for ns in [&lab.client, &lab.router, &lab.server] {
             ip(&["netns", "add", ns]);
@@ -118,6 +122,11 @@ impl Lab {
     /// Starts the tracer in the server namespace on the server interface (JSON output) and waits
     /// until its hooks are attached.
     pub fn start_tracer(&self, extra: &[&str]) -> Tracer {
+        self.start_tracer_as("json", extra)
+    }
+
+    /// As [`Lab::start_tracer`], with output `format` (`json` or `text`).
+    pub fn start_tracer_as(&self, format: &str, extra: &[&str]) -> Tracer {
         let dir = std::env::temp_dir().join(format!("{}-tracer", self.server));
         std::fs::create_dir_all(&dir).unwrap();
         let ready = dir.join("ready");
@@ -125,16 +134,18 @@ impl Lab {
         let stdout = File::create(dir.join("stdout")).unwrap();
         let stderr = File::create(dir.join("stderr")).unwrap();
         let child = Command::new("ip")
+            .args(["netns", "exec", &self.server])
+            .arg(&self.tracer)
             .args([
-                "netns",
-                "exec",
-                &self.server,
-                env!("CARGO_BIN_EXE_rst-tracer"),
                 "live",
                 "--iface",
                 SERVER_IF,
+                "--format",
+                format,
+                "--interval",
+                "1",
+                "--ready-file",
             ])
-            .args(["--format", "json", "--interval", "1", "--ready-file"])
             .arg(&ready)
             .args(extra)
             .stdout(stdout)
@@ -175,6 +186,32 @@ impl Drop for Lab {
     }
 }
 
+impl Lab {
+    /// A listening socket on the server.
+    pub fn listen(&self, port: u16) -> TcpListener {
+        in_ns(&self.server, || {
+            TcpListener::bind(("0.0.0.0", port)).unwrap()
+        })
+    }
+
+    /// A connection from the client to the server's `port`.
+    pub fn connect(&self, port: u16) -> std::io::Result<TcpStream> {
+        in_ns(&self.client, || {
+            TcpStream::connect_timeout(
+                &format!("{SERVER_IP}:{port}").parse().unwrap(),
+                Duration::from_secs(5),
+            )
+        })
+    }
+}
+
+/// Makes `close` of this socket send a RST (SO_LINGER 0).
+pub fn abort(s: &TcpStream) {
+    socket2::SockRef::from(s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+}
+
 /// Runs `f` on a thread inside network namespace `ns`. Sockets made there stay in that
 /// namespace, so they can be returned and used from anywhere.
 pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
@@ -212,7 +249,15 @@ impl Tracer {
     }
 
     /// Sends `signal` (SIGINT or SIGTERM), waits for a clean exit and returns every JSON line.
-    pub fn stop_with(mut self, signal: i32) -> Vec<serde_json::Value> {
+    pub fn stop_with(self, signal: i32) -> Vec<serde_json::Value> {
+        self.stop_raw(signal)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Sends `signal`, waits for a clean exit and returns what the tracer printed.
+    pub fn stop_raw(mut self, signal: i32) -> String {
         let mut child = self.child.take().unwrap();
         // SAFETY: signalling the child this test started.
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -224,7 +269,7 @@ impl Tracer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!(
-                    "rst-tracer did not stop within 15 s of SIGINT: {}",
+                    "rst-tracer did not stop within 15 s of signal {signal}: {}",
                     self.stderr()
                 );
             }
@@ -235,10 +280,7 @@ impl Tracer {
             "rst-tracer exited with {status}: {}",
             self.stderr()
         );
-        let out = std::fs::read_to_string(self.dir.join("stdout")).unwrap();
-        out.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
+        std::fs::read_to_string(self.dir.join("stdout")).unwrap()
     }
 
     /// Kills the tracer with SIGKILL and waits for it.

@@ -4,8 +4,10 @@
     reason = "each test binary uses a different part of this module"
 )]
 
+pub mod forge;
 pub mod frames;
 pub mod lab;
+pub mod scenarios;
 
 /// Fails the test with a plain message when it cannot run: privileged tests never pass silently.
 pub fn require_root_and_object() {

@@ -1,0 +1,324 @@
+//! The lab's scenarios: the incidents rst-tracer exists for, reproduced between namespaces with
+//! real Linux stacks, and the honest resets beside them. Each scenario returns the resets it
+//! forged; [`score`] checks the tracer's verdicts against them: every forged reset must be
+//! suspicious, no other reset may be.
+
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use super::{
+    forge::{inject, Rst, Sniffer},
+    lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
+};
+
+/// One scenario.
+pub struct Scenario {
+    /// Short name (report and test names).
+    pub name: &'static str,
+    /// What it reproduces, in a sentence.
+    pub what: &'static str,
+    /// Codes a caught forged reset of this scenario must carry (at least one of them).
+    pub expect_codes: &'static [&'static str],
+    /// Runs the traffic in a lab whose tracer is running; returns the resets it forged.
+    pub run: fn(&Lab) -> Vec<Rst>,
+}
+
+/// Every scenario, the forged ones first.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "proxy-ttl",
+        what: "a device on the path resets the server side of a live flow with its own TTL (64 where the client's packets arrive with 63)",
+        expect_codes: &["ttl_mismatch"],
+        run: proxy_ttl,
+    },
+    Scenario {
+        name: "censor",
+        what: "a censor resets both ends right after the request: fixed IP ID, window 2453, its own TTL",
+        expect_codes: &["ttl_mismatch", "window_unusual"],
+        run: censor,
+    },
+    Scenario {
+        name: "blind",
+        what: "blind resets: one far outside the receive window, one inside it but not exact",
+        expect_codes: &["ttl_mismatch", "sender_continues"],
+        run: blind,
+    },
+    Scenario {
+        name: "client-continues",
+        what: "a reset forged with the client's own TTL and next IP ID; the real client keeps sending",
+        expect_codes: &["sender_continues"],
+        run: client_continues,
+    },
+    Scenario {
+        name: "honest",
+        what: "normal close, SO_LINGER 0 aborts from each side, a refused connect, data to a closed socket",
+        expect_codes: &[],
+        run: honest,
+    },
+    Scenario {
+        name: "benign-load",
+        what: "1000 short connections, a third aborted by the client and a fifth by the server",
+        expect_codes: &[],
+        run: benign_load,
+    },
+];
+
+const CLIENT: fn() -> Ipv4Addr = || CLIENT_IP.parse().unwrap();
+const SERVER: fn() -> Ipv4Addr = || SERVER_IP.parse().unwrap();
+
+/// A connection with a request the server has read; returns (client, server, sniffed request).
+fn request(
+    lab: &Lab,
+    sniffer: &Sniffer,
+    port: u16,
+) -> (std::net::TcpStream, std::net::TcpStream, super::forge::Seen) {
+    let l = lab.listen(port);
+    let mut c = lab.connect(port).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut buf = [0u8; 18];
+    s.read_exact(&mut buf).unwrap();
+    (c, s, sniffer.data_to(port))
+}
+
+/// A reset toward the server claiming to come from the client.
+fn toward_server(sport: u16, dport: u16, seq: u32) -> Rst {
+    Rst {
+        src: CLIENT(),
+        sport,
+        dst: SERVER(),
+        dport,
+        seq,
+        ack: None,
+        ttl: 64,
+        ip_id: 0x5151,
+        window: 0,
+    }
+}
+
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn proxy_ttl(lab: &Lab) -> Vec<Rst> {
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let (c, s, req) = request(lab, &sniffer, 8101);
+    let rst = toward_server(req.sport, req.dport, req.next_seq());
+    inject(&lab.router, &rst);
+    settle();
+    drop((c, s));
+    settle();
+    vec![rst]
+}
+
+fn censor(lab: &Lab) -> Vec<Rst> {
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let (c, s, req) = request(lab, &sniffer, 8102);
+    let to_server = Rst {
+        ip_id: 0x3412,
+        window: 2453,
+        ..toward_server(req.sport, req.dport, req.next_seq())
+    };
+    // And one to the client, claiming the server (the server-side tracer does not see it).
+    let to_client = Rst {
+        src: SERVER(),
+        sport: req.dport,
+        dst: CLIENT(),
+        dport: req.sport,
+        seq: req.ack,
+        ack: Some(req.next_seq()),
+        ..to_server
+    };
+    inject(&lab.router, &to_server);
+    inject(&lab.router, &to_client);
+    settle();
+    drop((c, s));
+    settle();
+    vec![to_server, to_client]
+}
+
+fn blind(lab: &Lab) -> Vec<Rst> {
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let (mut c, mut s, req) = request(lab, &sniffer, 8103);
+    let far = toward_server(
+        req.sport,
+        req.dport,
+        req.next_seq().wrapping_add(0x4000_0000),
+    );
+    let near = Rst {
+        ip_id: 0x5152,
+        ..toward_server(req.sport, req.dport, req.next_seq().wrapping_add(1000))
+    };
+    inject(&lab.router, &far);
+    inject(&lab.router, &near);
+    settle();
+    // Linux dropped one and answered the other with a challenge ACK: the connection lives on.
+    c.write_all(b"still here").unwrap();
+    let mut buf = [0u8; 10];
+    s.read_exact(&mut buf).unwrap();
+    settle();
+    drop((c, s));
+    settle();
+    vec![far, near]
+}
+
+fn client_continues(lab: &Lab) -> Vec<Rst> {
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let (mut c, s, req) = request(lab, &sniffer, 8104);
+    // Everything the client's own reset would carry: its TTL on arrival, its next IP ID.
+    let rst = Rst {
+        ttl: 63,
+        ip_id: req.ip_id.wrapping_add(1),
+        ..toward_server(req.sport, req.dport, req.next_seq())
+    };
+    inject(&lab.router, &rst);
+    // The real client never sent it, and goes on with its next segment.
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = c.write_all(b"more data");
+    settle();
+    drop((c, s));
+    settle();
+    vec![rst]
+}
+
+fn honest(lab: &Lab) -> Vec<Rst> {
+    let mut buf = [0u8; 8];
+    // Normal close.
+    let l = lab.listen(8110);
+    let mut c = lab.connect(8110).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"12345678").unwrap();
+    s.read_exact(&mut buf).unwrap();
+    drop((c, s));
+    // The server aborts; the client aborts.
+    for client_aborts in [false, true] {
+        let l = lab.listen(if client_aborts { 8112 } else { 8111 });
+        let mut c = lab.connect(l.local_addr().unwrap().port()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"12345678").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        abort(if client_aborts { &c } else { &s });
+        drop((c, s));
+    }
+    // A refused connect.
+    assert!(lab.connect(8113).is_err());
+    // Data sent to a socket the server has closed.
+    let l = lab.listen(8114);
+    let mut c = lab.connect(8114).unwrap();
+    let (s, _) = l.accept().unwrap();
+    drop((s, l));
+    settle();
+    let _ = c.write_all(b"anyone?");
+    settle();
+    let _ = c.write_all(b"hello?");
+    settle();
+    drop(c);
+    settle();
+    Vec::new()
+}
+
+fn benign_load(lab: &Lab) -> Vec<Rst> {
+    let l = lab.listen(8120);
+    let mut buf = [0u8; 4];
+    for i in 0..1000 {
+        let mut c = lab.connect(8120).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"ping").unwrap();
+        s.read_exact(&mut buf).unwrap();
+        if i % 3 == 0 {
+            abort(&c);
+        } else if i % 5 == 0 {
+            abort(&s);
+        }
+        drop((c, s));
+    }
+    settle();
+    Vec::new()
+}
+
+/// How a scenario went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Scenario name.
+    pub name: &'static str,
+    /// Resets the tracer reported.
+    pub resets: usize,
+    /// Forged resets the tracer saw.
+    pub forged: usize,
+    /// Of those, reported suspicious with an expected code.
+    pub caught: usize,
+    /// Finding codes on the caught resets.
+    pub codes: BTreeSet<String>,
+    /// Forged resets seen but not caught, with their findings.
+    pub missed: Vec<String>,
+    /// Honest resets called suspicious, with their findings.
+    pub false_positives: Vec<String>,
+}
+
+fn is(r: &Value, f: &Rst) -> bool {
+    r["flow"]["src"] == f.src.to_string()
+        && r["flow"]["sport"] == f.sport
+        && r["flow"]["dport"] == f.dport
+        && r["rst"]["seq"] == f.seq
+        && r["rst"]["ip_id"] == f.ip_id
+}
+
+/// Scores the tracer's output of a scenario against what it forged.
+pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
+    let mut o = Outcome {
+        name: scenario.name,
+        resets: 0,
+        forged: 0,
+        caught: 0,
+        codes: BTreeSet::new(),
+        missed: Vec::new(),
+        false_positives: Vec::new(),
+    };
+    for r in out.iter().filter(|r| r["type"] == "reset") {
+        o.resets += 1;
+        let codes: Vec<String> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect();
+        let suspicious = r["suspicious"] == true;
+        if forged.iter().any(|f| is(r, f)) {
+            o.forged += 1;
+            let expected = scenario
+                .expect_codes
+                .iter()
+                .any(|c| codes.iter().any(|x| x == c));
+            if suspicious && expected {
+                o.caught += 1;
+                o.codes.extend(codes);
+            } else {
+                o.missed.push(format!(
+                    "{} seq {}: {:?}",
+                    r["flow"], r["rst"]["seq"], codes
+                ));
+            }
+        } else if suspicious {
+            o.false_positives.push(format!(
+                "{} seq {}: {}",
+                r["flow"], r["rst"]["seq"], r["findings"]
+            ));
+        }
+    }
+    o
+}
+
+/// Runs one scenario in a fresh lab with the tracer binary `tracer` and scores it.
+pub fn run(tracer: &str, scenario: &Scenario) -> Outcome {
+    let lab = Lab::new(tracer);
+    let t = lab.start_tracer(&[]);
+    let forged = (scenario.run)(&lab);
+    let out = t.stop();
+    score(scenario, &out, &forged)
+}

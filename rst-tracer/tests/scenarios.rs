@@ -1,0 +1,78 @@
+//! The lab scenarios (`tests/common/scenarios.rs`) as tests: every forged reset caught with the
+//! expected evidence, no honest reset called suspicious. They need root and the built eBPF
+//! object (`cargo xtask test`) and fail plainly without. `cargo xtask lab --report` runs the same
+//! scenarios and writes the table to docs/lab-report.md.
+
+mod common;
+
+use common::{require_root_and_object, scenarios};
+
+/// The tracer binary this test runs.
+const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
+
+fn check(name: &str) {
+    require_root_and_object();
+    let scenario = scenarios::ALL.iter().find(|s| s.name == name).unwrap();
+    let o = scenarios::run(TRACER, scenario);
+    assert!(
+        o.missed.is_empty(),
+        "{name}: forged resets not caught: {:#?}",
+        o.missed
+    );
+    assert!(
+        o.false_positives.is_empty(),
+        "{name}: honest resets called suspicious: {:#?}",
+        o.false_positives
+    );
+    assert!(o.resets > 0, "{name}: no reset reported at all");
+    if !scenario.expect_codes.is_empty() {
+        assert!(
+            o.forged > 0,
+            "{name}: none of the forged resets reached the tracer"
+        );
+    }
+}
+
+#[test]
+fn proxy_ttl() {
+    check("proxy-ttl");
+}
+
+#[test]
+fn censor() {
+    check("censor");
+}
+
+#[test]
+fn blind() {
+    check("blind");
+}
+
+#[test]
+fn client_continues() {
+    check("client-continues");
+}
+
+#[test]
+fn honest() {
+    check("honest");
+}
+
+#[test]
+fn benign_load() {
+    check("benign-load");
+}
+
+#[test]
+fn every_scenario_has_a_test() {
+    let tested = [
+        "proxy-ttl",
+        "censor",
+        "blind",
+        "client-continues",
+        "honest",
+        "benign-load",
+    ];
+    let all: Vec<&str> = scenarios::ALL.iter().map(|s| s.name).collect();
+    assert_eq!(all, tested);
+}
