@@ -4,11 +4,13 @@
 //!   and the userspace binary that embeds it;
 //! - `run [-- ARGS]`: build, then run the tracer (default: the default-route interface);
 //! - `test`: build, then the whole test suite (unit, kernel and lab tests; needs root);
-//! - `bench`: build, then the benchmarks, each beside its baseline.
+//! - `bench`: build, then the benchmarks, each beside its baseline;
+//! - `lab [--report]`: build, then the namespace lab (demo, or every scenario scored).
 
 mod bench;
 mod build;
 mod exec;
+mod lab;
 mod run;
 mod test;
 mod toolchain;
@@ -35,6 +37,8 @@ enum Command {
     Test(test::Options),
     /// Build, then run the benchmarks and print ratios to their baselines. Needs root.
     Bench(bench::Options),
+    /// Build, then run the namespace lab: the demo, or every scenario with --report. Needs root.
+    Lab(lab::Options),
 }
 
 fn main() {
@@ -44,6 +48,7 @@ fn main() {
         Command::Run(o) => run::run(&o),
         Command::Test(o) => test::run(&o),
         Command::Bench(o) => bench::run(&o),
+        Command::Lab(o) => lab::run(&o),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

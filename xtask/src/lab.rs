@@ -1,0 +1,53 @@
+//! `cargo xtask lab [--report]`: builds the tracer, then runs the namespace lab
+//! (`rst-tracer/examples/lab.rs`): the demo, or every scenario with the table written to
+//! `docs/lab-report.md`. Needs root.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::{
+    build,
+    exec::{exec, is_root, workspace_root},
+};
+
+/// Options of `cargo xtask lab`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Run every scenario and write the report table to docs/lab-report.md.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// Builds and runs the lab.
+///
+/// # Errors
+/// Not root, a failed build, or a failed scenario.
+pub fn run(opts: &Options) -> Result<()> {
+    if !is_root() {
+        bail!("the lab makes network namespaces and loads eBPF programs: run `sudo -E cargo xtask lab`");
+    }
+    let binary = build::run(&build::Options { debug: false })?;
+    let root = workspace_root();
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&root)
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "rst-tracer",
+            "--example",
+            "lab",
+            "--",
+        ])
+        .env("RST_TRACER_BIN", &binary)
+        .env(
+            "RST_TRACER_EBPF_OBJECT",
+            root.join("target/bpfel-unknown-none/release/rst-tracer-ebpf"),
+        );
+    if opts.report {
+        cmd.arg("--report").arg(root.join("docs/lab-report.md"));
+    }
+    exec(&mut cmd)
+}
