@@ -78,12 +78,14 @@ fn report(tracer: &str, path: PathBuf) -> ExitCode {
          calls it suspicious with the scenario's expected evidence; a *false positive* is any other\n\
          reset called suspicious. Forged resets sent toward the client are not seen by the\n\
          server-side tracer and are not counted.\n\n\
-         | scenario | what it reproduces | resets | forged (seen) | caught | codes on caught resets | false positives |\n\
-         |---|---|---|---|---|---|---|\n",
+         | scenario | what it reproduces | resets | forged (seen) | caught | honest resets explained | codes on caught and explained resets | false positives |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     let mut ok = true;
     for (s, o) in scenarios::ALL.iter().zip(&outcomes) {
-        ok &= o.missed.is_empty() && o.false_positives.is_empty();
+        ok &= o.missed.is_empty()
+            && o.false_positives.is_empty()
+            && (s.explain_codes.is_empty() || o.explained > 0);
         let codes: Vec<&str> = o.codes.iter().map(String::as_str).collect();
         let codes = if codes.is_empty() {
             "-".to_string()
@@ -92,12 +94,17 @@ fn report(tracer: &str, path: PathBuf) -> ExitCode {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {codes} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {codes} | {} |",
             s.name,
             s.what,
             o.resets,
             o.forged,
             o.caught,
+            if s.explain_codes.is_empty() {
+                "-".to_string()
+            } else {
+                o.explained.to_string()
+            },
             o.false_positives.len()
         );
     }

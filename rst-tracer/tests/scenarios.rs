@@ -31,6 +31,13 @@ fn check(name: &str) {
             "{name}: none of the forged resets reached the tracer"
         );
     }
+    if !scenario.explain_codes.is_empty() {
+        assert!(
+            o.explained > 0,
+            "{name}: no reset carries {:?}",
+            scenario.explain_codes
+        );
+    }
 }
 
 #[test]
@@ -54,6 +61,16 @@ fn client_continues() {
 }
 
 #[test]
+fn ecmp_vip() {
+    check("ecmp-vip");
+}
+
+#[test]
+fn black_hole() {
+    check("black-hole");
+}
+
+#[test]
 fn honest() {
     check("honest");
 }
@@ -70,6 +87,8 @@ fn every_scenario_has_a_test() {
         "censor",
         "blind",
         "client-continues",
+        "ecmp-vip",
+        "black-hole",
         "honest",
         "benign-load",
     ];

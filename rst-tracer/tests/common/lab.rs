@@ -46,6 +46,9 @@ pub struct Lab {
     pub client: String,
     pub router: String,
     pub server: String,
+    /// A second server holding the same address, when [`Lab::add_backend`] made it.
+    pub backend: Option<String>,
+    tag: String,
     tracer: PathBuf,
 }
 
@@ -59,6 +62,8 @@ impl Lab {
             client: format!("{tag}-c"),
             router: format!("{tag}-r"),
             server: format!("{tag}-s"),
+            backend: None,
+            tag,
             tracer: tracer.into(),
         };
         for ns in [&lab.client, &lab.router, &lab.server] {
@@ -119,6 +124,64 @@ impl Lab {
         lab
     }
 
+    /// Adds a second server namespace (the backend) behind the router's interface `r2`, holding
+    /// the server's address too, as two backends behind one VIP do. Traffic reaches it once the
+    /// router's route to the address points there ([`Lab::route_to_backend`]).
+    pub fn add_backend(&mut self) -> String {
+        let b = format!("{}-b", self.tag);
+        ip(&["netns", "add", &b]);
+        self.backend = Some(b.clone());
+        ip(&[
+            "link",
+            "add",
+            SERVER_IF,
+            "netns",
+            &b,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r2",
+            "netns",
+            &self.router,
+        ]);
+        ip(&["-n", &b, "addr", "add", "10.201.2.2/24", "dev", SERVER_IF]);
+        for (ns, dev) in [
+            (b.as_str(), SERVER_IF),
+            (b.as_str(), "lo"),
+            (self.router.as_str(), "r2"),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip(&[
+            "-n",
+            &b,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.201.2.1",
+            "dev",
+            SERVER_IF,
+            "onlink",
+        ]);
+        b
+    }
+
+    /// Points the router's route for the server address at the backend, as an ECMP rehash or a
+    /// VIP change does mid-flow.
+    pub fn route_to_backend(&self) {
+        ip(&[
+            "-n",
+            &self.router,
+            "route",
+            "replace",
+            &format!("{SERVER_IP}/32"),
+            "dev",
+            "r2",
+        ]);
+    }
+
     /// Starts the tracer in the server namespace on the server interface (JSON output) and waits
     /// until its hooks are attached.
     pub fn start_tracer(&self, extra: &[&str]) -> Tracer {
@@ -127,14 +190,19 @@ impl Lab {
 
     /// As [`Lab::start_tracer`], with output `format` (`json` or `text`).
     pub fn start_tracer_as(&self, format: &str, extra: &[&str]) -> Tracer {
-        let dir = std::env::temp_dir().join(format!("{}-tracer", self.server));
+        self.start_tracer_in(&self.server, format, extra)
+    }
+
+    /// Starts the tracer in namespace `ns` on its `s0` interface.
+    pub fn start_tracer_in(&self, ns: &str, format: &str, extra: &[&str]) -> Tracer {
+        let dir = std::env::temp_dir().join(format!("{ns}-tracer"));
         std::fs::create_dir_all(&dir).unwrap();
         let ready = dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let stdout = File::create(dir.join("stdout")).unwrap();
         let stderr = File::create(dir.join("stderr")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.server])
+            .args(["netns", "exec", ns])
             .arg(&self.tracer)
             .args([
                 "live",
@@ -177,7 +245,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in [&self.client, &self.router, &self.server] {
+        for ns in [&self.client, &self.router, &self.server]
+            .into_iter()
+            .chain(self.backend.as_ref())
+        {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())

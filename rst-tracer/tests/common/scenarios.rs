@@ -17,6 +17,15 @@ use super::{
     lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
 };
 
+/// Where the tracer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traced {
+    /// On the server's interface.
+    Server,
+    /// On a second server behind the same address (the scenario adds it).
+    Backend,
+}
+
 /// One scenario.
 pub struct Scenario {
     /// Short name (report and test names).
@@ -25,6 +34,10 @@ pub struct Scenario {
     pub what: &'static str,
     /// Codes a caught forged reset of this scenario must carry (at least one of them).
     pub expect_codes: &'static [&'static str],
+    /// Codes at least one honest reset must carry: the cause the verdict has to name.
+    pub explain_codes: &'static [&'static str],
+    /// Where the tracer runs.
+    pub traced: Traced,
     /// Runs the traffic in a lab whose tracer is running; returns the resets it forged.
     pub run: fn(&Lab) -> Vec<Rst>,
 }
@@ -35,36 +48,64 @@ pub const ALL: &[Scenario] = &[
         name: "proxy-ttl",
         what: "a device on the path resets the server side of a live flow with its own TTL (64 where the client's packets arrive with 63)",
         expect_codes: &["ttl_mismatch"],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: proxy_ttl,
     },
     Scenario {
         name: "censor",
         what: "a censor resets both ends right after the request: fixed IP ID, window 2453, its own TTL",
         expect_codes: &["ttl_mismatch", "window_unusual"],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: censor,
     },
     Scenario {
         name: "blind",
         what: "blind resets: one far outside the receive window, one inside it but not exact",
         expect_codes: &["ttl_mismatch", "sender_continues"],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: blind,
     },
     Scenario {
         name: "client-continues",
         what: "a reset forged with the client's own TTL and next IP ID; the real client keeps sending",
         expect_codes: &["sender_continues"],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: client_continues,
+    },
+    Scenario {
+        name: "ecmp-vip",
+        what: "ECMP/VIP mis-routing: mid-flow the router sends the client's segments to a second backend with the same address, which has no such connection and resets it",
+        expect_codes: &[],
+        explain_codes: &["midstream_reset"],
+        traced: Traced::Backend,
+        run: ecmp_vip,
+    },
+    Scenario {
+        name: "black-hole",
+        what: "a black hole mid-transfer: the server's data vanishes, it retransmits, then the application gives up with an abort",
+        expect_codes: &[],
+        explain_codes: &["retransmissions_before"],
+        traced: Traced::Server,
+        run: black_hole,
     },
     Scenario {
         name: "honest",
         what: "normal close, SO_LINGER 0 aborts from each side, a refused connect, data to a closed socket",
         expect_codes: &[],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: honest,
     },
     Scenario {
         name: "benign-load",
         what: "1000 short connections, a third aborted by the client and a fifth by the server",
         expect_codes: &[],
+        explain_codes: &[],
+        traced: Traced::Server,
         run: benign_load,
     },
 ];
@@ -187,6 +228,44 @@ fn client_continues(lab: &Lab) -> Vec<Rst> {
     vec![rst]
 }
 
+fn ecmp_vip(lab: &Lab) -> Vec<Rst> {
+    let l = lab.listen(8130);
+    let mut c = lab.connect(8130).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"first half").unwrap();
+    let mut buf = [0u8; 10];
+    s.read_exact(&mut buf).unwrap();
+    lab.route_to_backend();
+    // Reaches the backend, which never had this connection.
+    let _ = c.write_all(b"second half");
+    settle();
+    drop((c, s));
+    settle();
+    Vec::new()
+}
+
+fn black_hole(lab: &Lab) -> Vec<Rst> {
+    let l = lab.listen(8140);
+    let c = lab.connect(8140).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    super::lab::ip(&[
+        "-n",
+        &lab.router,
+        "route",
+        "add",
+        "blackhole",
+        &format!("{CLIENT_IP}/32"),
+    ]);
+    s.write_all(&[0x42; 4000]).unwrap();
+    // Retransmission timeouts of 200, 400, 800 ms go by without an answer.
+    std::thread::sleep(Duration::from_millis(1600));
+    abort(&s);
+    drop(s);
+    settle();
+    drop(c);
+    Vec::new()
+}
+
 fn honest(lab: &Lab) -> Vec<Rst> {
     let mut buf = [0u8; 8];
     // Normal close.
@@ -253,12 +332,14 @@ pub struct Outcome {
     pub forged: usize,
     /// Of those, reported suspicious with an expected code.
     pub caught: usize,
-    /// Finding codes on the caught resets.
+    /// Finding codes on the caught and the explained resets.
     pub codes: BTreeSet<String>,
     /// Forged resets seen but not caught, with their findings.
     pub missed: Vec<String>,
     /// Honest resets called suspicious, with their findings.
     pub false_positives: Vec<String>,
+    /// Honest resets carrying one of the scenario's explanation codes.
+    pub explained: usize,
 }
 
 fn is(r: &Value, f: &Rst) -> bool {
@@ -279,6 +360,7 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         codes: BTreeSet::new(),
         missed: Vec::new(),
         false_positives: Vec::new(),
+        explained: 0,
     };
     for r in out.iter().filter(|r| r["type"] == "reset") {
         o.resets += 1;
@@ -309,6 +391,13 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
                 "{} seq {}: {}",
                 r["flow"], r["rst"]["seq"], r["findings"]
             ));
+        } else if scenario
+            .explain_codes
+            .iter()
+            .any(|c| codes.iter().any(|x| x == c))
+        {
+            o.explained += 1;
+            o.codes.extend(codes);
         }
     }
     o
@@ -316,8 +405,14 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
 
 /// Runs one scenario in a fresh lab with the tracer binary `tracer` and scores it.
 pub fn run(tracer: &str, scenario: &Scenario) -> Outcome {
-    let lab = Lab::new(tracer);
-    let t = lab.start_tracer(&[]);
+    let mut lab = Lab::new(tracer);
+    let t = match scenario.traced {
+        Traced::Server => lab.start_tracer(&[]),
+        Traced::Backend => {
+            let backend = lab.add_backend();
+            lab.start_tracer_in(&backend, "json", &[])
+        }
+    };
     let forged = (scenario.run)(&lab);
     let out = t.stop();
     score(scenario, &out, &forged)
