@@ -125,7 +125,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{after, reset};
+    use crate::forensics::testing::{after, case, reset};
     use rst_tracer_common::{
         event::{PacketInfo, TCP_ACK},
         flow::Side,
@@ -147,12 +147,8 @@ mod tests {
             },
         );
         let c = Case {
-            reset: &r,
-            sent_locally: false,
             after: std::slice::from_ref(&new),
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
+            ..case(&r)
         };
         assert!(check(&c)
             .iter()
@@ -211,12 +207,8 @@ mod tests {
         data.sender.last_seq = 990;
         data.sender.last_flags = TCP_ACK;
         let c = Case {
-            reset: &r,
-            sent_locally: false,
             after: std::slice::from_ref(&data),
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
+            ..case(&r)
         };
         assert!(check(&c).iter().any(|f| f.code == "sender_continues"));
     }
@@ -242,12 +234,8 @@ mod tests {
         );
         let both = [syn, synack];
         let c = Case {
-            reset: &r,
-            sent_locally: false,
             after: &both,
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
+            ..case(&r)
         };
         assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
     }
@@ -256,12 +244,8 @@ mod tests {
     fn one_way_after_the_reset() {
         let r = reset();
         let c = Case {
-            reset: &r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
             retransmits_after: [0, 3],
+            ..case(&r)
         };
         assert!(check(&c).iter().any(|f| f.code == "oneway_after"));
     }
@@ -271,12 +255,8 @@ mod tests {
         let mut r = reset();
         r.flow.flags = FLOW_MIDSTREAM;
         let c = Case {
-            reset: &r,
             sent_locally: true,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
+            ..case(&r)
         };
         assert!(check(&c).iter().any(|f| f.code == "midstream_reset"));
     }

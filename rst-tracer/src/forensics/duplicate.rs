@@ -39,7 +39,7 @@ pub fn check(case: &Case) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{reset, MS};
+    use crate::forensics::testing::{case, reset, MS};
 
     #[test]
     fn one_lower_ttl_same_headers_is_a_duplicate() {
@@ -48,12 +48,8 @@ mod tests {
         copy.rst.ttl -= 1;
         copy.seen.kernel_ts_ns += MS / 100;
         let c = Case {
-            reset: &copy,
-            sent_locally: false,
-            after: &[],
             neighbours: std::slice::from_ref(&first),
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
+            ..case(&copy)
         };
         assert_eq!(check(&c).map(|f| f.code), Some("duplicate"));
         // The same TTL again is a second packet (a device repeating its forgery), not a copy.

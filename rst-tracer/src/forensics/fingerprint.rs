@@ -91,34 +91,28 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::reset;
+    use crate::forensics::testing::{case, codes, reset};
     use rst_tracer_common::event::{TCP_ACK, TCP_RST};
-
-    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
-        let c = Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        };
-        check(&c)
-            .into_iter()
-            .map(|f| (f.code, f.strength))
-            .collect()
-    }
 
     #[test]
     fn windows() {
         let mut r = reset();
-        assert!(codes(&r).is_empty(), "window 0 is what reply resets carry");
+        assert!(
+            codes(check(&case(&r))).is_empty(),
+            "window 0 is what reply resets carry"
+        );
         r.rst.window = 500;
-        assert_eq!(codes(&r), [("window_sender", Strength::Info)]);
+        assert_eq!(codes(check(&case(&r))), [("window_sender", Strength::Info)]);
         r.rst.window = 480;
-        assert_eq!(codes(&r), [("window_unusual", Strength::Weak)]);
+        assert_eq!(
+            codes(check(&case(&r))),
+            [("window_unusual", Strength::Weak)]
+        );
         r.rst.window = 16;
-        assert_eq!(codes(&r), [("window_unusual", Strength::Medium)]);
+        assert_eq!(
+            codes(check(&case(&r))),
+            [("window_unusual", Strength::Medium)]
+        );
     }
 
     #[test]
@@ -131,14 +125,7 @@ mod tests {
         r.flow.sides[0].ts_val = 1000;
         r.rst.tcp_options = OPT_TIMESTAMPS;
         r.rst.ts_val = 900;
-        let c = Case {
-            reset: &r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        };
+        let c = case(&r);
         let f = check(&c);
         let got: Vec<&str> = f.iter().map(|f| f.code).collect();
         assert_eq!(got, ["reserved_bits", "payload", "ts_regressed"]);

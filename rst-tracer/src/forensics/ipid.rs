@@ -81,33 +81,28 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::reset;
+    use crate::forensics::testing::{case, codes, reset};
 
-    fn codes(r: &crate::event::Reset, ipid_flows: usize) -> Vec<(&'static str, Strength)> {
-        let c = Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
+    fn codes_with(r: &crate::event::Reset, ipid_flows: usize) -> Vec<(&'static str, Strength)> {
+        codes(check(&Case {
             ipid_flows,
-            retransmits_after: [0, 0],
-        };
-        check(&c)
-            .into_iter()
-            .map(|f| (f.code, f.strength))
-            .collect()
+            ..case(r)
+        }))
     }
 
     #[test]
     fn continuing_the_senders_count_is_fine() {
-        assert_eq!(codes(&reset(), 1), [("ipid_continues", Strength::Info)]);
+        assert_eq!(
+            codes_with(&reset(), 1),
+            [("ipid_continues", Strength::Info)]
+        );
     }
 
     #[test]
     fn copied_from_the_trigger_is_strong() {
         let mut r = reset();
         r.rst.ip_id = 7; // the server's last packet
-        assert_eq!(codes(&r, 1), [("ipid_copied", Strength::Strong)]);
+        assert_eq!(codes_with(&r, 1), [("ipid_copied", Strength::Strong)]);
     }
 
     #[test]
@@ -116,14 +111,14 @@ mod tests {
         r.flow.sides[0].last_ip_id = 1;
         r.flow.sides[1].last_ip_id = 1;
         r.rst.ip_id = 1;
-        assert_eq!(codes(&r, 1), [("ipid_continues", Strength::Info)]);
+        assert_eq!(codes_with(&r, 1), [("ipid_continues", Strength::Info)]);
     }
 
     #[test]
     fn a_shared_value_that_continues_the_senders_count_is_chance() {
         let mut r = reset();
         r.rst.ip_id = 101;
-        assert!(!codes(&r, 2).iter().any(|(c, _)| *c == "ipid_shared"));
+        assert!(!codes_with(&r, 2).iter().any(|(c, _)| *c == "ipid_shared"));
     }
 
     #[test]
@@ -131,27 +126,27 @@ mod tests {
         let mut r = reset();
         // Far from the sender's own count (100), as Airtel's 242 was from its clients'.
         r.rst.ip_id = 40_000;
-        assert!(codes(&r, 3).contains(&("ipid_shared", Strength::Strong)));
-        assert!(!codes(&r, 1).iter().any(|(c, _)| *c == "ipid_shared"));
+        assert!(codes_with(&r, 3).contains(&("ipid_shared", Strength::Strong)));
+        assert!(!codes_with(&r, 1).iter().any(|(c, _)| *c == "ipid_shared"));
     }
 
     #[test]
     fn zero_and_jumps_are_weak() {
         let mut r = reset();
         r.rst.ip_id = 0;
-        assert_eq!(codes(&r, 1), [("ipid_zero", Strength::Weak)]);
+        assert_eq!(codes_with(&r, 1), [("ipid_zero", Strength::Weak)]);
         r.rst.ip_id = 100 + 5000;
-        assert_eq!(codes(&r, 1), [("ipid_jump", Strength::Weak)]);
+        assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
         // A sender that always sends 0 (Linux with DF) is not odd.
         r.flow.sides[0].last_ip_id = 0;
         r.rst.ip_id = 0;
-        assert!(codes(&r, 1).is_empty());
+        assert!(codes_with(&r, 1).is_empty());
     }
 
     #[test]
     fn ipv6_says_so() {
         let mut r = reset();
         r.rst.ip_flags = IP_V6;
-        assert_eq!(codes(&r, 1), [("ipid_none", Strength::Info)]);
+        assert_eq!(codes_with(&r, 1), [("ipid_none", Strength::Info)]);
     }
 }

@@ -177,6 +177,7 @@ pub(crate) mod testing {
         flow::{FlowKey, FlowState, Side, SIDE_SEEN},
     };
 
+    use super::{Case, Finding, Strength};
     use crate::event::{Reset, Sample, Seen};
 
     /// Milliseconds in ns.
@@ -252,6 +253,23 @@ pub(crate) mod testing {
         }
     }
 
+    /// A case of `r` alone: not sent locally, nothing after it, no neighbours, its IP ID in one flow.
+    pub fn case(r: &Reset) -> Case<'_> {
+        Case {
+            reset: r,
+            sent_locally: false,
+            after: &[],
+            neighbours: &[],
+            ipid_flows: 1,
+            retransmits_after: [0, 0],
+        }
+    }
+
+    /// The codes and strengths of some findings.
+    pub fn codes(findings: Vec<Finding>) -> Vec<(&'static str, Strength)> {
+        findings.into_iter().map(|f| (f.code, f.strength)).collect()
+    }
+
     /// A packet after the reset from `side`, `ms_after` the reset.
     pub fn after(side: Side, ms_after: u64, packet: PacketInfo) -> Sample {
         let mut seen = reset().seen;
@@ -270,17 +288,6 @@ pub(crate) mod testing {
 mod tests {
     use super::{testing::*, *};
     use rst_tracer_common::{event::TCP_ACK, flow::Side};
-
-    fn case(r: &Reset) -> Case<'_> {
-        Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        }
-    }
 
     #[test]
     fn an_honest_reset_is_the_peers() {

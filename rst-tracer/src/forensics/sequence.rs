@@ -87,26 +87,14 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::reset;
-
-    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
-        let c = Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        };
-        check(&c)
-            .into_iter()
-            .map(|f| (f.code, f.strength))
-            .collect()
-    }
+    use crate::forensics::testing::{case, codes, reset};
 
     #[test]
     fn exact_resets_the_connection() {
-        assert_eq!(codes(&reset()), [("rfc5961_reset", Strength::Info)]);
+        assert_eq!(
+            codes(check(&case(&reset()))),
+            [("rfc5961_reset", Strength::Info)]
+        );
     }
 
     #[test]
@@ -114,14 +102,14 @@ mod tests {
         let mut r = reset();
         r.rst.seq = 1010;
         assert_eq!(
-            codes(&r),
+            codes(check(&case(&r))),
             [
                 ("rfc5961_challenge_ack", Strength::Info),
                 ("seq_ahead", Strength::Medium)
             ]
         );
         r.rst.seq = 1_000_000;
-        assert_eq!(codes(&r)[0].0, "rfc5961_drop");
+        assert_eq!(codes(check(&case(&r)))[0].0, "rfc5961_drop");
     }
 
     #[test]
@@ -129,7 +117,7 @@ mod tests {
         let mut r = reset();
         r.rst.seq = 700;
         r.rst.ack = 5100;
-        let c = codes(&r);
+        let c = codes(check(&case(&r)));
         assert!(c.contains(&("seq_stale", Strength::Medium)), "{c:?}");
         assert!(c.contains(&("ack_ahead", Strength::Medium)), "{c:?}");
     }
@@ -139,7 +127,9 @@ mod tests {
         let mut r = reset();
         r.flow.sides[1] = Default::default();
         r.rst.seq = 700;
-        assert!(!codes(&r).iter().any(|(c, _)| *c == "seq_stale"));
+        assert!(!codes(check(&case(&r)))
+            .iter()
+            .any(|(c, _)| *c == "seq_stale"));
     }
 
     #[test]
@@ -149,6 +139,6 @@ mod tests {
         // the receiver's ACK, which is honest.
         r.flow.sides[1].last_ack = 900;
         r.rst.seq = 900;
-        assert_eq!(codes(&r), [("rfc5961_reset", Strength::Info)]);
+        assert_eq!(codes(check(&case(&r))), [("rfc5961_reset", Strength::Info)]);
     }
 }

@@ -73,22 +73,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{reset, MS, T};
-
-    fn codes(r: &crate::event::Reset) -> Vec<(&'static str, Strength)> {
-        let c = Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        };
-        check(&c)
-            .into_iter()
-            .map(|f| (f.code, f.strength))
-            .collect()
-    }
+    use crate::forensics::testing::{case, codes, reset, MS, T};
 
     #[test]
     fn faster_than_the_round_trip_is_strong() {
@@ -97,9 +82,12 @@ mod tests {
         // server's packet.
         r.flow.sides[1].last_ns = T - MS;
         r.flow.sides[1].last_len = 100;
-        assert_eq!(codes(&r), [("too_fast", Strength::Strong)]);
+        assert_eq!(codes(check(&case(&r))), [("too_fast", Strength::Strong)]);
         r.flow.sides[1].last_ns = T - 10 * MS;
-        assert_eq!(codes(&r), [("timing_plausible", Strength::Info)]);
+        assert_eq!(
+            codes(check(&case(&r))),
+            [("timing_plausible", Strength::Info)]
+        );
     }
 
     #[test]
@@ -107,15 +95,15 @@ mod tests {
         let mut r = reset();
         r.flow.sides[1].last_ns = T - MS;
         r.flow.sides[1].last_len = 100;
-        assert_eq!(codes(&r), [("too_fast", Strength::Strong)]);
+        assert_eq!(codes(check(&case(&r))), [("too_fast", Strength::Strong)]);
         r.flow.sides[1].ttl_min = 63;
         assert!(
-            codes(&r).is_empty(),
+            codes(check(&case(&r))).is_empty(),
             "TTLs one apart: every packet captured twice"
         );
         r.flow.sides[1].ttl_min = 64;
         r.flow.sides[1].last_len = 0;
-        assert!(codes(&r).is_empty(), "a pure ACK");
+        assert!(codes(check(&case(&r))).is_empty(), "a pure ACK");
     }
 
     #[test]
@@ -124,6 +112,6 @@ mod tests {
         r.flow.sides[1].last_ns = T - MS;
         r.flow.sides[1].last_len = 100;
         r.rst.ack = 4000;
-        assert!(codes(&r).is_empty());
+        assert!(codes(check(&case(&r))).is_empty());
     }
 }

@@ -97,18 +97,7 @@ pub fn hops_closer(case: &Case) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::reset;
-
-    fn case(r: &crate::event::Reset) -> Case<'_> {
-        Case {
-            reset: r,
-            sent_locally: false,
-            after: &[],
-            neighbours: &[],
-            ipid_flows: 1,
-            retransmits_after: [0, 0],
-        }
-    }
+    use crate::forensics::testing::{case, reset};
 
     #[test]
     fn within_the_baseline_is_consistent() {
