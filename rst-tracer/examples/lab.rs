@@ -6,7 +6,6 @@
 //! named by `RST_TRACER_BIN` (xtask sets it).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, reason = "the lab uses only part of the test helpers")]
 mod common;
 
 use std::{env, fmt::Write as _, fs, path::PathBuf, process::ExitCode};
