@@ -1,4 +1,4 @@
-//! Reading the kernel's counters and counting the flow-table entries.
+//! Reading the kernel's counters and its flow table.
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
@@ -12,6 +12,13 @@ use rst_tracer_common::{
 };
 
 use crate::report::summary::CounterSnapshot;
+
+/// The kernel's entry for one flow, if the table still holds it.
+pub fn flow_state(ebpf: &Ebpf, key: &FlowKey) -> Option<FlowState> {
+    let flows: HashMap<&MapData, FlowKey, FlowState> =
+        HashMap::try_from(ebpf.map(MAP_FLOWS)?).ok()?;
+    flows.get(key, 0).ok()
+}
 
 /// Sums every counter over the CPUs; with `count_flows`, also counts the flow-table entries
 /// (one syscall per entry: done once per summary, not per event).

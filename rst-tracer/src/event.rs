@@ -79,6 +79,11 @@ impl Clock {
         }
     }
 
+    /// Wall-clock ns for a live kernel timestamp (replay pipelines use a zero offset).
+    pub fn epoch_of_kernel(&self, kernel_ns: u64) -> u64 {
+        (kernel_ns as i128 + self.monotonic_to_epoch_ns).max(0) as u64
+    }
+
     /// Wall-clock ns for a kernel timestamp of the same clock as `header` (0 stays 0).
     pub fn epoch_ns_of(&self, header: &EventHeader, kernel_ns: u64) -> u64 {
         if kernel_ns == 0 {

@@ -28,6 +28,9 @@ pub struct FlowRecord {
     /// The flow's recent resets with their settle ids, newest last (the neighbours a verdict
     /// looks at).
     pub recent_resets: Vec<(u64, Reset)>,
+    /// Kernel time of the first retransmission sample per side since the other side last
+    /// answered (0: none pending); the silence check looks at these.
+    pub first_retransmit_ns: [u64; 2],
 }
 
 /// Recent resets kept per flow.
@@ -117,6 +120,20 @@ impl FlowTable {
             }
         });
         self.evictions += (before - self.flows.len()) as u64;
+    }
+
+    /// Flows with retransmissions that no answer has cleared yet.
+    pub fn retransmitting(&self) -> Vec<FlowKey> {
+        self.flows
+            .iter()
+            .filter(|(_, r)| r.first_retransmit_ns.iter().any(|t| *t != 0))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The record of `key`, if tracked, for changing.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut FlowRecord> {
+        self.flows.get_mut(key)
     }
 
     /// Size and evictions so far.

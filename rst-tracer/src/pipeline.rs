@@ -5,20 +5,30 @@ use std::{collections::HashMap, io, net::IpAddr};
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use rst_tracer_common::event::{Direction, Hook, IP_V6};
+use rst_tracer_common::{
+    event::{Direction, Hook, IP_V6},
+    flow::{FlowKey, FlowState, Side},
+};
 
 use crate::{
     event::{decode, Clock, Event, Seen},
     flows::FlowTable,
-    forensics::{self, Case},
+    forensics::{
+        self,
+        silence::{self, Silence},
+        Case,
+    },
     report::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord},
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
         summary::{CounterSnapshot, StatsRecord, SummaryWindow},
         Sink,
     },
     settle::{self, IpIdRegistry, Pending, SettleQueue},
     source::replay::ReplayStats,
 };
+
+/// [`crate::flows::FlowRecord::first_retransmit_ns`] of a side already reported silent.
+const REPORTED: u64 = u64::MAX;
 
 /// Flows the userspace table holds at most.
 pub const USER_FLOW_CAPACITY: usize = 100_000;
@@ -150,7 +160,11 @@ impl Pipeline {
             Event::Retransmit(s) => {
                 self.settle.retransmit(&s);
                 let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
-                rec.retransmits[s.seen.side.index()] = s.sender.retransmits + 1;
+                let i = s.seen.side.index();
+                rec.retransmits[i] = s.sender.retransmits + 1;
+                if rec.first_retransmit_ns[i] == 0 {
+                    rec.first_retransmit_ns[i] = s.seen.kernel_ts_ns;
+                }
                 self.window.retransmit();
                 let iface = self.iface_name(s.seen.ifindex);
                 self.sink
@@ -173,6 +187,49 @@ impl Pipeline {
     pub fn advance(&mut self, now_kernel_ns: u64) -> io::Result<()> {
         for p in self.settle.due(now_kernel_ns) {
             self.verdict(p)?;
+        }
+        Ok(())
+    }
+
+    /// Flows whose retransmissions no answer has cleared yet: the caller looks up their kernel
+    /// flow entries and passes them to [`Pipeline::check_silence`].
+    pub fn silence_candidates(&self) -> Vec<FlowKey> {
+        self.flows.retransmitting()
+    }
+
+    /// Checks a retransmitting flow against its kernel flow entry at `now_kernel_ns`, and writes
+    /// a `silence` record for a side that kept sending into silence (once per flow side).
+    pub fn check_silence(
+        &mut self,
+        key: &FlowKey,
+        state: &FlowState,
+        now_kernel_ns: u64,
+    ) -> io::Result<()> {
+        for side in [Side::Lo, Side::Hi] {
+            let Some(rec) = self.flows.get_mut(key) else {
+                return Ok(());
+            };
+            let first = rec.first_retransmit_ns[side.index()];
+            if first == 0 || first == REPORTED {
+                continue;
+            }
+            match silence::check(state, side, first, now_kernel_ns) {
+                Silence::Answered => rec.first_retransmit_ns[side.index()] = 0,
+                Silence::Waiting => {}
+                Silence::Silent(finding) => {
+                    rec.first_retransmit_ns[side.index()] = REPORTED;
+                    self.window.silence();
+                    let epoch = self.clock.epoch_of_kernel(now_kernel_ns);
+                    let retransmits = state.side(side).retransmits;
+                    self.sink.silence(&SilenceRecord::of(
+                        key,
+                        side,
+                        retransmits,
+                        finding,
+                        epoch,
+                    ))?;
+                }
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::exec::{exec, output};
 const BPF_LINKER_VERSION: &str = "~0.10";
 
 /// Programs the test suite drives, and the Debian packages that provide them.
-const TEST_TOOLS: [(&str, &str); 1] = [("tcpdump", "tcpdump")];
+const TEST_TOOLS: [(&str, &str); 2] = [("tcpdump", "tcpdump"), ("nft", "nftables")];
 /// Programs the benchmarks compare against: tshark, and capinfos to count records.
 const BENCH_TOOLS: [(&str, &str); 2] = [("tshark", "tshark"), ("capinfos", "tshark")];
 

@@ -18,6 +18,7 @@ pub mod duplicate;
 pub mod fingerprint;
 pub mod ipid;
 pub mod sequence;
+pub mod silence;
 pub mod timing;
 pub mod ttl;
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{
-    record::{AfterResetRecord, ResetRecord, SampleRecord},
+    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
     summary::{StatsRecord, SummaryRecord},
     Sink,
 };
@@ -38,6 +38,10 @@ impl Sink for JsonSink {
     }
 
     fn sample(&mut self, r: &SampleRecord) -> io::Result<()> {
+        self.line(r)
+    }
+
+    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()> {
         self.line(r)
     }
 

@@ -8,7 +8,7 @@ pub mod text;
 
 use std::io;
 
-use record::{AfterResetRecord, ResetRecord, SampleRecord};
+use record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord};
 use summary::{StatsRecord, SummaryRecord};
 
 /// Output format.
@@ -28,6 +28,8 @@ pub trait Sink {
     fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()>;
     /// A retransmission or TTL-change sample.
     fn sample(&mut self, r: &SampleRecord) -> io::Result<()>;
+    /// A flow that fell silent one way.
+    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()>;
     /// An interval summary with the counters at its end.
     fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()>;
 }

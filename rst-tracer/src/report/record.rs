@@ -13,7 +13,8 @@ use rst_tracer_common::{
         TCP_RESERVED, TCP_RST, TCP_SYN, TCP_URG,
     },
     flow::{
-        FlowState, Side, SideState, FLOW_HANDSHAKE, FLOW_MIDSTREAM, SIDE_SEEN, SIDE_TIMESTAMPS,
+        FlowKey, FlowState, Side, SideState, FLOW_HANDSHAKE, FLOW_MIDSTREAM, SIDE_SEEN,
+        SIDE_TIMESTAMPS,
     },
 };
 use serde::Serialize;
@@ -467,6 +468,51 @@ impl AfterResetRecord {
             packet: PacketView::of(&s.packet),
             from_reset_sender: reset.is_some_and(|(side, _)| side == s.seen.side),
             us_after_reset: reset.map(|(_, t)| us_between(t, s.seen.kernel_ts_ns)),
+        }
+    }
+}
+
+/// A `"type": "silence"` record: a flow that fell silent one way, with no reset to explain it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SilenceRecord {
+    /// Always `"silence"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// RFC 3339 time of the check.
+    pub ts: String,
+    /// Nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// The side that kept sending -> the side that fell silent.
+    pub flow: FlowView,
+    /// Retransmissions of the side that kept sending.
+    pub retransmits: u32,
+    /// The evidence (`oneway_silence`).
+    pub findings: Vec<Finding>,
+}
+
+impl SilenceRecord {
+    /// The record of a silent flow, `side` being the one that kept sending.
+    pub fn of(
+        key: &FlowKey,
+        side: Side,
+        retransmits: u32,
+        finding: Finding,
+        epoch_ns: u64,
+    ) -> SilenceRecord {
+        let (src, sport) = crate::event::endpoint(key, side);
+        let (dst, dport) = crate::event::endpoint(key, side.other());
+        SilenceRecord {
+            kind: "silence",
+            ts: rfc3339(epoch_ns),
+            ts_ns: epoch_ns,
+            flow: FlowView {
+                src,
+                sport,
+                dst,
+                dport,
+            },
+            retransmits,
+            findings: vec![finding],
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct SummaryWindow {
     after_reset: u64,
     retransmits: u64,
     ttl_changes: u64,
+    silences: u64,
     by_remote: HashMap<IpAddr, Tally>,
     by_port: HashMap<u16, Tally>,
 }
@@ -123,6 +124,11 @@ impl SummaryWindow {
         self.ttl_changes += 1;
     }
 
+    /// Counts a flow that fell silent.
+    pub fn silence(&mut self) {
+        self.silences += 1;
+    }
+
     /// Closes the window at `now_ns` and starts the next one.
     pub fn take(&mut self, now_ns: u64, flows: FlowTableStats) -> SummaryRecord {
         let record = SummaryRecord {
@@ -140,6 +146,7 @@ impl SummaryWindow {
             after_reset: self.after_reset,
             retransmit_samples: self.retransmits,
             ttl_change_samples: self.ttl_changes,
+            silences: self.silences,
             top_remote: top(&self.by_remote)
                 .into_iter()
                 .map(|(addr, tally)| RemoteCount { addr, tally })
@@ -261,6 +268,8 @@ pub struct SummaryRecord {
     pub retransmit_samples: u64,
     /// TTL-change samples in the window.
     pub ttl_change_samples: u64,
+    /// Flows found silent one way in the window.
+    pub silences: u64,
     /// Remote addresses with the most resets in the window.
     pub top_remote: Vec<RemoteCount>,
     /// Service ports with the most resets in the window.

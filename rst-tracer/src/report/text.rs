@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{
-    record::{AfterResetRecord, ResetRecord, SampleRecord},
+    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
     summary::{StatsRecord, SummaryRecord, TallyView},
     Sink,
 };
@@ -199,6 +199,25 @@ impl Sink for TextSink {
         Ok(())
     }
 
+    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()> {
+        let f = &r.flow;
+        let detail = r
+            .findings
+            .first()
+            .map(|x| x.detail.as_str())
+            .unwrap_or_default();
+        writeln!(
+            self.out,
+            "{} silence: {}:{} > {}:{} | {detail}",
+            time_of_day(&r.ts),
+            f.src,
+            f.sport,
+            f.dst,
+            f.dport
+        )?;
+        self.out.flush()
+    }
+
     fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
         let o = &mut self.out;
         writeln!(
@@ -209,8 +228,8 @@ impl Sink for TextSink {
         )?;
         writeln!(
             o,
-            "   resets {} (total {}), suspicious {}, after-reset packets {}, retransmit samples {}, ttl-change samples {}",
-            s.resets, s.resets_total, s.suspicious, s.after_reset, s.retransmit_samples, s.ttl_change_samples
+            "   resets {} (total {}), suspicious {}, after-reset packets {}, retransmit samples {}, ttl-change samples {}, silent flows {}",
+            s.resets, s.resets_total, s.suspicious, s.after_reset, s.retransmit_samples, s.ttl_change_samples, s.silences
         )?;
         if !s.by_origin.is_empty() {
             let list: Vec<String> = s

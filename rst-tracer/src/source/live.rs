@@ -108,6 +108,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
             }
             _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
             _ = ticker.tick() => {
+                check_silences(&ebpf, &mut pipeline)?;
                 let snap = counters::snapshot(&ebpf, true)?;
                 pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
             }
@@ -118,8 +119,20 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     drain(rst_ring.get_mut(), &mut pipeline)?;
     drain(sample_ring.get_mut(), &mut pipeline)?;
     pipeline.flush()?;
+    check_silences(&ebpf, &mut pipeline)?;
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
+    Ok(())
+}
+
+/// Checks the flows that retransmitted against their kernel entries (one map look-up each).
+fn check_silences(ebpf: &aya::Ebpf, pipeline: &mut Pipeline) -> Result<()> {
+    let now = monotonic_now_ns();
+    for key in pipeline.silence_candidates() {
+        if let Some(state) = counters::flow_state(ebpf, &key) {
+            pipeline.check_silence(&key, &state, now)?;
+        }
+    }
     Ok(())
 }
 

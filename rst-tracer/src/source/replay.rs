@@ -22,6 +22,7 @@ use super::{
 };
 use crate::{
     attach::LoadOptions,
+    counters,
     event::Clock,
     pipeline::Pipeline,
     report::{self, Format},
@@ -95,8 +96,14 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
             break;
         }
     }
-    // Whatever ended the input, the waiting resets get their verdicts.
+    // Whatever ended the input, the waiting resets get their verdicts, and retransmitting flows
+    // are checked for silence at the capture's end.
     pipeline.flush()?;
+    for key in pipeline.silence_candidates() {
+        if let Some(state) = counters::flow_state(prog.ebpf(), &key) {
+            pipeline.check_silence(&key, &state, stats.last_ts_ns)?;
+        }
+    }
     let snap = prog.counters()?;
     pipeline.set_replay_stats(stats.clone());
     pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;

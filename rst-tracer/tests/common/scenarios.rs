@@ -93,6 +93,14 @@ pub const ALL: &[Scenario] = &[
         run: black_hole,
     },
     Scenario {
+        name: "firewall",
+        what: "a stateful firewall (nftables conntrack, 1 s close timeout) ages out a session closed by a reset forged toward the client; the server, which never got a reset, retransmits into silence",
+        expect_codes: &[],
+        explain_codes: &["oneway_silence"],
+        traced: Traced::Server,
+        run: firewall,
+    },
+    Scenario {
         name: "honest",
         what: "normal close, SO_LINGER 0 aborts from each side, a refused connect, data to a closed socket",
         expect_codes: &[],
@@ -266,6 +274,66 @@ fn black_hole(lab: &Lab) -> Vec<Rst> {
     Vec::new()
 }
 
+/// Runs `nft` in namespace `ns`.
+fn nft(ns: &str, rule: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .arg(rule)
+        .output()
+        .expect("nft (nftables)");
+    assert!(
+        out.status.success(),
+        "nft {rule}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn firewall(lab: &Lab) -> Vec<Rst> {
+    let r = &lab.router;
+    // Established flows pass; whatever conntrack no longer knows is dropped.
+    nft(r, "add table inet rstlab");
+    nft(
+        r,
+        "add chain inet rstlab guard { type filter hook forward priority 0; policy accept; }",
+    );
+    nft(r, "add rule inet rstlab guard ct state invalid drop");
+    nft(
+        r,
+        "add rule inet rstlab guard ct state new tcp flags & (syn | ack) != syn drop",
+    );
+    super::lab::ip(&[
+        "netns",
+        "exec",
+        r,
+        "sysctl",
+        "-qw",
+        "net.netfilter.nf_conntrack_tcp_timeout_close=1",
+    ]);
+    let sniffer = Sniffer::open(r, ROUTER_SERVER_IF);
+    let (c, mut s, req) = request(lab, &sniffer, 8150);
+    // A device resets the client side, claiming the server, at exactly what the client expects:
+    // the client closes, and conntrack marks the session closed.
+    let to_client = Rst {
+        src: SERVER(),
+        sport: req.dport,
+        dst: CLIENT(),
+        dport: req.sport,
+        seq: req.ack,
+        ack: Some(req.next_seq()),
+        ttl: 64,
+        ip_id: 0x6161,
+        window: 0,
+    };
+    inject(r, &to_client);
+    // The firewall ages the closed session out; then the server, which never saw a reset, answers.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&[0x42; 2000]).unwrap();
+    // Its data and retransmissions are dropped; the tracer checks for silence every second.
+    std::thread::sleep(Duration::from_millis(3500));
+    drop((c, s));
+    vec![to_client]
+}
+
 fn honest(lab: &Lab) -> Vec<Rst> {
     let mut buf = [0u8; 8];
     // Normal close.
@@ -338,7 +406,7 @@ pub struct Outcome {
     pub missed: Vec<String>,
     /// Honest resets called suspicious, with their findings.
     pub false_positives: Vec<String>,
-    /// Honest resets carrying one of the scenario's explanation codes.
+    /// Honest resets (or silent flows) carrying one of the scenario's explanation codes.
     pub explained: usize,
 }
 
@@ -362,6 +430,22 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         false_positives: Vec::new(),
         explained: 0,
     };
+    for r in out.iter().filter(|r| r["type"] == "silence") {
+        let codes: Vec<String> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect();
+        if scenario
+            .explain_codes
+            .iter()
+            .any(|c| codes.iter().any(|x| x == c))
+        {
+            o.explained += 1;
+            o.codes.extend(codes);
+        }
+    }
     for r in out.iter().filter(|r| r["type"] == "reset") {
         o.resets += 1;
         let codes: Vec<String> = r["findings"]
