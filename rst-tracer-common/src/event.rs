@@ -15,7 +15,7 @@ use core::mem::size_of;
 use crate::flow::{FlowKey, FlowState, SideState};
 
 /// Version of the event layout. Bump on any incompatible change.
-pub const EVENT_VERSION: u8 = 1;
+pub const EVENT_VERSION: u8 = 2;
 
 /// What an event reports.
 #[repr(u8)]
@@ -242,7 +242,7 @@ const _: () = assert!(size_of::<PacketInfo>() == 32);
 /// How many payload bytes a [`RstEvent`] carries.
 pub const RST_PAYLOAD_MAX: usize = 64;
 
-/// A TCP reset and everything the kernel knew about its flow just before it (368 bytes).
+/// A TCP reset and everything the kernel knew about its flow just before it (400 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RstEvent {
@@ -262,9 +262,9 @@ pub struct RstEvent {
     /// The first payload bytes.
     pub payload: [u8; RST_PAYLOAD_MAX],
 }
-const _: () = assert!(size_of::<RstEvent>() == 64 + 32 + 200 + 8 + 64);
+const _: () = assert!(size_of::<RstEvent>() == 64 + 32 + 232 + 8 + 64);
 
-/// A sampled packet with the state of its sender's side (160 bytes). Used for
+/// A sampled packet with the state of its sender's side (176 bytes). Used for
 /// [`EventKind::AfterRst`], [`EventKind::Retransmit`] and [`EventKind::TtlChange`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub struct SampleEvent {
     /// The sender's side state before this packet was applied.
     pub sender: SideState,
 }
-const _: () = assert!(size_of::<SampleEvent>() == 160);
+const _: () = assert!(size_of::<SampleEvent>() == 176);
 
 /// The largest event.
 pub const EVENT_MAX_SIZE: usize = size_of::<RstEvent>();

@@ -155,7 +155,7 @@ pub const SIDE_TIMESTAMPS: u8 = 1 << 3;
 /// [`SideState::flags`]: this side sent a RST.
 pub const SIDE_RST: u8 = 1 << 4;
 
-/// What one endpoint of a flow has sent, as seen by the observer (64 bytes).
+/// What one endpoint of a flow has sent, as seen by the observer (80 bytes).
 ///
 /// Reset packets do not update the TTL baseline, IP ID or sequence fields: they are the packets
 /// under suspicion, and must be judged against what the endpoint sent before them.
@@ -203,8 +203,15 @@ pub struct SideState {
     pub wscale: u8,
     /// Padding, always zero.
     pub _pad: [u8; 3],
+    /// When this side's data segment being timed was seen (0: none being timed).
+    pub probe_ns: u64,
+    /// Where that segment ends (seq + len): the other side's ACK covering it ends the timing.
+    pub probe_end: u32,
+    /// Smallest round trip from the observer to this side and back, from data/ACK pairs: the
+    /// time from the other side's data to this side's ACK of it, in ns (0: none measured).
+    pub leg_min_ns: u32,
 }
-const _: () = assert!(size_of::<SideState>() == 64);
+const _: () = assert!(size_of::<SideState>() == 80);
 
 /// [`SideState::wscale`] when no SYN with a window-scale option was seen.
 pub const WSCALE_UNKNOWN: u8 = 0xff;
@@ -214,7 +221,7 @@ pub const FLOW_MIDSTREAM: u32 = 1 << 0;
 /// [`FlowState::flags`]: a SYN, SYN-ACK and completing ACK were all seen.
 pub const FLOW_HANDSHAKE: u32 = 1 << 1;
 
-/// Everything the kernel keeps per flow (200 bytes).
+/// Everything the kernel keeps per flow (232 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowState {
@@ -245,7 +252,7 @@ pub struct FlowState {
     /// Padding, always zero.
     pub _pad: [u8; 6],
 }
-const _: () = assert!(size_of::<FlowState>() == 200);
+const _: () = assert!(size_of::<FlowState>() == 232);
 
 impl FlowState {
     /// The state of one side.

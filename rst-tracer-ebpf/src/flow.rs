@@ -134,9 +134,11 @@ fn emit_samples(state: &mut FlowState, subject: &Subject) {
         state.last_sample_ns = obs.now_ns;
         emit::sample(kind, subject, &state.sides[s]);
     }
-    // Counted after the sample, which carries the state from before this packet.
+    // Counted after the sample, which carries the state from before this packet. A
+    // retransmitted segment's ACK is ambiguous (Karn): stop timing it.
     if retransmit {
         state.sides[s].retransmits += 1;
+        state.sides[s].probe_ns = 0;
     }
 }
 
@@ -155,6 +157,11 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
     sd.bytes += info.payload_len as u64;
     if !seen || seq_before(sd.seq_next, end) {
         sd.seq_next = end;
+        // New data: time it until the other side acknowledges it (one segment at a time).
+        if info.payload_len > 0 && sd.probe_ns == 0 {
+            sd.probe_ns = now_ns;
+            sd.probe_end = end;
+        }
     }
     sd.last_seq = info.seq;
     if ack {
@@ -190,6 +197,24 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
         }
     }
     sd.flags = flags;
+
+    // The other side's segment this ACK covers gives the round trip to this side.
+    let (me, other) = (side.index(), side.other().index());
+    if ack
+        && state.sides[other].probe_ns != 0
+        && seq_before_eq(state.sides[other].probe_end, info.ack)
+    {
+        let leg = now_ns.saturating_sub(state.sides[other].probe_ns);
+        let leg = if leg > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            leg as u32
+        };
+        if state.sides[me].leg_min_ns == 0 || leg < state.sides[me].leg_min_ns {
+            state.sides[me].leg_min_ns = leg;
+        }
+        state.sides[other].probe_ns = 0;
+    }
 
     // The last SYN before the SYN-ACK and the last SYN-ACK before the completing ACK: with
     // retransmissions, the round trip this gives is a lower bound, never an inflated one.

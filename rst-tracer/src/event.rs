@@ -294,9 +294,9 @@ mod tests {
     fn golden_reset_bytes() -> Vec<u8> {
         let mut b = Vec::new();
         // EventHeader (64 bytes)
-        b.push(1); // version
+        b.push(2); // version
         b.push(1); // kind = Rst
-        b.extend_from_slice(&368u16.to_le_bytes()); // len
+        b.extend_from_slice(&400u16.to_le_bytes()); // len
         b.extend_from_slice(&7u32.to_le_bytes()); // ifindex
         b.extend_from_slice(&5_000u64.to_le_bytes()); // ts_ns (monotonic)
         b.extend_from_slice(&[10, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_lo
@@ -325,8 +325,8 @@ mod tests {
         b.push(5); // data_offset
         b.push(0); // wscale
         b.extend_from_slice(&[0; 3]); // padding
-                                      // FlowState (200 bytes): side Lo has ttl_last at offset 56 of its SideState.
-        let mut flow = vec![0u8; 200];
+                                      // FlowState (232 bytes): side Lo has ttl_last at offset 56 of its SideState.
+        let mut flow = vec![0u8; 232];
         flow[56] = 62; // sides[0].ttl_last
         flow[16..20].copy_from_slice(&9u32.to_le_bytes()); // sides[0].packets
         b.extend_from_slice(&flow);
@@ -387,8 +387,8 @@ mod tests {
                 err,
                 DecodeError::Length {
                     len: 300,
-                    declared: 368,
-                    expected: 368,
+                    declared: 400,
+                    expected: 400,
                     ..
                 }
             ),

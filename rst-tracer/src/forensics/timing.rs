@@ -9,18 +9,22 @@ use rst_tracer_common::{
 
 use super::{Case, Finding, Strength};
 
-/// Round trip from the observer to the claimed sender and back, from the handshake (ns).
-pub fn leg_rtt_ns(case: &Case) -> Option<u64> {
+/// Round trip from the observer to the claimed sender and back (ns), and where it comes from:
+/// the handshake (SYN-ACK to ACK for the client, SYN to SYN-ACK for the server), else the
+/// shortest data/ACK pair the kernel timed (the sender acknowledging the receiver's data).
+pub fn leg_rtt_ns(case: &Case) -> Option<(u64, &'static str)> {
     let f = &case.reset.flow;
-    if f.syn_ns == 0 || f.synack_ns <= f.syn_ns || f.ack_ns <= f.synack_ns {
-        return None;
+    if f.syn_ns != 0 && f.synack_ns > f.syn_ns && f.ack_ns > f.synack_ns {
+        let client = Side::from_u8(f.syn_side);
+        let leg = if case.reset.seen.side == client {
+            f.ack_ns - f.synack_ns
+        } else {
+            f.synack_ns - f.syn_ns
+        };
+        return Some((leg, "handshake"));
     }
-    let client = Side::from_u8(f.syn_side);
-    Some(if case.reset.seen.side == client {
-        f.ack_ns - f.synack_ns
-    } else {
-        f.synack_ns - f.syn_ns
-    })
+    let measured = f.side(case.reset.seen.side).leg_min_ns;
+    (measured > 0).then_some((measured as u64, "data/ACK pairs"))
 }
 
 /// Timing findings.
@@ -30,7 +34,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     if case.sent_locally || receiver.packets == 0 || r.rst.flags & TCP_ACK == 0 {
         return Vec::new();
     }
-    let Some(leg) = leg_rtt_ns(case) else {
+    let Some((leg, source)) = leg_rtt_ns(case) else {
         return Vec::new();
     };
     // Only a reset that acknowledges a packet that moved the receiver's stream (data, SYN or
@@ -52,7 +56,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             "too_fast",
             Strength::Strong,
             format!(
-                "arrived {:.3} ms after the packet it acknowledges, but the sender is {:.3} ms away (round trip): sent from near the observer",
+                "arrived {:.3} ms after the packet it acknowledges, but the sender is {:.3} ms away (round trip, from the {source}): sent from near the observer",
                 ms(elapsed),
                 ms(leg)
             ),
@@ -62,7 +66,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             "timing_plausible",
             Strength::Info,
             format!(
-                "{:.3} ms after the packet it acknowledges; the sender's round trip is {:.3} ms",
+                "{:.3} ms after the packet it acknowledges; the sender's round trip is {:.3} ms (from the {source})",
                 ms(elapsed),
                 ms(leg)
             ),
@@ -104,6 +108,24 @@ mod tests {
         r.flow.sides[1].ttl_min = 64;
         r.flow.sides[1].last_len = 0;
         assert!(codes(check(&case(&r))).is_empty(), "a pure ACK");
+    }
+
+    #[test]
+    fn without_a_handshake_the_data_ack_round_trip_serves() {
+        let mut r = reset();
+        r.flow.syn_ns = 0;
+        r.flow.flags = 0;
+        r.flow.sides[1].last_ns = T - MS;
+        r.flow.sides[1].last_len = 100;
+        assert!(codes(check(&case(&r))).is_empty(), "no round trip known");
+        r.flow.sides[0].leg_min_ns = (10 * MS) as u32;
+        let f = check(&case(&r));
+        assert_eq!(f[0].code, "too_fast");
+        assert!(
+            f[0].detail.contains("from the data/ACK pairs"),
+            "{}",
+            f[0].detail
+        );
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct SideView {
     pub ts_val: Option<u32>,
     /// Time from its last packet to the reported packet, in microseconds.
     pub last_seen_us_ago: Option<f64>,
+    /// Shortest round trip from the observer to this side, from data/ACK pairs (µs).
+    pub leg_rtt_us: Option<f64>,
 }
 
 impl SideView {
@@ -239,6 +241,7 @@ impl SideView {
             timestamps: ts,
             ts_val: ts.then_some(s.ts_val),
             last_seen_us_ago: seen.then(|| us_between(s.last_ns, now_kernel_ns)),
+            leg_rtt_us: (s.leg_min_ns > 0).then(|| s.leg_min_ns as f64 / 1000.0),
         }
     }
 }
