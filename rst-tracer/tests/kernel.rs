@@ -691,18 +691,58 @@ fn a_flow_picked_up_mid_stream_is_marked() {
 fn data_ack_pairs_time_each_side_and_retransmissions_are_not_timed() {
     let mut k = Kernel::new();
     // Picked up mid-stream: no handshake to time.
-    k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(500).ack(900).payload(b"aaaa"), T0);
-    k.seg(&Seg::new(SERVER, 80, CLIENT, 40000).seq(900).ack(504), T0 + 3 * MS); // server: 3 ms
-    k.seg(&Seg::new(SERVER, 80, CLIENT, 40000).seq(900).ack(504).payload(b"bb"), T0 + 4 * MS);
-    k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(504).ack(902), T0 + 6 * MS); // client: 2 ms
-    // A segment sent, retransmitted, then acknowledged: ambiguous, not timed (Karn).
-    k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(504).ack(902).payload(b"cc"), T0 + 10 * MS);
-    k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(504).ack(902).payload(b"cc"), T0 + 300 * MS);
-    k.seg(&Seg::new(SERVER, 80, CLIENT, 40000).seq(902).ack(506), T0 + 301 * MS);
-    k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(506).ack(902).rst(), T0 + 400 * MS);
+    k.seg(
+        &Seg::new(CLIENT, 40000, SERVER, 80)
+            .seq(500)
+            .ack(900)
+            .payload(b"aaaa"),
+        T0,
+    );
+    k.seg(
+        &Seg::new(SERVER, 80, CLIENT, 40000).seq(900).ack(504),
+        T0 + 3 * MS,
+    ); // server: 3 ms
+    k.seg(
+        &Seg::new(SERVER, 80, CLIENT, 40000)
+            .seq(900)
+            .ack(504)
+            .payload(b"bb"),
+        T0 + 4 * MS,
+    );
+    k.seg(
+        &Seg::new(CLIENT, 40000, SERVER, 80).seq(504).ack(902),
+        T0 + 6 * MS,
+    ); // client: 2 ms
+       // A segment sent, retransmitted, then acknowledged: ambiguous, not timed (Karn).
+    k.seg(
+        &Seg::new(CLIENT, 40000, SERVER, 80)
+            .seq(504)
+            .ack(902)
+            .payload(b"cc"),
+        T0 + 10 * MS,
+    );
+    k.seg(
+        &Seg::new(CLIENT, 40000, SERVER, 80)
+            .seq(504)
+            .ack(902)
+            .payload(b"cc"),
+        T0 + 300 * MS,
+    );
+    k.seg(
+        &Seg::new(SERVER, 80, CLIENT, 40000).seq(902).ack(506),
+        T0 + 301 * MS,
+    );
+    k.seg(
+        &Seg::new(CLIENT, 40000, SERVER, 80).seq(506).ack(902).rst(),
+        T0 + 400 * MS,
+    );
     let r = k.resets().remove(0);
     assert_eq!(r.flow.handshake_rtt_ns(), None);
-    assert_eq!(r.flow.side(Side::Hi).leg_min_ns as u64, 3 * MS, "server: the round trip of its ACK");
+    assert_eq!(
+        r.flow.side(Side::Hi).leg_min_ns as u64,
+        3 * MS,
+        "server: the round trip of its ACK"
+    );
     assert_eq!(r.flow.side(Side::Lo).leg_min_ns as u64, 2 * MS, "client");
 }
 

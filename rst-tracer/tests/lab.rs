@@ -26,18 +26,14 @@ use serde_json::Value;
 /// closed port 9 is refused. Returns the sockets that are still open (the peers of the aborted
 /// ones), to be dropped once the test has what it needs.
 fn resets_of_each_kind(lab: &Lab) -> (TcpStream, TcpStream) {
-    let l = lab.listen(8081);
-    let mut c = lab.connect(8081).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (mut c, mut s) = lab.pair(8081);
     c.write_all(b"request").unwrap();
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).unwrap();
     abort(&s);
     drop(s);
 
-    let l = lab.listen(8082);
-    let mut c2 = lab.connect(8082).unwrap();
-    let (mut s2, _) = l.accept().unwrap();
+    let (mut c2, mut s2) = lab.pair(8082);
     c2.write_all(b"abc").unwrap();
     s2.read_exact(&mut buf[..3]).unwrap();
     abort(&c2);
@@ -63,9 +59,7 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
     let tracer = lab.start_tracer(&[]);
 
     // 1. Normal close: no reset.
-    let l = lab.listen(8080);
-    let mut c = lab.connect(8080).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (mut c, mut s) = lab.pair(8080);
     c.write_all(b"hello").unwrap();
     let mut buf = [0u8; 5];
     s.read_exact(&mut buf).unwrap();

@@ -265,6 +265,14 @@ impl Lab {
         })
     }
 
+    /// A fresh connection to the server's `port`: (client side, server side).
+    pub fn pair(&self, port: u16) -> (TcpStream, TcpStream) {
+        let l = self.listen(port);
+        let c = self.connect(port).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
     /// A connection from the client to the server's `port`.
     pub fn connect(&self, port: u16) -> std::io::Result<TcpStream> {
         in_ns(&self.client, || {

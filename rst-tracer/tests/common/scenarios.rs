@@ -127,9 +127,7 @@ fn request(
     sniffer: &Sniffer,
     port: u16,
 ) -> (std::net::TcpStream, std::net::TcpStream, super::forge::Seen) {
-    let l = lab.listen(port);
-    let mut c = lab.connect(port).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (mut c, mut s) = lab.pair(port);
     c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let mut buf = [0u8; 18];
     s.read_exact(&mut buf).unwrap();
@@ -237,9 +235,7 @@ fn client_continues(lab: &Lab) -> Vec<Rst> {
 }
 
 fn ecmp_vip(lab: &Lab) -> Vec<Rst> {
-    let l = lab.listen(8130);
-    let mut c = lab.connect(8130).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (mut c, mut s) = lab.pair(8130);
     c.write_all(b"first half").unwrap();
     let mut buf = [0u8; 10];
     s.read_exact(&mut buf).unwrap();
@@ -253,9 +249,7 @@ fn ecmp_vip(lab: &Lab) -> Vec<Rst> {
 }
 
 fn black_hole(lab: &Lab) -> Vec<Rst> {
-    let l = lab.listen(8140);
-    let c = lab.connect(8140).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (c, mut s) = lab.pair(8140);
     super::lab::ip(&[
         "-n",
         &lab.router,
@@ -337,17 +331,13 @@ fn firewall(lab: &Lab) -> Vec<Rst> {
 fn honest(lab: &Lab) -> Vec<Rst> {
     let mut buf = [0u8; 8];
     // Normal close.
-    let l = lab.listen(8110);
-    let mut c = lab.connect(8110).unwrap();
-    let (mut s, _) = l.accept().unwrap();
+    let (mut c, mut s) = lab.pair(8110);
     c.write_all(b"12345678").unwrap();
     s.read_exact(&mut buf).unwrap();
     drop((c, s));
     // The server aborts; the client aborts.
     for client_aborts in [false, true] {
-        let l = lab.listen(if client_aborts { 8112 } else { 8111 });
-        let mut c = lab.connect(l.local_addr().unwrap().port()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
+        let (mut c, mut s) = lab.pair(if client_aborts { 8112 } else { 8111 });
         c.write_all(b"12345678").unwrap();
         s.read_exact(&mut buf).unwrap();
         abort(if client_aborts { &c } else { &s });
@@ -356,10 +346,8 @@ fn honest(lab: &Lab) -> Vec<Rst> {
     // A refused connect.
     assert!(lab.connect(8113).is_err());
     // Data sent to a socket the server has closed.
-    let l = lab.listen(8114);
-    let mut c = lab.connect(8114).unwrap();
-    let (s, _) = l.accept().unwrap();
-    drop((s, l));
+    let (mut c, s) = lab.pair(8114);
+    drop(s);
     settle();
     let _ = c.write_all(b"anyone?");
     settle();
