@@ -67,11 +67,28 @@ pub fn check(case: &Case) -> Vec<Finding> {
         .filter(|n| n.seen.side == side)
         .count();
     if same_side >= 2 {
+        let mut seqs: Vec<u32> = case
+            .neighbours
+            .iter()
+            .filter(|n| n.seen.side == side)
+            .map(|n| n.rst.seq)
+            .collect();
+        seqs.push(r.rst.seq);
+        seqs.sort_unstable();
+        seqs.dedup();
+        let shifting = if seqs.len() > 1 {
+            format!(
+                " with {} different sequence numbers (a device guessing where the stream is)",
+                seqs.len()
+            )
+        } else {
+            " at one sequence number".to_string()
+        };
         out.push(Finding::new(
             "rst_burst",
             Strength::Info,
             format!(
-                "{} resets from the same side within the settle window",
+                "{} resets from the same side within the settle window{shifting}",
                 same_side + 1
             ),
         ));
@@ -238,6 +255,29 @@ mod tests {
             ..case(&r)
         };
         assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+    }
+
+    #[test]
+    fn a_burst_says_whether_its_sequence_numbers_shift() {
+        let r = reset();
+        let mut a = reset();
+        a.rst.seq = 2000;
+        let mut b = reset();
+        b.rst.seq = 3000;
+        let n = [a, b];
+        let c = Case {
+            neighbours: &n,
+            ..case(&r)
+        };
+        let f = check(&c)
+            .into_iter()
+            .find(|f| f.code == "rst_burst")
+            .expect("a burst");
+        assert!(
+            f.detail.contains("3 different sequence numbers"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]
