@@ -69,11 +69,15 @@ pub enum Counter {
     ReplayFrames = 29,
     /// PPPoE session header cut short.
     ErrPppoeTruncated = 30,
+    /// Stack events (tracepoints) written to the reset ring.
+    StackWritten = 31,
+    /// Stack events lost (ring full).
+    StackDropped = 32,
 }
 
 impl Counter {
     /// Number of counter slots (the map's size).
-    pub const COUNT: u32 = 31;
+    pub const COUNT: u32 = 33;
 
     /// Every counter in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -108,6 +112,8 @@ impl Counter {
         Counter::SamplesRateLimited,
         Counter::ReplayFrames,
         Counter::ErrPppoeTruncated,
+        Counter::StackWritten,
+        Counter::StackDropped,
     ];
 
     /// Stable snake_case name, used in text and JSON output.
@@ -144,6 +150,8 @@ impl Counter {
             Counter::SamplesRateLimited => "samples_rate_limited",
             Counter::ReplayFrames => "replay_frames",
             Counter::ErrPppoeTruncated => "err_pppoe_truncated",
+            Counter::StackWritten => "stack_written",
+            Counter::StackDropped => "stack_dropped",
         }
     }
 
@@ -174,6 +182,7 @@ impl Counter {
                 | Counter::AfterRstDropped
                 | Counter::RetransmitDropped
                 | Counter::TtlChangeDropped
+                | Counter::StackDropped
         )
     }
 }

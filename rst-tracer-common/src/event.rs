@@ -29,6 +29,10 @@ pub enum EventKind {
     Retransmit = 3,
     /// A packet whose TTL differs from its side's previous one (rate-limited sample).
     TtlChange = 4,
+    /// This host's stack sent a reset (tracepoint tcp:tcp_send_reset).
+    StackSentReset = 5,
+    /// A socket of this host accepted a reset (tracepoint tcp:tcp_receive_reset).
+    StackAcceptedReset = 6,
 }
 
 impl EventKind {
@@ -39,6 +43,8 @@ impl EventKind {
             2 => Some(EventKind::AfterRst),
             3 => Some(EventKind::Retransmit),
             4 => Some(EventKind::TtlChange),
+            5 => Some(EventKind::StackSentReset),
+            6 => Some(EventKind::StackAcceptedReset),
             _ => None,
         }
     }
@@ -47,6 +53,7 @@ impl EventKind {
     pub const fn wire_size(self) -> usize {
         match self {
             EventKind::Rst => size_of::<RstEvent>(),
+            EventKind::StackSentReset | EventKind::StackAcceptedReset => size_of::<StackEvent>(),
             _ => size_of::<SampleEvent>(),
         }
     }
@@ -277,6 +284,85 @@ pub struct SampleEvent {
     pub sender: SideState,
 }
 const _: () = assert!(size_of::<SampleEvent>() == 176);
+
+/// What the TCP stack itself said about a reset (64 bytes): which flow, which side sent the
+/// reset, and for sent resets the kernel's reason and the socket's state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackEvent {
+    /// [`EVENT_VERSION`].
+    pub version: u8,
+    /// [`EventKind::StackSentReset`] or [`EventKind::StackAcceptedReset`].
+    pub kind: u8,
+    /// Size of the event in bytes.
+    pub len: u16,
+    /// Socket state (TCP_ESTABLISHED = 1 ...) for sent resets; 0 when unknown.
+    pub state: u32,
+    /// `bpf_ktime_get_ns()` when the tracepoint fired.
+    pub ts_ns: u64,
+    /// The flow.
+    pub key: FlowKey,
+    /// [`crate::flow::Side`] of the reset's sender.
+    pub side: u8,
+    /// Padding, always zero.
+    pub _pad: [u8; 3],
+    /// `enum sk_rst_reason` for sent resets ([`REASON_UNKNOWN`] when the kernel has none).
+    pub reason: u32,
+}
+const _: () = assert!(size_of::<StackEvent>() == 64);
+
+/// [`StackEvent::reason`] when the kernel's tracepoint has no `reason` field.
+pub const REASON_UNKNOWN: u32 = u32::MAX;
+
+/// Where the fields of the TCP tracepoints are, read from tracefs at load time (a load-time
+/// global): the layouts change between kernels. An offset of [`FIELD_ABSENT`] means the field
+/// does not exist on this kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointOffsets {
+    /// tcp_send_reset: `int state`.
+    pub send_state: u32,
+    /// tcp_send_reset: `enum sk_rst_reason reason`.
+    pub send_reason: u32,
+    /// tcp_send_reset: `__u8 saddr[28]` (a sockaddr: the reset's sender).
+    pub send_saddr: u32,
+    /// tcp_send_reset: `__u8 daddr[28]`.
+    pub send_daddr: u32,
+    /// tcp_receive_reset: `__u16 sport` (the socket's, host order).
+    pub recv_sport: u32,
+    /// tcp_receive_reset: `__u16 dport`.
+    pub recv_dport: u32,
+    /// tcp_receive_reset: `__u16 family`.
+    pub recv_family: u32,
+    /// tcp_receive_reset: `__u8 saddr[4]`.
+    pub recv_saddr: u32,
+    /// tcp_receive_reset: `__u8 daddr[4]`.
+    pub recv_daddr: u32,
+    /// tcp_receive_reset: `__u8 saddr_v6[16]`.
+    pub recv_saddr_v6: u32,
+    /// tcp_receive_reset: `__u8 daddr_v6[16]`.
+    pub recv_daddr_v6: u32,
+}
+
+/// A [`TracepointOffsets`] field the kernel does not have.
+pub const FIELD_ABSENT: u32 = u32::MAX;
+
+impl TracepointOffsets {
+    /// The layout of Linux 6.10 and later (checked on 6.18).
+    pub const LINUX_6_10: TracepointOffsets = TracepointOffsets {
+        send_state: 24,
+        send_reason: 28,
+        send_saddr: 32,
+        send_daddr: 60,
+        recv_sport: 16,
+        recv_dport: 18,
+        recv_family: 20,
+        recv_saddr: 22,
+        recv_daddr: 26,
+        recv_saddr_v6: 30,
+        recv_daddr_v6: 46,
+    };
+}
 
 /// The largest event.
 pub const EVENT_MAX_SIZE: usize = size_of::<RstEvent>();

@@ -27,4 +27,5 @@ mod pod {
     // padding fields, checked by the const size asserts beside their definitions.
     unsafe impl aya::Pod for crate::flow::FlowKey {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
+    unsafe impl aya::Pod for crate::event::TracepointOffsets {}
 }

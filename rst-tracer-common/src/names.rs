@@ -11,6 +11,12 @@ pub const PROG_TC_INGRESS: &str = "rst_tc_in";
 pub const PROG_TC_EGRESS: &str = "rst_tc_eg";
 /// Every packet program, in attach order.
 pub const PACKET_PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS];
+/// Tracepoint program on tcp:tcp_send_reset.
+pub const PROG_TP_SEND_RESET: &str = "rst_tp_send";
+/// Tracepoint program on tcp:tcp_receive_reset.
+pub const PROG_TP_RECEIVE_RESET: &str = "rst_tp_recv";
+/// Load-time global ([`crate::event::TracepointOffsets`]): the tracepoints' field offsets.
+pub const GLOBAL_TP_OFFSETS: &str = "TP_OFFSETS";
 
 /// LRU hash: [`crate::flow::FlowKey`] -> [`crate::flow::FlowState`].
 pub const MAP_FLOWS: &str = "RST_FLOWS";

@@ -17,12 +17,13 @@ mod emit;
 mod flow;
 mod maps;
 mod parse;
+mod stack;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_ns,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, tracepoint, xdp},
+    programs::{TcContext, TracePointContext, XdpContext},
 };
 use rst_tracer_common::{
     counter::Counter,
@@ -77,6 +78,20 @@ pub fn rst_tc_in(ctx: TcContext) -> i32 {
 pub fn rst_tc_eg(ctx: TcContext) -> i32 {
     observe_tc(&ctx, Hook::TcEgress);
     TC_ACT_UNSPEC
+}
+
+/// tcp:tcp_send_reset: this host's stack sends a reset.
+#[tracepoint]
+pub fn rst_tp_send(ctx: TracePointContext) -> u32 {
+    stack::sent_reset(&ctx);
+    0
+}
+
+/// tcp:tcp_receive_reset: a socket of this host accepts a reset.
+#[tracepoint]
+pub fn rst_tp_recv(ctx: TracePointContext) -> u32 {
+    stack::accepted_reset(&ctx);
+    0
 }
 
 #[inline(always)]

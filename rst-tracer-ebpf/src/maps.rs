@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use rst_tracer_common::{
     counter::Counter,
+    event::TracepointOffsets,
     flow::{FlowKey, FlowState},
     names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, RST_RING_BYTES, SAMPLE_RING_BYTES},
 };
@@ -37,6 +38,10 @@ pub static RST_SCRATCH: PerCpuArray<FlowState> = PerCpuArray::with_max_entries(1
 /// Where the parser writes each packet's `Segment` (see `parse::Segment` for why not the stack).
 #[map]
 pub static RST_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where the TCP tracepoints' fields are on this kernel. Set by userspace from tracefs.
+#[no_mangle]
+pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets::LINUX_6_10;
 
 /// Least time between two samples of one flow (ns). Set by userspace before load.
 #[no_mangle]
