@@ -10,13 +10,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     programs::{
         links::FdLink, tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType,
-        Xdp, XdpMode,
+        TracePoint, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
-use rst_tracer_common::names::{
-    DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, MAP_FLOWS, PROG_TC_EGRESS, PROG_TC_INGRESS,
-    PROG_XDP,
+use rst_tracer_common::{
+    event::TracepointOffsets,
+    names::{
+        DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_TC_EGRESS,
+        PROG_TC_INGRESS, PROG_TP_RECEIVE_RESET, PROG_TP_SEND_RESET, PROG_XDP,
+    },
 };
 
 use crate::iface;
@@ -39,6 +42,8 @@ pub struct LoadOptions {
     pub flow_table_size: u32,
     /// Least time between two samples of one flow.
     pub sample_gap_ns: u64,
+    /// Where the TCP tracepoints' fields are on this kernel.
+    pub tracepoints: TracepointOffsets,
 }
 
 impl Default for LoadOptions {
@@ -46,6 +51,7 @@ impl Default for LoadOptions {
         LoadOptions {
             flow_table_size: rst_tracer_common::names::DEFAULT_FLOW_TABLE_SIZE,
             sample_gap_ns: DEFAULT_SAMPLE_GAP_NS,
+            tracepoints: TracepointOffsets::LINUX_6_10,
         }
     }
 }
@@ -58,6 +64,7 @@ pub fn open(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
     EbpfLoader::new()
         .map_max_entries(MAP_FLOWS, opts.flow_table_size)
         .override_global(GLOBAL_SAMPLE_GAP_NS, &opts.sample_gap_ns, true)
+        .override_global(GLOBAL_TP_OFFSETS, &opts.tracepoints, true)
         .load(object)
         .context("loading the eBPF object (maps and relocations)")
 }
@@ -131,6 +138,33 @@ fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
         }
         other => anyhow::Error::new(other).context(format!("loading program {name}")),
     }
+}
+
+/// Loads and attaches the stack-view tracepoints `view` says this kernel has. They stay attached
+/// as long as `ebpf` lives (perf links: a killed tracer leaves nothing behind). Returns notes on
+/// what could not be attached; the tracer runs on without it.
+pub fn attach_stack(ebpf: &mut Ebpf, view: &crate::stack::StackView) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (wanted, name, tp) in [
+        (view.send, PROG_TP_SEND_RESET, "tcp_send_reset"),
+        (view.receive, PROG_TP_RECEIVE_RESET, "tcp_receive_reset"),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let result = program(ebpf, name).and_then(|p| {
+            let tp_prog: &mut TracePoint = p.try_into()?;
+            tp_prog.load().map_err(|e| verifier_error(name, e))?;
+            tp_prog
+                .attach("tcp", tp)
+                .with_context(|| format!("attaching to tcp:{tp}"))?;
+            Ok(())
+        });
+        if let Err(e) = result {
+            notes.push(format!("tcp:{tp} not attached: {e:#}"));
+        }
+    }
+    notes
 }
 
 /// The hooks attached to one interface. Dropping it detaches them.

@@ -4,12 +4,13 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
+use rst_tracer_common::names::DEFAULT_FLOW_TABLE_SIZE;
 
 use crate::{
     attach::{IngressMode, LoadOptions},
     report::Format,
     source::{live::LiveOptions, replay::ReplayOptions},
+    stack,
 };
 use ipnet::IpNet;
 
@@ -88,6 +89,10 @@ pub struct LiveArgs {
     /// Kernel flow-table capacity (flows; LRU beyond it).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOW_TABLE_SIZE)]
     pub flows: u32,
+    /// Where tracefs is, for the stack view (the kernel's reset reasons). The default is mounted
+    /// when missing; a directory without the tcp tracepoints turns the stack view off.
+    #[arg(long, value_name = "DIR", default_value = stack::TRACEFS)]
+    pub tracefs: PathBuf,
     /// Write this file once every hook is attached (for scripts that must wait).
     #[arg(long, value_name = "FILE", hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -117,8 +122,9 @@ impl LiveArgs {
             format: self.format,
             load: LoadOptions {
                 flow_table_size: self.flows,
-                sample_gap_ns: DEFAULT_SAMPLE_GAP_NS,
+                ..LoadOptions::default()
             },
+            tracefs: self.tracefs.clone(),
             ready_file: self.ready_file.clone(),
         })
     }

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use bytes::{Buf, Bytes};
 use rst_tracer_common::{
     event::{
-        Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, EVENT_VERSION,
-        HDR_NEW_FLOW, HDR_TS_CAPTURE,
+        Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, StackEvent,
+        EVENT_VERSION, HDR_NEW_FLOW, HDR_TS_CAPTURE,
     },
     flow::{addr_to_bytes, FlowKey, FlowState, Side, SideState, FAMILY_IPV4},
 };
@@ -186,6 +186,24 @@ pub struct Sample {
     pub sender: SideState,
 }
 
+/// What the kernel's TCP stack said about a reset (tracepoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackNote {
+    /// This host sent the reset (tcp_send_reset); otherwise a socket accepted it
+    /// (tcp_receive_reset).
+    pub sent: bool,
+    /// Kernel time the tracepoint fired.
+    pub kernel_ts_ns: u64,
+    /// The flow.
+    pub key: FlowKey,
+    /// The reset's sender.
+    pub side: Side,
+    /// Socket state (sent resets).
+    pub state: u32,
+    /// `enum sk_rst_reason` (sent resets).
+    pub reason: u32,
+}
+
 /// A decoded ring-buffer record.
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -197,6 +215,8 @@ pub enum Event {
     Retransmit(Sample),
     /// A TTL-change sample.
     TtlChange(Sample),
+    /// The stack's word on a reset.
+    Stack(StackNote),
 }
 
 /// Decodes one record. `clock` turns kernel time into wall-clock time.
@@ -236,6 +256,17 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
                 flow: raw.flow,
                 payload: Bytes::copy_from_slice(&raw.payload[..n]),
             })))
+        }
+        EventKind::StackSentReset | EventKind::StackAcceptedReset => {
+            let raw: StackEvent = read(&record);
+            Ok(Event::Stack(StackNote {
+                sent: kind == EventKind::StackSentReset,
+                kernel_ts_ns: raw.ts_ns,
+                key: raw.key,
+                side: Side::from_u8(raw.side),
+                state: raw.state,
+                reason: raw.reason,
+            }))
         }
         EventKind::AfterRst | EventKind::Retransmit | EventKind::TtlChange => {
             let raw: SampleEvent = read(&record);

@@ -8,7 +8,12 @@ use std::collections::HashMap;
 
 use rst_tracer_common::flow::{FlowKey, Side};
 
-use crate::{event::Reset, report::summary::FlowTableStats};
+use rst_tracer_common::event::Direction;
+
+use crate::{
+    event::{Reset, StackNote},
+    report::summary::FlowTableStats,
+};
 
 /// What this run has seen of one flow.
 #[derive(Clone, Debug, Default)]
@@ -31,10 +36,16 @@ pub struct FlowRecord {
     /// Kernel time of the first retransmission sample per side since the other side last
     /// answered (0: none pending); the silence check looks at these.
     pub first_retransmit_ns: [u64; 2],
+    /// The stack's recent words on the flow's resets (tracepoints), newest last.
+    pub stack_notes: Vec<StackNote>,
 }
 
 /// Recent resets kept per flow.
 const RECENT_RESETS: usize = 16;
+/// A tcp_send_reset note belongs to a reset seen this long after it at most (ns).
+const SENT_BEFORE_NS: u64 = 10_000_000;
+/// Clock slack between a tracepoint and a packet hook on another CPU (ns).
+const JOIN_SLACK_NS: u64 = 1_000_000;
 
 impl FlowRecord {
     /// Remembers a reset, forgetting the oldest beyond [`RECENT_RESETS`].
@@ -45,6 +56,14 @@ impl FlowRecord {
         self.recent_resets.push((id, reset.clone()));
     }
 
+    /// Remembers what the stack said, forgetting the oldest beyond [`RECENT_RESETS`].
+    pub fn note(&mut self, note: StackNote) {
+        if self.stack_notes.len() == RECENT_RESETS {
+            self.stack_notes.remove(0);
+        }
+        self.stack_notes.push(note);
+    }
+
     /// The flow's other resets within `window_ns` of `reset` (`id` is the reset's own).
     pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Reset> {
         let t = reset.seen.kernel_ts_ns;
@@ -53,6 +72,45 @@ impl FlowRecord {
             .filter(|(i, r)| *i != id && r.seen.kernel_ts_ns.abs_diff(t) <= window_ns)
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// The tcp_send_reset note of `reset` when this host sent it: the latest on the same side
+    /// that fired shortly before the egress hook saw the packet.
+    pub fn sent_note(&self, reset: &Reset) -> Option<&StackNote> {
+        if reset.seen.direction != Direction::Egress {
+            return None;
+        }
+        let t = reset.seen.kernel_ts_ns;
+        self.stack_notes
+            .iter()
+            .filter(|n| {
+                n.sent
+                    && n.side == reset.seen.side
+                    && n.kernel_ts_ns <= t + JOIN_SLACK_NS
+                    && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
+            })
+            .last()
+    }
+
+    /// Whether a socket accepted ingress reset `reset`: some tcp_receive_reset note on the same
+    /// side fired after it and before the next ingress reset from that side (the tracepoint runs
+    /// in the same softirq as the ingress hooks, after them).
+    pub fn was_accepted(&self, reset: &Reset) -> bool {
+        let t = reset.seen.kernel_ts_ns;
+        let side = reset.seen.side;
+        let next = self
+            .recent_resets
+            .iter()
+            .map(|(_, r)| &r.seen)
+            .filter(|s| s.direction == Direction::Ingress && s.side == side && s.kernel_ts_ns > t)
+            .map(|s| s.kernel_ts_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        reset.seen.direction == Direction::Ingress
+            && self
+                .stack_notes
+                .iter()
+                .any(|n| !n.sent && n.side == side && n.kernel_ts_ns >= t && n.kernel_ts_ns < next)
     }
 }
 
@@ -148,6 +206,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forensics::testing::{self, MS};
 
     fn key(port: u16) -> FlowKey {
         FlowKey {
@@ -180,5 +239,59 @@ mod tests {
         assert!(t.get(&key(1)).is_none());
         assert!(t.get(&key(2)).is_some());
         assert_eq!(t.stats().evictions, 1);
+    }
+
+    fn reset_at(direction: Direction, ts: u64) -> Reset {
+        let mut r = testing::reset();
+        r.seen.direction = direction;
+        r.seen.kernel_ts_ns = ts;
+        r
+    }
+
+    fn note(sent: bool, side: Side, ts: u64) -> StackNote {
+        StackNote {
+            sent,
+            kernel_ts_ns: ts,
+            key: key(0),
+            side,
+            state: 0,
+            reason: 2,
+        }
+    }
+
+    #[test]
+    fn an_accept_belongs_to_the_last_ingress_reset_before_it() {
+        // A blind reset at 100, the exact one at 200, a socket accepts at 201.
+        let (blind, exact) = (
+            reset_at(Direction::Ingress, 100),
+            reset_at(Direction::Ingress, 200),
+        );
+        let mut f = FlowRecord::default();
+        f.remember(1, &blind);
+        f.remember(2, &exact);
+        f.note(note(true, Side::Lo, 150));
+        f.note(note(false, Side::Hi, 190));
+        f.note(note(false, Side::Lo, 201));
+        assert!(!f.was_accepted(&blind));
+        assert!(f.was_accepted(&exact));
+        // An egress reset is never "accepted" here, whatever the notes say.
+        assert!(!f.was_accepted(&reset_at(Direction::Egress, 100)));
+    }
+
+    #[test]
+    fn a_send_note_explains_only_the_egress_reset_just_after_it() {
+        let mut f = FlowRecord::default();
+        f.note(note(true, Side::Lo, MS));
+        let out = reset_at(Direction::Egress, MS + 50_000);
+        assert_eq!(f.sent_note(&out).map(|n| n.kernel_ts_ns), Some(MS));
+        assert!(f
+            .sent_note(&reset_at(Direction::Ingress, MS + 50_000))
+            .is_none());
+        assert!(f
+            .sent_note(&reset_at(Direction::Egress, MS + SENT_BEFORE_NS + MS))
+            .is_none());
+        let mut other = out.clone();
+        other.seen.side = Side::Hi;
+        assert!(f.sent_note(&other).is_none());
     }
 }

@@ -42,6 +42,40 @@ pub fn default_from_ipv6_routes(text: &str) -> Option<String> {
     })
 }
 
+/// Every address of this host (this network namespace), from getifaddrs.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return out;
+    }
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: cur walks the list getifaddrs returned; each sockaddr matches its family.
+        unsafe {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match (*addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let a = &*(addr as *const libc::sockaddr_in);
+                        out.push(std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*(addr as *const libc::sockaddr_in6);
+                        out.push(std::net::IpAddr::from(a.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+    }
+    // SAFETY: the list getifaddrs allocated.
+    unsafe { libc::freeifaddrs(list) };
+    out
+}
+
 /// Interface index of `name`, if it exists.
 pub fn index_of(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -128,6 +162,11 @@ mod tests {
              {z} 00 {z} 00 fe800000000000000000000000000001 00000400 00000001 00000000 00450003     eth2\n"
         );
         assert_eq!(default_from_ipv6_routes(&text).as_deref(), Some("eth2"));
+    }
+
+    #[test]
+    fn local_addresses_include_loopback() {
+        assert!(local_addresses().contains(&"127.0.0.1".parse().unwrap()));
     }
 
     #[test]

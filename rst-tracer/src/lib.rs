@@ -18,3 +18,4 @@ pub mod privileges;
 pub mod report;
 pub mod settle;
 pub mod source;
+pub mod stack;

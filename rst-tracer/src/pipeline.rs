@@ -6,12 +6,12 @@ use std::{collections::HashMap, io, net::IpAddr};
 use bytes::Bytes;
 use ipnet::IpNet;
 use rst_tracer_common::{
-    event::{Direction, Hook, IP_V6},
+    event::{Direction, Hook, IP_V6, REASON_UNKNOWN},
     flow::{FlowKey, FlowState, Side},
 };
 
 use crate::{
-    event::{decode, Clock, Event, Seen},
+    event::{decode, Clock, Event, Reset, Seen},
     flows::FlowTable,
     forensics::{
         self,
@@ -19,12 +19,13 @@ use crate::{
         Case,
     },
     report::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord, StackJoin},
         summary::{CounterSnapshot, StatsRecord, SummaryWindow},
         Sink,
     },
     settle::{self, IpIdRegistry, Pending, SettleQueue},
     source::replay::ReplayStats,
+    stack::{self, StackView},
 };
 
 /// [`crate::flows::FlowRecord::first_retransmit_ns`] of a side already reported silent.
@@ -48,6 +49,14 @@ pub struct Pipeline {
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
+    stack: Option<StackContext>,
+}
+
+/// What the pipeline needs of the stack view to join tracepoint notes with resets.
+struct StackContext {
+    view: StackView,
+    /// This host's addresses: a reset to one of them had a socket here to accept it, or not.
+    local_addrs: Vec<IpAddr>,
 }
 
 impl Pipeline {
@@ -71,7 +80,14 @@ impl Pipeline {
             replay: None,
             settle: SettleQueue::default(),
             ip_ids: IpIdRegistry::default(),
+            stack: None,
         }
+    }
+
+    /// Turns on the join with the stack's tracepoint notes (live tracing): `view` says which
+    /// tracepoints are attached, `local_addrs` are this host's addresses.
+    pub fn set_stack(&mut self, view: StackView, local_addrs: Vec<IpAddr>) {
+        self.stack = Some(StackContext { view, local_addrs });
     }
 
     /// Networks of the traced host. Replayed packets have no hook direction; with these, a
@@ -125,9 +141,15 @@ impl Pipeline {
     /// Handles one decoded event. Resets wait in the settle window; everything else is written
     /// at once. Events also advance the settle clock.
     pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
+        if let Event::Stack(note) = ev {
+            self.advance(note.kernel_ts_ns)?;
+            self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
+            return Ok(());
+        }
         let seen = match &mut ev {
             Event::Reset(r) => &mut r.seen,
             Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => &mut s.seen,
+            Event::Stack(_) => unreachable!("handled above"),
         };
         self.replay_direction(seen);
         self.advance(seen.kernel_ts_ns)?;
@@ -179,6 +201,7 @@ impl Pipeline {
                 self.sink
                     .sample(&SampleRecord::of("ttl_change", &s, &iface))
             }
+            Event::Stack(_) => Ok(()),
         }
     }
 
@@ -242,6 +265,37 @@ impl Pipeline {
         Ok(())
     }
 
+    /// What the stack said about reset `r`: the kernel's reason when this host sent it (the
+    /// tracepoint fires just before the egress hook sees the packet), and whether a socket
+    /// accepted it when it was addressed to this host (the tracepoint fires after ingress).
+    fn stack_join(&self, r: &Reset) -> StackJoin {
+        let Some(ctx) = &self.stack else {
+            return StackJoin::default();
+        };
+        let flow = self.flows.get(&r.seen.key);
+        let sent = flow.and_then(|f| f.sent_note(r));
+        let took = flow.is_some_and(|f| f.was_accepted(r));
+        let to_here = r.seen.direction == Direction::Ingress
+            && ctx.local_addrs.contains(&r.seen.receiver().0);
+        StackJoin {
+            kernel_reason: sent.filter(|n| n.reason != REASON_UNKNOWN).map(|n| {
+                ctx.view
+                    .reason_name(n.reason)
+                    .unwrap_or_else(|| format!("reason {}", n.reason))
+            }),
+            socket_state: sent
+                .and_then(|n| stack::state_name(n.state))
+                .map(str::to_string),
+            accepted: if took && to_here {
+                Some(true)
+            } else if to_here && ctx.view.receive {
+                Some(false)
+            } else {
+                None
+            },
+        }
+    }
+
     /// Judges a settled reset and writes it.
     fn verdict(&mut self, p: Pending) -> io::Result<()> {
         let r = &p.reset;
@@ -256,6 +310,7 @@ impl Pipeline {
         } else {
             1
         };
+        let stack = self.stack_join(r);
         let case = Case {
             reset: r,
             sent_locally: r.seen.direction == Direction::Egress,
@@ -263,11 +318,13 @@ impl Pipeline {
             neighbours: &neighbours,
             ipid_flows,
             retransmits_after: p.retransmits_after,
+            accepted: stack.accepted,
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict);
         let iface = self.iface_name(r.seen.ifindex);
-        self.sink.reset(&ResetRecord::of(r, &iface, &verdict))
+        self.sink
+            .reset(&ResetRecord::of(r, &iface, &verdict, stack))
     }
 
     /// Writes a summary of the window ending at `now_ns` (epoch) with the kernel counters in

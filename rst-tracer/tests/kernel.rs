@@ -589,7 +589,7 @@ fn samples(events: Vec<Event>) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>) {
             Event::AfterReset(s) => after.push(s),
             Event::Retransmit(s) => retrans.push(s),
             Event::TtlChange(s) => ttl.push(s),
-            Event::Reset(_) => {}
+            Event::Reset(_) | Event::Stack(_) => {}
         }
     }
     (after, retrans, ttl)

@@ -123,6 +123,8 @@ pub struct Case<'a> {
     pub ipid_flows: usize,
     /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
     pub retransmits_after: [u32; 2],
+    /// Whether a socket of this host accepted the reset (tracepoint), where knowable.
+    pub accepted: Option<bool>,
 }
 
 /// Weighs the evidence of a case into a verdict.
@@ -263,6 +265,7 @@ pub(crate) mod testing {
             neighbours: &[],
             ipid_flows: 1,
             retransmits_after: [0, 0],
+            accepted: None,
         }
     }
 

@@ -351,11 +351,27 @@ pub struct ResetRecord {
     pub suspicious: bool,
     /// The evidence, strongest first: `{code, detail}`.
     pub findings: Vec<Finding>,
+    /// What this host's TCP stack said about it.
+    #[serde(flatten)]
+    pub stack: StackJoin,
+}
+
+/// What this host's TCP stack said about a reset (tracepoints), where it could know.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StackJoin {
+    /// Why this host sent it, in the kernel's words (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ...);
+    /// null for resets this host did not send, or without the tracepoint.
+    pub kernel_reason: Option<String>,
+    /// The sending socket's state (`TCP_ESTABLISHED`, ...), when the kernel gave one.
+    pub socket_state: Option<String>,
+    /// For a reset addressed to this host: true when a socket accepted it, false when none did
+    /// (out of window, a challenge ACK, no such connection); null when not knowable.
+    pub accepted: Option<bool>,
 }
 
 impl ResetRecord {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &str, verdict: &Verdict) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &str, verdict: &Verdict, stack: StackJoin) -> ResetRecord {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -397,6 +413,7 @@ impl ResetRecord {
             hops_closer: verdict.hops_closer,
             suspicious: verdict.suspicious,
             findings: verdict.findings.clone(),
+            stack,
         }
     }
 }

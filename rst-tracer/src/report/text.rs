@@ -121,6 +121,20 @@ pub fn reset_line(r: &ResetRecord) -> String {
             None => format!("payload {} B {}", r.rst.payload_len, p.hex),
         });
     }
+    if let Some(reason) = &r.stack.kernel_reason {
+        let state = r
+            .stack
+            .socket_state
+            .as_deref()
+            .map(|s| format!(" in {s}"))
+            .unwrap_or_default();
+        parts.push(format!("kernel: {reason}{state}"));
+    }
+    match r.stack.accepted {
+        Some(true) => parts.push("a socket here accepted it".into()),
+        Some(false) => parts.push("no socket here accepted it".into()),
+        None => {}
+    }
     parts.push(verdict(r));
     parts.join(" | ")
 }

@@ -1,7 +1,12 @@
 //! Live tracing: load, attach to the chosen interfaces, stream the rings through the pipeline
 //! until a signal or `--duration`, then detach and print the final summary.
 
-use std::{fs, io::Write, path::PathBuf, time::Duration};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
@@ -22,6 +27,7 @@ use crate::{
     pipeline::Pipeline,
     privileges,
     report::{self, Format},
+    stack::{self, StackView},
 };
 
 /// How often resets whose settle window closed are judged and written.
@@ -42,6 +48,8 @@ pub struct LiveOptions {
     pub format: Format,
     /// Kernel program settings.
     pub load: LoadOptions,
+    /// Where tracefs is, for the stack view.
+    pub tracefs: PathBuf,
     /// Written once every hook is attached (for scripts and tests that must wait for it).
     pub ready_file: Option<PathBuf>,
 }
@@ -54,7 +62,27 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     privileges::check()?;
     let object = object::embedded()?;
     let ifaces = iface::default_or_named(&opts.ifaces)?;
-    let mut ebpf = attach::load(object, &opts.load)?;
+    let mut stack_notes = Vec::new();
+    let mounted = if opts.tracefs == Path::new(stack::TRACEFS) {
+        stack::ensure_tracefs()
+    } else {
+        Ok(None)
+    };
+    let view = match mounted {
+        Ok(note) => {
+            stack_notes.extend(note);
+            StackView::discover(&opts.tracefs)
+        }
+        Err(why) => StackView::off(&format!(
+            "{why}: local resets carry no kernel reason, received ones no 'accepted'"
+        )),
+    };
+    stack_notes.extend(view.notes.iter().filter(|n| !n.is_empty()).cloned());
+    let load = LoadOptions {
+        tracepoints: view.offsets,
+        ..opts.load
+    };
+    let mut ebpf = attach::load(object, &load)?;
     log::debug!(
         "verifier cost (instructions processed): {:?}",
         attach::verifier_cost(&ebpf)?
@@ -62,6 +90,10 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut attachments = Vec::new();
     for name in &ifaces {
         attachments.push(attach::attach(&mut ebpf, name, opts.ingress)?);
+    }
+    stack_notes.extend(attach::attach_stack(&mut ebpf, &view));
+    for note in &stack_notes {
+        eprintln!("rst-tracer: stack view: {note}");
     }
     let hooks: Vec<String> = attachments
         .iter()
@@ -80,6 +112,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         opts.load.flow_table_size,
         epoch_now_ns(),
     );
+    pipeline.set_stack(view, iface::local_addresses());
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
     let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -1,0 +1,277 @@
+//! The stack view: the kernel's own word on resets, from the TCP tracepoints.
+//!
+//! tcp:tcp_send_reset says why this host sends a reset (`enum sk_rst_reason`, Linux 6.10+) and in
+//! which socket state; tcp:tcp_receive_reset fires only when a socket accepts a reset. Their
+//! field offsets and the reason names are read from tracefs (`events/tcp/*/format`) at load time,
+//! because they change between kernels. Where a tracepoint or a field is missing, the tracer runs
+//! without that part and says so once.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    path::Path,
+};
+
+use rst_tracer_common::event::{TracepointOffsets, FIELD_ABSENT};
+
+/// Where tracefs is mounted.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// What the kernel offers for the stack view.
+#[derive(Clone, Debug)]
+pub struct StackView {
+    /// Field offsets for the kernel program.
+    pub offsets: TracepointOffsets,
+    /// tcp:tcp_send_reset is usable.
+    pub send: bool,
+    /// tcp:tcp_receive_reset is usable.
+    pub receive: bool,
+    /// The kernel's names for `enum sk_rst_reason` values.
+    pub reasons: BTreeMap<u32, String>,
+    /// What is off and why, for the user.
+    pub notes: Vec<String>,
+}
+
+impl StackView {
+    /// Nothing from the stack (capture replay, or no tracefs).
+    pub fn off(why: &str) -> StackView {
+        StackView {
+            offsets: TracepointOffsets::LINUX_6_10,
+            send: false,
+            receive: false,
+            reasons: BTreeMap::new(),
+            notes: vec![why.to_string()],
+        }
+    }
+
+    /// Reads the tracepoint formats under `tracefs`.
+    pub fn discover(tracefs: &Path) -> StackView {
+        let read =
+            |tp: &str| fs::read_to_string(tracefs.join("events/tcp").join(tp).join("format")).ok();
+        let mut view = StackView::off("");
+        view.notes.clear();
+        let mut o = TracepointOffsets::LINUX_6_10;
+        match read("tcp_send_reset") {
+            Some(text) => {
+                let f = field_offsets(&text);
+                let get = |name: &str| f.get(name).copied().unwrap_or(FIELD_ABSENT);
+                (o.send_state, o.send_reason, o.send_saddr, o.send_daddr) =
+                    (get("state"), get("reason"), get("saddr"), get("daddr"));
+                view.send = o.send_saddr != FIELD_ABSENT && o.send_daddr != FIELD_ABSENT;
+                if o.send_reason == FIELD_ABSENT {
+                    view.notes.push("tcp:tcp_send_reset has no reason field (Linux < 6.10): local resets carry no kernel reason".into());
+                }
+                view.reasons = reason_names(&text);
+            }
+            None => view.notes.push(
+                "no tcp:tcp_send_reset tracepoint: local resets carry no kernel reason".into(),
+            ),
+        }
+        match read("tcp_receive_reset") {
+            Some(text) => {
+                let f = field_offsets(&text);
+                let get = |name: &str| f.get(name).copied().unwrap_or(FIELD_ABSENT);
+                o.recv_sport = get("sport");
+                o.recv_dport = get("dport");
+                o.recv_family = get("family");
+                o.recv_saddr = get("saddr");
+                o.recv_daddr = get("daddr");
+                o.recv_saddr_v6 = get("saddr_v6");
+                o.recv_daddr_v6 = get("daddr_v6");
+                view.receive = [
+                    o.recv_sport,
+                    o.recv_dport,
+                    o.recv_family,
+                    o.recv_saddr,
+                    o.recv_daddr,
+                    o.recv_saddr_v6,
+                    o.recv_daddr_v6,
+                ]
+                .iter()
+                .all(|x| *x != FIELD_ABSENT);
+                if !view.receive {
+                    view.notes.push("tcp:tcp_receive_reset lacks the fields this tracer reads: received resets carry no 'accepted'".into());
+                }
+            }
+            None => view.notes.push(
+                "no tcp:tcp_receive_reset tracepoint: received resets carry no 'accepted'".into(),
+            ),
+        }
+        view.offsets = o;
+        view
+    }
+
+    /// The kernel's name of a reset reason.
+    pub fn reason_name(&self, reason: u32) -> Option<String> {
+        self.reasons.get(&reason).cloned()
+    }
+}
+
+/// Field name -> offset, from a tracepoint `format` file.
+pub fn field_offsets(format: &str) -> HashMap<String, u32> {
+    format
+        .lines()
+        .filter_map(|line| {
+            let decl = line.trim().strip_prefix("field:")?;
+            let (decl, rest) = decl.split_once(';')?;
+            let name = decl.split_whitespace().last()?.trim_start_matches('*');
+            let name = name.split('[').next()?;
+            let offset = rest
+                .split("offset:")
+                .nth(1)?
+                .split(';')
+                .next()?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((name.to_string(), offset))
+        })
+        .collect()
+}
+
+/// `enum sk_rst_reason` value -> name, from the `__print_symbolic(REC->reason, ...)` of the
+/// tcp_send_reset format.
+pub fn reason_names(format: &str) -> BTreeMap<u32, String> {
+    let Some(start) = format.find("__print_symbolic(REC->reason") else {
+        return BTreeMap::new();
+    };
+    let list = &format[start..];
+    let end = list.find("})").map(|i| i + 1).unwrap_or(list.len());
+    list[..end]
+        .split('{')
+        .skip(1)
+        .filter_map(|item| {
+            let (num, name) = item.split_once(',')?;
+            let name = name.split('"').nth(1)?;
+            Some((num.trim().parse().ok()?, name.to_string()))
+        })
+        .collect()
+}
+
+/// The name of a TCP socket state (`include/net/tcp_states.h`).
+pub fn state_name(state: u32) -> Option<&'static str> {
+    const NAMES: [&str; 13] = [
+        "",
+        "TCP_ESTABLISHED",
+        "TCP_SYN_SENT",
+        "TCP_SYN_RECV",
+        "TCP_FIN_WAIT1",
+        "TCP_FIN_WAIT2",
+        "TCP_TIME_WAIT",
+        "TCP_CLOSE",
+        "TCP_CLOSE_WAIT",
+        "TCP_LAST_ACK",
+        "TCP_LISTEN",
+        "TCP_CLOSING",
+        "TCP_NEW_SYN_RECV",
+    ];
+    NAMES.get(state as usize).copied().filter(|n| !n.is_empty())
+}
+
+/// Makes sure tracefs is mounted at [`TRACEFS`] (it is not, for example, inside `ip netns exec`,
+/// which mounts a fresh /sys); returns a note when it had to mount it, or why it could not.
+pub fn ensure_tracefs() -> Result<Option<String>, String> {
+    let dir = Path::new(TRACEFS);
+    if dir.join("events").is_dir() {
+        return Ok(None);
+    }
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let (src, target, fstype) = (c("nodev"), c(TRACEFS), c("tracefs"));
+    // SAFETY: valid NUL-terminated strings; no mount data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(Some(format!(
+            "mounted tracefs at {TRACEFS} for the TCP tracepoints"
+        )))
+    } else {
+        Err(format!(
+            "tracefs is not mounted at {TRACEFS} and mounting it failed ({})",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEND: &str = "name: tcp_send_reset
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:const void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int state;\toffset:24;\tsize:4;\tsigned:1;
+\tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr[28];\toffset:32;\tsize:28;\tsigned:0;
+\tfield:__u8 daddr[28];\toffset:60;\tsize:28;\tsigned:0;
+
+print fmt: \"state=%s reason=%s\", __print_symbolic(REC->state, { TCP_ESTABLISHED, \"TCP_ESTABLISHED\" }), __print_symbolic(REC->reason, { 0, \"NOT_SPECIFIED\" }, { 1, \"NO_SOCKET\" }, { 12, \"TCP_ABORT_ON_LINGER\" })";
+
+    #[test]
+    fn reads_offsets_and_reason_names_from_a_format_file() {
+        let f = field_offsets(SEND);
+        assert_eq!(
+            (
+                f["state"],
+                f["reason"],
+                f["saddr"],
+                f["daddr"],
+                f["skbaddr"]
+            ),
+            (24, 28, 32, 60, 8)
+        );
+        let r = reason_names(SEND);
+        assert_eq!(r.get(&1).map(String::as_str), Some("NO_SOCKET"));
+        assert_eq!(r.get(&12).map(String::as_str), Some("TCP_ABORT_ON_LINGER"));
+        assert_eq!(
+            r.len(),
+            3,
+            "only the reason list, not the state list: {r:?}"
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_the_reason_field_is_noted() {
+        let dir = std::env::temp_dir().join(format!("rst-tracer-tracefs-{}", std::process::id()));
+        let tp = dir.join("events/tcp/tcp_send_reset");
+        fs::create_dir_all(&tp).unwrap();
+        fs::write(
+            tp.join("format"),
+            SEND.replace(
+                "\tfield:enum sk_rst_reason reason;\toffset:28;\tsize:4;\tsigned:0;\n",
+                "",
+            ),
+        )
+        .unwrap();
+        let v = StackView::discover(&dir);
+        assert!(v.send);
+        assert_eq!(v.offsets.send_reason, FIELD_ABSENT);
+        assert!(!v.receive);
+        assert!(
+            v.notes.iter().any(|n| n.contains("no reason field")),
+            "{:?}",
+            v.notes
+        );
+        assert!(
+            v.notes.iter().any(|n| n.contains("tcp_receive_reset")),
+            "{:?}",
+            v.notes
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn state_names() {
+        assert_eq!(state_name(1), Some("TCP_ESTABLISHED"));
+        assert_eq!(state_name(7), Some("TCP_CLOSE"));
+        assert_eq!(state_name(0), None);
+        assert_eq!(state_name(99), None);
+    }
+}

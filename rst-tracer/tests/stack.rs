@@ -1,0 +1,170 @@
+//! Stack-view tests: real resets made by the server's own TCP stack and forged ones, and what the
+//! tracer says the kernel said about them (tcp:tcp_send_reset's reason, tcp:tcp_receive_reset).
+//! They need root, the built eBPF object and tracefs (`cargo xtask test`) and fail plainly
+//! without. The reasons asserted are the ones Linux 6.10+ gives for each case.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use common::{
+    forge::{inject, Rst, Sniffer},
+    lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
+    require_root_and_object,
+};
+use serde_json::Value;
+
+/// The tracer binary this test runs.
+const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
+
+/// The one reset on server port `port` sent in `direction`.
+fn reset_on<'a>(out: &'a [Value], port: u16, direction: &str) -> &'a Value {
+    let found: Vec<&Value> = out
+        .iter()
+        .filter(|o| o["type"] == "reset" && o["direction"] == direction)
+        .filter(|o| o["flow"]["sport"] == port || o["flow"]["dport"] == port)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {direction} reset on port {port}, got {found:#?}"
+    );
+    found[0]
+}
+
+/// The server's stack resets connections four ways; each egress reset must carry the kernel's
+/// reason and the socket state, and none an `accepted` (no socket of this host received it).
+/// Returns the client sockets, to be dropped once the tracer has stopped.
+fn local_resets(lab: &Lab) -> Vec<TcpStream> {
+    let mut buf = [0u8; 4];
+    // SO_LINGER 0 close after reading everything.
+    let (c1, mut s1) = lab.pair(8301);
+    (&c1).write_all(b"abcd").unwrap();
+    s1.read_exact(&mut buf).unwrap();
+    abort(&s1);
+    drop(s1);
+    // Close with unread data.
+    let (mut c2, s2) = lab.pair(8302);
+    c2.write_all(b"abcd").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(s2);
+    // A connect to a port nobody listens on.
+    assert!(lab.connect(8303).is_err());
+    // Data to a connection the server closed: the orphaned socket waits in FIN_WAIT2 as a
+    // timewait socket, which answers with a reset.
+    let (mut c4, s4) = lab.pair(8304);
+    drop(s4);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = c4.write_all(b"x");
+    vec![c1, c2, c4]
+}
+
+#[test]
+fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    let tracer = lab.start_tracer(&[]);
+    let keep = local_resets(&lab);
+
+    // Two forged resets toward the server, claiming to be the client: a blind one far out of
+    // window, then the exact one. The server's answer to the client's next segment is NO_SOCKET.
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let (mut c, mut s) = lab.pair(8305);
+    c.write_all(b"abcd").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    let seen = sniffer.data_to(8305);
+    let blind = Rst {
+        src: CLIENT_IP.parse().unwrap(),
+        sport: seen.sport,
+        dst: SERVER_IP.parse().unwrap(),
+        dport: 8305,
+        seq: seen.next_seq().wrapping_add(0x4000_0000),
+        ack: None,
+        ttl: 64,
+        ip_id: 7,
+        window: 0,
+    };
+    inject(&lab.router, &blind);
+    std::thread::sleep(Duration::from_millis(50));
+    inject(
+        &lab.router,
+        &Rst {
+            seq: seen.next_seq(),
+            ip_id: 8,
+            ..blind
+        },
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    c.write_all(b"more").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    drop((keep, c, s));
+
+    for (port, reason, state) in [
+        (8301, "TCP_STATE", Some("TCP_CLOSE")),
+        (8302, "TCP_ABORT_ON_CLOSE", Some("TCP_CLOSE")),
+        (8303, "NO_SOCKET", None),
+        (8304, "TCP_TIMEWAIT_SOCKET", Some("TCP_TIME_WAIT")),
+        (8305, "NO_SOCKET", None),
+    ] {
+        let r = reset_on(&out, port, "egress");
+        assert_eq!(r["kernel_reason"], reason, "port {port}: {r:#}");
+        match state {
+            Some(state) => assert_eq!(r["socket_state"], state, "port {port}: {r:#}"),
+            None => assert!(r["socket_state"].is_null(), "port {port}: {r:#}"),
+        }
+        assert!(r["accepted"].is_null(), "port {port}: {r:#}");
+        assert_eq!(r["origin"], "local", "port {port}: {r:#}");
+    }
+
+    let received: Vec<&Value> = out
+        .iter()
+        .filter(|o| o["type"] == "reset" && o["direction"] == "ingress")
+        .filter(|o| o["flow"]["dport"] == 8305)
+        .collect();
+    let by_id = |id: u16| {
+        received
+            .iter()
+            .find(|r| r["rst"]["ip_id"] == id)
+            .unwrap_or_else(|| panic!("no ingress reset with IP ID {id}: {received:#?}"))
+    };
+    let (blind, exact) = (by_id(7), by_id(8));
+    assert_eq!(blind["accepted"], false, "{blind:#}");
+    assert_eq!(exact["accepted"], true, "{exact:#}");
+    assert!(blind["kernel_reason"].is_null() && exact["kernel_reason"].is_null());
+    let findings = |r: &Value| r["findings"].to_string();
+    assert!(findings(blind).contains("not_accepted"), "{blind:#}");
+    assert!(!findings(exact).contains("not_accepted"), "{exact:#}");
+}
+
+#[test]
+fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    let empty = std::env::temp_dir().join(format!("rst-no-tracefs-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let tracer = lab.start_tracer(&["--tracefs", empty.to_str().unwrap()]);
+    let keep = local_resets(&lab);
+    std::thread::sleep(Duration::from_millis(300));
+    let stderr = tracer.stderr();
+    let out = tracer.stop();
+    drop(keep);
+    std::fs::remove_dir(&empty).unwrap();
+
+    assert!(
+        stderr.contains("no tcp:tcp_send_reset tracepoint")
+            && stderr.contains("no tcp:tcp_receive_reset tracepoint"),
+        "stderr: {stderr}"
+    );
+    for port in [8301, 8302, 8303, 8304] {
+        let r = reset_on(&out, port, "egress");
+        assert!(r["kernel_reason"].is_null(), "port {port}: {r:#}");
+        assert!(r["accepted"].is_null(), "port {port}: {r:#}");
+        assert_eq!(r["origin"], "local", "port {port}: {r:#}");
+    }
+}
