@@ -321,7 +321,7 @@ impl Pipeline {
             accepted: stack.accepted,
         };
         let verdict = forensics::judge(&case);
-        self.window.reset(r, &verdict);
+        self.window.reset(r, &verdict, &stack);
         let iface = self.iface_name(r.seen.ifindex);
         self.sink
             .reset(&ResetRecord::of(r, &iface, &verdict, stack))

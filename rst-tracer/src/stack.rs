@@ -148,6 +148,23 @@ pub fn reason_names(format: &str) -> BTreeMap<u32, String> {
         .collect()
 }
 
+/// What a reset reason usually means on the wire, for the reasons with a well-known reading
+/// (`include/net/rstreason.h`).
+pub fn reason_meaning(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "NO_SOCKET" => "segments for connections this host does not have: ECMP/VIP mis-routing, a restarted service, or a closed port",
+        "TCP_TIMEWAIT_SOCKET" => "segments for connections this host already closed (a peer still sending)",
+        "TCP_ABORT_ON_CLOSE" => "the application closed with data it had not read",
+        "TCP_ABORT_ON_DATA" => "data arrived after the application closed its side",
+        "TCP_ABORT_ON_LINGER" => "the FIN_WAIT2 linger time ran out",
+        "TCP_ABORT_ON_MEMORY" => "out of socket memory or too many orphaned sockets",
+        "TCP_STATE" => "the application aborted the connection (SO_LINGER 0 close, disconnect)",
+        "TCP_KEEPALIVE_TIMEOUT" => "keepalive probes went unanswered",
+        "TCP_INVALID_ACK_SEQUENCE" => "a handshake ACK for data this host never sent",
+        _ => return None,
+    })
+}
+
 /// The name of a TCP socket state (`include/net/tcp_states.h`).
 pub fn state_name(state: u32) -> Option<&'static str> {
     const NAMES: [&str; 13] = [

@@ -140,6 +140,24 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
     let findings = |r: &Value| r["findings"].to_string();
     assert!(findings(blind).contains("not_accepted"), "{blind:#}");
     assert!(!findings(exact).contains("not_accepted"), "{exact:#}");
+
+    // The summaries add up the same: NO_SOCKET twice to the client, one rejected reset.
+    let summaries: Vec<&Value> = out.iter().filter(|o| o["type"] == "summary").collect();
+    let sent = |reason: &str| -> u64 {
+        summaries
+            .iter()
+            .flat_map(|s| s["local_by_kernel_reason"].as_array().unwrap())
+            .filter(|r| r["reason"] == reason && r["remote"] == CLIENT_IP)
+            .map(|r| r["resets"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sent("NO_SOCKET"), 2, "{summaries:#?}");
+    assert_eq!(sent("TCP_ABORT_ON_CLOSE"), 1, "{summaries:#?}");
+    let rejected: u64 = summaries
+        .iter()
+        .map(|s| s["not_accepted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, 1, "{summaries:#?}");
 }
 
 #[test]

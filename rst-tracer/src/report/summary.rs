@@ -12,6 +12,8 @@ use serde::Serialize;
 use crate::{
     event::{Reset, Seen},
     forensics::{Strength, Verdict},
+    report::record::StackJoin,
+    stack,
 };
 use rst_tracer_common::event::Direction;
 
@@ -56,6 +58,8 @@ pub struct SummaryWindow {
     silences: u64,
     by_remote: HashMap<IpAddr, Tally>,
     by_port: HashMap<u16, Tally>,
+    by_kernel_reason: HashMap<(String, IpAddr), u64>,
+    not_accepted: u64,
 }
 
 /// Which endpoint of a packet is the remote one, and the flow's service port.
@@ -84,8 +88,8 @@ impl SummaryWindow {
         }
     }
 
-    /// Counts a judged reset.
-    pub fn reset(&mut self, r: &Reset, verdict: &Verdict) {
+    /// Counts a judged reset and what the stack said about it.
+    pub fn reset(&mut self, r: &Reset, verdict: &Verdict, stack: &StackJoin) {
         self.resets += 1;
         self.resets_total += 1;
         self.suspicious += verdict.suspicious as u64;
@@ -93,6 +97,13 @@ impl SummaryWindow {
         let syn_side =
             (r.flow.syn_ns != 0).then(|| rst_tracer_common::flow::Side::from_u8(r.flow.syn_side));
         let (remote, port) = remote_and_port(&r.seen, syn_side);
+        if let Some(reason) = &stack.kernel_reason {
+            *self
+                .by_kernel_reason
+                .entry((reason.clone(), remote))
+                .or_default() += 1;
+        }
+        self.not_accepted += (stack.accepted == Some(false)) as u64;
         for tally in [
             self.by_remote.entry(remote).or_default(),
             self.by_port.entry(port).or_default(),
@@ -155,6 +166,8 @@ impl SummaryWindow {
                 .into_iter()
                 .map(|(port, tally)| PortCount { port, tally })
                 .collect(),
+            local_by_kernel_reason: self.top_kernel_reasons(),
+            not_accepted: self.not_accepted,
             flows_tracked: flows.tracked,
             flow_evictions: flows.evictions,
         };
@@ -165,6 +178,42 @@ impl SummaryWindow {
         };
         record
     }
+}
+
+impl SummaryWindow {
+    /// The (reason, remote) pairs with the most local resets, most first.
+    fn top_kernel_reasons(&self) -> Vec<ReasonCount> {
+        let mut v: Vec<ReasonCount> = self
+            .by_kernel_reason
+            .iter()
+            .map(|((reason, remote), n)| ReasonCount {
+                reason: reason.clone(),
+                remote: *remote,
+                resets: *n,
+                meaning: stack::reason_meaning(reason),
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.resets
+                .cmp(&a.resets)
+                .then_with(|| (&a.reason, a.remote).cmp(&(&b.reason, b.remote)))
+        });
+        v.truncate(TOP);
+        v
+    }
+}
+
+/// Local resets of one kernel reason to one remote endpoint.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ReasonCount {
+    /// The kernel's reason (`NO_SOCKET`, ...).
+    pub reason: String,
+    /// Where the resets went.
+    pub remote: IpAddr,
+    /// How many.
+    pub resets: u64,
+    /// What the reason usually means, for the reasons that have a well-known reading.
+    pub meaning: Option<&'static str>,
 }
 
 /// The keys with the most resets (ties broken by key, so the order is stable), as views.
@@ -274,6 +323,11 @@ pub struct SummaryRecord {
     pub top_remote: Vec<RemoteCount>,
     /// Service ports with the most resets in the window.
     pub top_ports: Vec<PortCount>,
+    /// Resets this host sent in the window, by the kernel's reason and remote endpoint (stack
+    /// view), most first.
+    pub local_by_kernel_reason: Vec<ReasonCount>,
+    /// Resets addressed to this host in the window that no socket accepted (stack view).
+    pub not_accepted: u64,
     /// Flows in the userspace table.
     pub flows_tracked: usize,
     /// Flows evicted from the userspace table since the start.

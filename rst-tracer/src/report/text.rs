@@ -269,6 +269,21 @@ impl Sink for TextSink {
                 .collect();
             writeln!(o, "   resets by port: {}", list.join(", "))?;
         }
+        for r in &s.local_by_kernel_reason {
+            let meaning = r.meaning.map(|m| format!(": {m}")).unwrap_or_default();
+            writeln!(
+                o,
+                "   sent by this host: {} x{} to {}{meaning}",
+                r.reason, r.resets, r.remote
+            )?;
+        }
+        if s.not_accepted > 0 {
+            writeln!(
+                o,
+                "   received resets no socket accepted: {} (they did not end a connection)",
+                s.not_accepted
+            )?;
+        }
         let c = |name: &str| {
             stats
                 .counters
