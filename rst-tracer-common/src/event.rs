@@ -33,6 +33,10 @@ pub enum EventKind {
     StackSentReset = 5,
     /// A socket of this host accepted a reset (tracepoint tcp:tcp_receive_reset).
     StackAcceptedReset = 6,
+    /// This host's stack retransmitted a segment (tracepoint tcp:tcp_retransmit_skb).
+    StackRetransmit = 7,
+    /// A listener of this host retransmitted its SYN-ACK (tracepoint tcp:tcp_retransmit_synack).
+    StackSynAckRetransmit = 8,
 }
 
 impl EventKind {
@@ -45,6 +49,8 @@ impl EventKind {
             4 => Some(EventKind::TtlChange),
             5 => Some(EventKind::StackSentReset),
             6 => Some(EventKind::StackAcceptedReset),
+            7 => Some(EventKind::StackRetransmit),
+            8 => Some(EventKind::StackSynAckRetransmit),
             _ => None,
         }
     }
@@ -53,7 +59,10 @@ impl EventKind {
     pub const fn wire_size(self) -> usize {
         match self {
             EventKind::Rst => size_of::<RstEvent>(),
-            EventKind::StackSentReset | EventKind::StackAcceptedReset => size_of::<StackEvent>(),
+            EventKind::StackSentReset
+            | EventKind::StackAcceptedReset
+            | EventKind::StackRetransmit
+            | EventKind::StackSynAckRetransmit => size_of::<StackEvent>(),
             _ => size_of::<SampleEvent>(),
         }
     }
@@ -285,24 +294,24 @@ pub struct SampleEvent {
 }
 const _: () = assert!(size_of::<SampleEvent>() == 176);
 
-/// What the TCP stack itself said about a reset (64 bytes): which flow, which side sent the
-/// reset, and for sent resets the kernel's reason and the socket's state.
+/// What the TCP stack itself said (64 bytes): which flow, which side sent the reset or the
+/// retransmission, and for sent resets the kernel's reason and the socket's state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackEvent {
     /// [`EVENT_VERSION`].
     pub version: u8,
-    /// [`EventKind::StackSentReset`] or [`EventKind::StackAcceptedReset`].
+    /// One of the `EventKind::Stack*` kinds.
     pub kind: u8,
     /// Size of the event in bytes.
     pub len: u16,
-    /// Socket state (TCP_ESTABLISHED = 1 ...) for sent resets; 0 when unknown.
+    /// Socket state (TCP_ESTABLISHED = 1 ...) for sent resets and retransmissions; 0 when unknown.
     pub state: u32,
     /// `bpf_ktime_get_ns()` when the tracepoint fired.
     pub ts_ns: u64,
     /// The flow.
     pub key: FlowKey,
-    /// [`crate::flow::Side`] of the reset's sender.
+    /// [`crate::flow::Side`] of the reset's or retransmission's sender.
     pub side: u8,
     /// Padding, always zero.
     pub _pad: [u8; 3],
@@ -328,20 +337,51 @@ pub struct TracepointOffsets {
     pub send_saddr: u32,
     /// tcp_send_reset: `__u8 daddr[28]`.
     pub send_daddr: u32,
-    /// tcp_receive_reset: `__u16 sport` (the socket's, host order).
-    pub recv_sport: u32,
-    /// tcp_receive_reset: `__u16 dport`.
-    pub recv_dport: u32,
-    /// tcp_receive_reset: `__u16 family`.
-    pub recv_family: u32,
-    /// tcp_receive_reset: `__u8 saddr[4]`.
-    pub recv_saddr: u32,
-    /// tcp_receive_reset: `__u8 daddr[4]`.
-    pub recv_daddr: u32,
-    /// tcp_receive_reset: `__u8 saddr_v6[16]`.
-    pub recv_saddr_v6: u32,
-    /// tcp_receive_reset: `__u8 daddr_v6[16]`.
-    pub recv_daddr_v6: u32,
+    /// tcp:tcp_receive_reset (a socket accepted a reset).
+    pub receive: SocketFields,
+    /// tcp:tcp_retransmit_skb (the stack retransmits a segment).
+    pub retransmit: SocketFields,
+    /// tcp:tcp_retransmit_synack (a listener retransmits its SYN-ACK).
+    pub synack: SocketFields,
+}
+
+/// The socket fields several tcp tracepoints share (`TP_STORE_ADDR_PORTS`): the socket's own
+/// address and port are `saddr`/`sport`, its peer's `daddr`/`dport`, ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketFields {
+    /// `int state` ([`FIELD_ABSENT`] on tracepoints without it).
+    pub state: u32,
+    /// `__u16 sport`.
+    pub sport: u32,
+    /// `__u16 dport`.
+    pub dport: u32,
+    /// `__u16 family`.
+    pub family: u32,
+    /// `__u8 saddr[4]`.
+    pub saddr: u32,
+    /// `__u8 daddr[4]`.
+    pub daddr: u32,
+    /// `__u8 saddr_v6[16]`.
+    pub saddr_v6: u32,
+    /// `__u8 daddr_v6[16]`.
+    pub daddr_v6: u32,
+}
+
+impl SocketFields {
+    /// The fields following a `__u16 sport` at `sport` (their layout since Linux 4.16).
+    const fn from_sport(state: u32, sport: u32) -> SocketFields {
+        SocketFields {
+            state,
+            sport,
+            dport: sport + 2,
+            family: sport + 4,
+            saddr: sport + 6,
+            daddr: sport + 10,
+            saddr_v6: sport + 14,
+            daddr_v6: sport + 30,
+        }
+    }
 }
 
 /// A [`TracepointOffsets`] field the kernel does not have.
@@ -354,13 +394,9 @@ impl TracepointOffsets {
         send_reason: 28,
         send_saddr: 32,
         send_daddr: 60,
-        recv_sport: 16,
-        recv_dport: 18,
-        recv_family: 20,
-        recv_saddr: 22,
-        recv_daddr: 26,
-        recv_saddr_v6: 30,
-        recv_daddr_v6: 46,
+        receive: SocketFields::from_sport(FIELD_ABSENT, 16),
+        retransmit: SocketFields::from_sport(24, 28),
+        synack: SocketFields::from_sport(FIELD_ABSENT, 24),
     };
 }
 

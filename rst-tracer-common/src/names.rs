@@ -15,6 +15,18 @@ pub const PACKET_PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRES
 pub const PROG_TP_SEND_RESET: &str = "rst_tp_send";
 /// Tracepoint program on tcp:tcp_receive_reset.
 pub const PROG_TP_RECEIVE_RESET: &str = "rst_tp_recv";
+/// Tracepoint program on tcp:tcp_retransmit_skb.
+pub const PROG_TP_RETRANSMIT: &str = "rst_tp_retrans";
+/// Tracepoint program on tcp:tcp_retransmit_synack.
+pub const PROG_TP_SYNACK: &str = "rst_tp_synack";
+/// Every stack-view program with its tcp tracepoint, in the order of
+/// `TracepointOffsets`' users: send reset, receive reset, retransmit, SYN-ACK retransmit.
+pub const STACK_PROGRAMS: [(&str, &str); 4] = [
+    (PROG_TP_SEND_RESET, "tcp_send_reset"),
+    (PROG_TP_RECEIVE_RESET, "tcp_receive_reset"),
+    (PROG_TP_RETRANSMIT, "tcp_retransmit_skb"),
+    (PROG_TP_SYNACK, "tcp_retransmit_synack"),
+];
 /// Load-time global ([`crate::event::TracepointOffsets`]): the tracepoints' field offsets.
 pub const GLOBAL_TP_OFFSETS: &str = "TP_OFFSETS";
 

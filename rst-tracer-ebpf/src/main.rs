@@ -94,6 +94,20 @@ pub fn rst_tp_recv(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// tcp:tcp_retransmit_skb: the stack of this host retransmits a segment.
+#[tracepoint]
+pub fn rst_tp_retrans(ctx: TracePointContext) -> u32 {
+    stack::retransmit(&ctx);
+    0
+}
+
+/// tcp:tcp_retransmit_synack: a listener of this host retransmits its SYN-ACK.
+#[tracepoint]
+pub fn rst_tp_synack(ctx: TracePointContext) -> u32 {
+    stack::synack_retransmit(&ctx);
+    0
+}
+
 #[inline(always)]
 fn observe_xdp(ctx: &XdpContext) {
     let meta = Cursor {

@@ -1,24 +1,28 @@
-//! The stack view: what the kernel's TCP stack says about resets, from two tracepoints.
+//! The stack view: what the kernel's TCP stack says about resets and retransmissions, from four
+//! tracepoints.
 //!
 //! Design decisions:
 //! - tcp:tcp_send_reset fires when this host sends a reset, with the kernel's reason (enum
 //!   sk_rst_reason, Linux 6.10+) and the socket's state; tcp:tcp_receive_reset fires only when a
-//!   socket accepts a reset. Userspace joins both with the packet events by flow and time.
+//!   socket accepts a reset; tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack fire when
+//!   the stack retransmits. Userspace joins them with the packet events by flow and time.
 //! - Field offsets are not compiled in: userspace reads them from tracefs
 //!   (`events/tcp/<tracepoint>/format`) and sets the `TP_OFFSETS` global before load, because
 //!   these layouts change between kernels. A field this kernel lacks has offset `FIELD_ABSENT`.
-//! - Events go to the reset ring, so they reach userspace in order with the resets.
+//! - Reset events go to the reset ring, so they reach userspace in order with the resets;
+//!   retransmissions go to the sample ring, so a retransmission storm cannot crowd out resets.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use rst_tracer_common::{
     counter::Counter,
     event::{
-        EventKind, StackEvent, TracepointOffsets, EVENT_VERSION, FIELD_ABSENT, REASON_UNKNOWN,
+        EventKind, SocketFields, StackEvent, TracepointOffsets, EVENT_VERSION, FIELD_ABSENT,
+        REASON_UNKNOWN,
     },
     flow::{AddrWords, FlowKey, Side, FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::maps::{count, RST_RING, TP_OFFSETS};
+use crate::maps::{count, RST_RING, RST_SAMPLES, TP_OFFSETS};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -58,16 +62,28 @@ pub fn sent_reset(ctx: &TracePointContext) {
     write(EventKind::StackSentReset, &key, side, state as u32, reason);
 }
 
-/// tcp:tcp_receive_reset: a socket accepted a reset; `saddr` is the socket's own (the
-/// receiver), `daddr` the reset's sender.
+/// tcp:tcp_receive_reset: a socket accepted a reset from its peer.
 pub fn accepted_reset(ctx: &TracePointContext) {
-    let o = offsets();
+    socket_event(ctx, &offsets().receive, EventKind::StackAcceptedReset);
+}
+
+/// tcp:tcp_retransmit_skb: the stack retransmitted a segment.
+pub fn retransmit(ctx: &TracePointContext) {
+    socket_event(ctx, &offsets().retransmit, EventKind::StackRetransmit);
+}
+
+/// tcp:tcp_retransmit_synack: a listener retransmitted its SYN-ACK.
+pub fn synack_retransmit(ctx: &TracePointContext) {
+    socket_event(ctx, &offsets().synack, EventKind::StackSynAckRetransmit);
+}
+
+/// An event of a tracepoint with the shared socket fields: `saddr`/`sport` are the socket's own,
+/// `daddr`/`dport` its peer's. A reset accepted came from the peer; a retransmission from here.
+fn socket_event(ctx: &TracePointContext, f: &SocketFields, kind: EventKind) {
     let field = |off: u32| -> Option<u16> { unsafe { ctx.read_at::<u16>(off as usize) }.ok() };
-    let (Some(family), Some(sport), Some(dport)) = (
-        field(o.recv_family),
-        field(o.recv_sport),
-        field(o.recv_dport),
-    ) else {
+    let (Some(family), Some(sport), Some(dport)) =
+        (field(f.family), field(f.sport), field(f.dport))
+    else {
         return;
     };
     let addr = |v4: u32, v6: u32| -> Option<(u16, AddrWords)> {
@@ -80,19 +96,30 @@ pub fn accepted_reset(ctx: &TracePointContext) {
             Some((FAMILY_IPV6, [w(0), w(4), w(8), w(12)]))
         }
     };
-    let (Some((fam, local)), Some((_, remote))) = (
-        addr(o.recv_saddr, o.recv_saddr_v6),
-        addr(o.recv_daddr, o.recv_daddr_v6),
-    ) else {
+    let (Some((fam, local)), Some((_, remote))) =
+        (addr(f.saddr, f.saddr_v6), addr(f.daddr, f.daddr_v6))
+    else {
         return;
     };
-    // The reset came from the remote end.
-    let (key, side) = FlowKey::canonical(fam, &remote, dport, &local, sport);
-    write(EventKind::StackAcceptedReset, &key, side, 0, REASON_UNKNOWN);
+    let (key, side) = if kind == EventKind::StackAcceptedReset {
+        FlowKey::canonical(fam, &remote, dport, &local, sport)
+    } else {
+        FlowKey::canonical(fam, &local, sport, &remote, dport)
+    };
+    let state: i32 = if f.state == FIELD_ABSENT {
+        0
+    } else {
+        unsafe { ctx.read_at(f.state as usize) }.unwrap_or(0)
+    };
+    write(kind, &key, side, state as u32, REASON_UNKNOWN);
 }
 
 fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32) {
-    let Some(mut entry) = RST_RING.reserve::<StackEvent>(0) else {
+    let ring = match kind {
+        EventKind::StackRetransmit | EventKind::StackSynAckRetransmit => &RST_SAMPLES,
+        _ => &RST_RING,
+    };
+    let Some(mut entry) = ring.reserve::<StackEvent>(0) else {
         count(Counter::StackDropped);
         return;
     };

@@ -18,7 +18,7 @@ use rst_tracer_common::{
     event::TracepointOffsets,
     names::{
         DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_TC_EGRESS,
-        PROG_TC_INGRESS, PROG_TP_RECEIVE_RESET, PROG_TP_SEND_RESET, PROG_XDP,
+        PROG_TC_INGRESS, PROG_XDP, STACK_PROGRAMS,
     },
 };
 
@@ -145,10 +145,8 @@ fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
 /// what could not be attached; the tracer runs on without it.
 pub fn attach_stack(ebpf: &mut Ebpf, view: &crate::stack::StackView) -> Vec<String> {
     let mut notes = Vec::new();
-    for (wanted, name, tp) in [
-        (view.send, PROG_TP_SEND_RESET, "tcp_send_reset"),
-        (view.receive, PROG_TP_RECEIVE_RESET, "tcp_receive_reset"),
-    ] {
+    let wanted = [view.send, view.receive, view.retransmit, view.synack];
+    for (wanted, (name, tp)) in wanted.into_iter().zip(STACK_PROGRAMS) {
         if !wanted {
             continue;
         }

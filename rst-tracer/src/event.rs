@@ -186,19 +186,31 @@ pub struct Sample {
     pub sender: SideState,
 }
 
-/// What the kernel's TCP stack said about a reset (tracepoints).
+/// What the kernel's TCP stack did, by tracepoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackAct {
+    /// This host sent a reset (tcp_send_reset).
+    SentReset,
+    /// A socket of this host accepted a reset (tcp_receive_reset).
+    AcceptedReset,
+    /// This host retransmitted a segment (tcp_retransmit_skb).
+    Retransmitted,
+    /// A listener of this host retransmitted its SYN-ACK (tcp_retransmit_synack).
+    RetransmittedSynAck,
+}
+
+/// What the kernel's TCP stack said about a flow (tracepoints).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackNote {
-    /// This host sent the reset (tcp_send_reset); otherwise a socket accepted it
-    /// (tcp_receive_reset).
-    pub sent: bool,
+    /// What it did.
+    pub act: StackAct,
     /// Kernel time the tracepoint fired.
     pub kernel_ts_ns: u64,
     /// The flow.
     pub key: FlowKey,
-    /// The reset's sender.
+    /// The sender of the reset or retransmission.
     pub side: Side,
-    /// Socket state (sent resets).
+    /// Socket state (sent resets, retransmissions).
     pub state: u32,
     /// `enum sk_rst_reason` (sent resets).
     pub reason: u32,
@@ -257,10 +269,18 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
                 payload: Bytes::copy_from_slice(&raw.payload[..n]),
             })))
         }
-        EventKind::StackSentReset | EventKind::StackAcceptedReset => {
+        EventKind::StackSentReset
+        | EventKind::StackAcceptedReset
+        | EventKind::StackRetransmit
+        | EventKind::StackSynAckRetransmit => {
             let raw: StackEvent = read(&record);
             Ok(Event::Stack(StackNote {
-                sent: kind == EventKind::StackSentReset,
+                act: match kind {
+                    EventKind::StackSentReset => StackAct::SentReset,
+                    EventKind::StackAcceptedReset => StackAct::AcceptedReset,
+                    EventKind::StackRetransmit => StackAct::Retransmitted,
+                    _ => StackAct::RetransmittedSynAck,
+                },
                 kernel_ts_ns: raw.ts_ns,
                 key: raw.key,
                 side: Side::from_u8(raw.side),

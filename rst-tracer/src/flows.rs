@@ -11,7 +11,7 @@ use rst_tracer_common::flow::{FlowKey, Side};
 use rst_tracer_common::event::Direction;
 
 use crate::{
-    event::{Reset, StackNote},
+    event::{Reset, StackAct, StackNote},
     report::summary::FlowTableStats,
 };
 
@@ -38,6 +38,10 @@ pub struct FlowRecord {
     pub first_retransmit_ns: [u64; 2],
     /// The stack's recent words on the flow's resets (tracepoints), newest last.
     pub stack_notes: Vec<StackNote>,
+    /// Segments this host's stack retransmitted, per sending side (tcp_retransmit_skb).
+    pub stack_retransmits: [u32; 2],
+    /// Kernel times of this host's recent SYN-ACK retransmissions (tcp_retransmit_synack).
+    pub synack_retransmits_ns: Vec<u64>,
 }
 
 /// Recent resets kept per flow.
@@ -56,8 +60,23 @@ impl FlowRecord {
         self.recent_resets.push((id, reset.clone()));
     }
 
-    /// Remembers what the stack said, forgetting the oldest beyond [`RECENT_RESETS`].
+    /// Remembers what the stack said: retransmissions are counted, reset notes kept (the
+    /// oldest forgotten beyond [`RECENT_RESETS`]).
     pub fn note(&mut self, note: StackNote) {
+        match note.act {
+            StackAct::Retransmitted => {
+                self.stack_retransmits[note.side.index()] += 1;
+                return;
+            }
+            StackAct::RetransmittedSynAck => {
+                if self.synack_retransmits_ns.len() == RECENT_RESETS {
+                    self.synack_retransmits_ns.remove(0);
+                }
+                self.synack_retransmits_ns.push(note.kernel_ts_ns);
+                return;
+            }
+            StackAct::SentReset | StackAct::AcceptedReset => {}
+        }
         if self.stack_notes.len() == RECENT_RESETS {
             self.stack_notes.remove(0);
         }
@@ -84,12 +103,22 @@ impl FlowRecord {
         self.stack_notes
             .iter()
             .filter(|n| {
-                n.sent
+                n.act == StackAct::SentReset
                     && n.side == reset.seen.side
                     && n.kernel_ts_ns <= t + JOIN_SLACK_NS
                     && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
             })
             .last()
+    }
+
+    /// This host's SYN-ACK retransmissions before `reset` that came after the packet view saw
+    /// the handshake's ACK: the client believed the connection open, the server's stack did not.
+    pub fn synacks_after_handshake(&self, reset: &Reset) -> u32 {
+        let ack_ns = reset.flow.ack_ns;
+        self.synack_retransmits_ns
+            .iter()
+            .filter(|&&t| ack_ns != 0 && t > ack_ns && t <= reset.seen.kernel_ts_ns)
+            .count() as u32
     }
 
     /// Whether a socket accepted ingress reset `reset`: some tcp_receive_reset note on the same
@@ -107,10 +136,12 @@ impl FlowRecord {
             .min()
             .unwrap_or(u64::MAX);
         reset.seen.direction == Direction::Ingress
-            && self
-                .stack_notes
-                .iter()
-                .any(|n| !n.sent && n.side == side && n.kernel_ts_ns >= t && n.kernel_ts_ns < next)
+            && self.stack_notes.iter().any(|n| {
+                n.act == StackAct::AcceptedReset
+                    && n.side == side
+                    && n.kernel_ts_ns >= t
+                    && n.kernel_ts_ns < next
+            })
     }
 }
 
@@ -250,7 +281,11 @@ mod tests {
 
     fn note(sent: bool, side: Side, ts: u64) -> StackNote {
         StackNote {
-            sent,
+            act: if sent {
+                StackAct::SentReset
+            } else {
+                StackAct::AcceptedReset
+            },
             kernel_ts_ns: ts,
             key: key(0),
             side,

@@ -16,6 +16,7 @@ use crate::{
     forensics::{
         self,
         silence::{self, Silence},
+        stack::StackFacts,
         Case,
     },
     report::{
@@ -311,6 +312,7 @@ impl Pipeline {
             1
         };
         let stack = self.stack_join(r);
+        let flow = self.flows.get(&r.seen.key);
         let case = Case {
             reset: r,
             sent_locally: r.seen.direction == Direction::Egress,
@@ -318,7 +320,13 @@ impl Pipeline {
             neighbours: &neighbours,
             ipid_flows,
             retransmits_after: p.retransmits_after,
-            accepted: stack.accepted,
+            stack: StackFacts {
+                accepted: stack.accepted,
+                retransmits: flow.map(|f| f.stack_retransmits).unwrap_or_default(),
+                synacks_after_handshake: flow
+                    .map(|f| f.synacks_after_handshake(r))
+                    .unwrap_or_default(),
+            },
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &stack);

@@ -12,7 +12,7 @@ use std::{
     path::Path,
 };
 
-use rst_tracer_common::event::{TracepointOffsets, FIELD_ABSENT};
+use rst_tracer_common::event::{SocketFields, TracepointOffsets, FIELD_ABSENT};
 
 /// Where tracefs is mounted.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -26,6 +26,10 @@ pub struct StackView {
     pub send: bool,
     /// tcp:tcp_receive_reset is usable.
     pub receive: bool,
+    /// tcp:tcp_retransmit_skb is usable.
+    pub retransmit: bool,
+    /// tcp:tcp_retransmit_synack is usable.
+    pub synack: bool,
     /// The kernel's names for `enum sk_rst_reason` values.
     pub reasons: BTreeMap<u32, String>,
     /// What is off and why, for the user.
@@ -39,6 +43,8 @@ impl StackView {
             offsets: TracepointOffsets::LINUX_6_10,
             send: false,
             receive: false,
+            retransmit: false,
+            synack: false,
             reasons: BTreeMap::new(),
             notes: vec![why.to_string()],
         }
@@ -63,40 +69,27 @@ impl StackView {
                 }
                 view.reasons = reason_names(&text);
             }
-            None => view.notes.push(
-                "no tcp:tcp_send_reset tracepoint: local resets carry no kernel reason".into(),
-            ),
+            None => view
+                .notes
+                .push("tcp:tcp_send_reset is missing: local resets carry no kernel reason".into()),
         }
-        match read("tcp_receive_reset") {
-            Some(text) => {
-                let f = field_offsets(&text);
-                let get = |name: &str| f.get(name).copied().unwrap_or(FIELD_ABSENT);
-                o.recv_sport = get("sport");
-                o.recv_dport = get("dport");
-                o.recv_family = get("family");
-                o.recv_saddr = get("saddr");
-                o.recv_daddr = get("daddr");
-                o.recv_saddr_v6 = get("saddr_v6");
-                o.recv_daddr_v6 = get("daddr_v6");
-                view.receive = [
-                    o.recv_sport,
-                    o.recv_dport,
-                    o.recv_family,
-                    o.recv_saddr,
-                    o.recv_daddr,
-                    o.recv_saddr_v6,
-                    o.recv_daddr_v6,
-                ]
-                .iter()
-                .all(|x| *x != FIELD_ABSENT);
-                if !view.receive {
-                    view.notes.push("tcp:tcp_receive_reset lacks the fields this tracer reads: received resets carry no 'accepted'".into());
-                }
-            }
-            None => view.notes.push(
-                "no tcp:tcp_receive_reset tracepoint: received resets carry no 'accepted'".into(),
-            ),
-        }
+        let mut socket_tracepoint = |tp: &str, what_is_off: &str| {
+            let fields = match read(tp).map(|text| socket_fields(&text)) {
+                Some(Some(fields)) => return Some(fields),
+                Some(None) => "lacks the fields this tracer reads",
+                None => "is missing",
+            };
+            view.notes.push(format!("tcp:{tp} {fields}: {what_is_off}"));
+            None
+        };
+        let receive = socket_tracepoint("tcp_receive_reset", "received resets carry no 'accepted'");
+        let retransmit = socket_tracepoint("tcp_retransmit_skb", "no stack retransmission counts");
+        let synack = socket_tracepoint("tcp_retransmit_synack", "no SYN-ACK retransmission counts");
+        (view.receive, view.retransmit, view.synack) =
+            (receive.is_some(), retransmit.is_some(), synack.is_some());
+        o.receive = receive.unwrap_or(o.receive);
+        o.retransmit = retransmit.unwrap_or(o.retransmit);
+        o.synack = synack.unwrap_or(o.synack);
         view.offsets = o;
         view
     }
@@ -105,6 +98,23 @@ impl StackView {
     pub fn reason_name(&self, reason: u32) -> Option<String> {
         self.reasons.get(&reason).cloned()
     }
+}
+
+/// The shared socket fields of a tcp tracepoint `format` (`state` may be absent), or `None`
+/// when one of the others is.
+pub fn socket_fields(format: &str) -> Option<SocketFields> {
+    let f = field_offsets(format);
+    let get = |name: &str| f.get(name).copied();
+    Some(SocketFields {
+        state: get("state").unwrap_or(FIELD_ABSENT),
+        sport: get("sport")?,
+        dport: get("dport")?,
+        family: get("family")?,
+        saddr: get("saddr")?,
+        daddr: get("daddr")?,
+        saddr_v6: get("saddr_v6")?,
+        daddr_v6: get("daddr_v6")?,
+    })
 }
 
 /// Field name -> offset, from a tracepoint `format` file.
@@ -251,6 +261,32 @@ print fmt: \"state=%s reason=%s\", __print_symbolic(REC->state, { TCP_ESTABLISHE
             r.len(),
             3,
             "only the reason list, not the state list: {r:?}"
+        );
+    }
+
+    #[test]
+    fn socket_fields_match_the_compiled_in_layout_of_linux_6_10() {
+        let line = |name: &str, off: u32| format!("\tfield:__u16 {name};\toffset:{off};\n");
+        let format = |state: Option<u32>, sport: u32| {
+            let mut s = state
+                .map(|o| format!("\tfield:int state;\toffset:{o};\n"))
+                .unwrap_or_default();
+            s += &line("sport", sport);
+            s += &line("dport", sport + 2);
+            s += &line("family", sport + 4);
+            s += &format!("\tfield:__u8 saddr[4];\toffset:{};\n", sport + 6);
+            s += &format!("\tfield:__u8 daddr[4];\toffset:{};\n", sport + 10);
+            s += &format!("\tfield:__u8 saddr_v6[16];\toffset:{};\n", sport + 14);
+            s += &format!("\tfield:__u8 daddr_v6[16];\toffset:{};\n", sport + 30);
+            s
+        };
+        let known = TracepointOffsets::LINUX_6_10;
+        assert_eq!(socket_fields(&format(None, 16)), Some(known.receive));
+        assert_eq!(socket_fields(&format(Some(24), 28)), Some(known.retransmit));
+        assert_eq!(socket_fields(&format(None, 24)), Some(known.synack));
+        assert_eq!(
+            socket_fields(&format(None, 16).replace("family", "fam")),
+            None
         );
     }
 

@@ -146,7 +146,8 @@ fn handshake_and_request(k: &Kernel) {
 #[test]
 fn object_has_every_program_and_map_name() {
     let k = Kernel::new();
-    for name in names::PACKET_PROGRAMS {
+    let stack = names::STACK_PROGRAMS.map(|(program, _)| program);
+    for name in names::PACKET_PROGRAMS.into_iter().chain(stack) {
         assert!(
             k.run.ebpf().program(name).is_some(),
             "program {name} missing"

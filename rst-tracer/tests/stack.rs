@@ -8,6 +8,7 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
+    os::fd::AsRawFd,
     time::Duration,
 };
 
@@ -160,6 +161,47 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
     assert_eq!(rejected, 1, "{summaries:#?}");
 }
 
+/// The seed case: a server with TCP_DEFER_ACCEPT drops the client's bare handshake ACK and
+/// retransmits its SYN-ACK while the client, believing the connection open, waits; the client
+/// then gives up and resets. The reset's findings say the server's stack never took the ACK.
+#[test]
+fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    let tracer = lab.start_tracer(&[]);
+    let listener = lab.listen(8306);
+    // One second: the listener retransmits its SYN-ACK at the first timeout (1 s) even though
+    // the client's ACK arrived.
+    let one_second: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&one_second as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "TCP_DEFER_ACCEPT: {}",
+        std::io::Error::last_os_error()
+    );
+    let client = lab.connect(8306).unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    abort(&client);
+    drop(client);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    drop(listener);
+
+    let r = reset_on(&out, 8306, "ingress");
+    let findings = r["findings"].to_string();
+    assert!(findings.contains("synack_after_handshake"), "{r:#}");
+}
+
 #[test]
 fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
     require_root_and_object();
@@ -174,11 +216,17 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
     drop(keep);
     std::fs::remove_dir(&empty).unwrap();
 
-    assert!(
-        stderr.contains("no tcp:tcp_send_reset tracepoint")
-            && stderr.contains("no tcp:tcp_receive_reset tracepoint"),
-        "stderr: {stderr}"
-    );
+    for tracepoint in [
+        "tcp_send_reset",
+        "tcp_receive_reset",
+        "tcp_retransmit_skb",
+        "tcp_retransmit_synack",
+    ] {
+        assert!(
+            stderr.contains(&format!("tcp:{tracepoint} is missing")),
+            "stderr: {stderr}"
+        );
+    }
     for port in [8301, 8302, 8303, 8304] {
         let r = reset_on(&out, port, "egress");
         assert!(r["kernel_reason"].is_null(), "port {port}: {r:#}");

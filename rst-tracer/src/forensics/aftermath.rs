@@ -123,14 +123,6 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     }
 
-    if case.accepted == Some(false) {
-        out.push(Finding::new(
-            "not_accepted",
-            Strength::Info,
-            "no socket of this host accepted it (outside the window, a challenge ACK, or no such connection): it did not end a connection here",
-        ));
-    }
-
     if r.flow.flags & FLOW_MIDSTREAM != 0 && case.sent_locally {
         out.push(Finding::new(
             "midstream_reset",

@@ -19,12 +19,14 @@ pub mod fingerprint;
 pub mod ipid;
 pub mod sequence;
 pub mod silence;
+pub mod stack;
 pub mod timing;
 pub mod ttl;
 
 use serde::Serialize;
 
 use crate::event::{Reset, Sample};
+use stack::StackFacts;
 
 /// How much a finding says that the claimed sender did not send the reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,8 +125,8 @@ pub struct Case<'a> {
     pub ipid_flows: usize,
     /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
     pub retransmits_after: [u32; 2],
-    /// Whether a socket of this host accepted the reset (tracepoint), where knowable.
-    pub accepted: Option<bool>,
+    /// What this host's stack said about the flow (tracepoints).
+    pub stack: StackFacts,
 }
 
 /// Weighs the evidence of a case into a verdict.
@@ -144,6 +146,7 @@ pub fn judge(case: &Case) -> Verdict {
     findings.extend(timing::check(case));
     findings.extend(fingerprint::check(case));
     findings.extend(aftermath::check(case));
+    findings.extend(stack::check(case));
     findings.sort_by_key(|f| std::cmp::Reverse(f.strength));
     let score: u32 = findings.iter().map(|f| f.strength as u32).sum();
     let sender_seen = case.reset.flow.side(case.reset.seen.side).packets > 0;
@@ -265,7 +268,7 @@ pub(crate) mod testing {
             neighbours: &[],
             ipid_flows: 1,
             retransmits_after: [0, 0],
-            accepted: None,
+            stack: super::StackFacts::default(),
         }
     }
 

@@ -1,0 +1,94 @@
+//! Findings from the stack view: what this host's own TCP stack said about the flow (whether it
+//! accepted the reset, what it retransmitted before it). Empty without the tracepoints.
+
+use super::{Case, Finding, Strength};
+
+/// What this host's stack said about a reset's flow (tracepoints), where it could know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackFacts {
+    /// Whether a socket of this host accepted the reset (null when no socket here was involved).
+    pub accepted: Option<bool>,
+    /// Segments this host's stack retransmitted in the flow before the reset, per sending side
+    /// (by `Side::index`).
+    pub retransmits: [u32; 2],
+    /// SYN-ACK retransmissions by this host after the handshake's ACK was on the wire.
+    pub synacks_after_handshake: u32,
+}
+
+/// The stack-view findings of `case`.
+pub fn check(case: &Case) -> Vec<Finding> {
+    let s = &case.stack;
+    let mut out = Vec::new();
+    if s.accepted == Some(false) {
+        out.push(Finding::new(
+            "not_accepted",
+            Strength::Info,
+            "no socket of this host accepted it (outside the window, a challenge ACK, or no such connection): it did not end a connection here",
+        ));
+    }
+    if s.synacks_after_handshake > 0 {
+        out.push(Finding::new(
+            "synack_after_handshake",
+            Strength::Info,
+            format!(
+                "this host retransmitted its SYN-ACK {} time(s) after the client's handshake ACK was seen: its stack did not take the ACK (TCP_DEFER_ACCEPT waiting for data, a full accept queue) while the client believed the connection open",
+                s.synacks_after_handshake
+            ),
+        ));
+    }
+    let r = case.reset;
+    let (sender, receiver) = (r.seen.side.index(), r.seen.side.other().index());
+    for (side, whose) in [(sender, "sender"), (receiver, "receiver")] {
+        let n = s.retransmits[side];
+        if n > 0 {
+            out.push(Finding::new(
+                "stack_retransmits",
+                Strength::Info,
+                format!("this host's stack retransmitted {n} segment(s) from the reset's {whose} before it"),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forensics::testing::{case, codes, reset};
+
+    #[test]
+    fn without_the_stack_view_there_is_nothing_to_say() {
+        let r = reset();
+        assert!(check(&case(&r)).is_empty());
+    }
+
+    #[test]
+    fn a_rejected_reset_and_a_half_open_handshake_are_named() {
+        let r = reset();
+        let mut c = case(&r);
+        c.stack = StackFacts {
+            accepted: Some(false),
+            retransmits: [0, 3],
+            synacks_after_handshake: 2,
+        };
+        let found = check(&c);
+        let names: Vec<&str> = codes(found.clone()).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            names,
+            [
+                "not_accepted",
+                "synack_after_handshake",
+                "stack_retransmits"
+            ]
+        );
+        assert!(found[1].detail.contains("2 time(s)"), "{found:?}");
+        assert!(
+            found[2]
+                .detail
+                .contains("3 segment(s) from the reset's receiver"),
+            "{found:?}"
+        );
+        c.stack.accepted = Some(true);
+        assert!(!check(&c).iter().any(|f| f.code == "not_accepted"));
+    }
+}
