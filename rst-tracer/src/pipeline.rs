@@ -321,6 +321,7 @@ impl Pipeline {
             ipid_flows,
             retransmits_after: p.retransmits_after,
             stack: StackFacts {
+                kernel_reason: stack.kernel_reason.clone(),
                 accepted: stack.accepted,
                 retransmits: flow.map(|f| f.stack_retransmits).unwrap_or_default(),
                 synacks_after_handshake: flow

@@ -121,6 +121,9 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
         }
         assert!(r["accepted"].is_null(), "port {port}: {r:#}");
         assert_eq!(r["origin"], "local", "port {port}: {r:#}");
+        // Only the answer to the client's data after the forged kill is mid-stream NO_SOCKET.
+        let midstream = r["findings"].to_string().contains("no_socket_midstream");
+        assert_eq!(midstream, port == 8305, "port {port}: {r:#}");
     }
 
     let received: Vec<&Value> = out

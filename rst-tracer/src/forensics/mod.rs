@@ -111,7 +111,7 @@ pub struct Verdict {
 }
 
 /// Everything known about one reset when its settle window closes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Case<'a> {
     /// The reset, with the flow state from before it.
     pub reset: &'a Reset,

@@ -1,11 +1,15 @@
 //! Findings from the stack view: what this host's own TCP stack said about the flow (whether it
 //! accepted the reset, what it retransmitted before it). Empty without the tracepoints.
 
+use rst_tracer_common::{event::TCP_SYN, flow::FLOW_MIDSTREAM};
+
 use super::{Case, Finding, Strength};
 
 /// What this host's stack said about a reset's flow (tracepoints), where it could know.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackFacts {
+    /// Why this host sent the reset, in the kernel's words (`NO_SOCKET`, ...).
+    pub kernel_reason: Option<String>,
     /// Whether a socket of this host accepted the reset (null when no socket here was involved).
     pub accepted: Option<bool>,
     /// Segments this host's stack retransmitted in the flow before the reset, per sending side
@@ -37,6 +41,22 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     }
     let r = case.reset;
+    let peer = r.flow.side(r.seen.side.other());
+    if s.kernel_reason.as_deref() == Some("NO_SOCKET")
+        && peer.packets > 0
+        && peer.last_flags & TCP_SYN == 0
+    {
+        let start = if r.flow.flags & FLOW_MIDSTREAM != 0 {
+            "a flow that never started here: its packets reach the wrong host (ECMP/VIP mis-routing, a failover)"
+        } else {
+            "a connection that ended here without the peer knowing (a reset this host accepted, a restarted service), or packets reaching the wrong host"
+        };
+        out.push(Finding::new(
+            "no_socket_midstream",
+            Strength::Info,
+            format!("the kernel had no socket for this mid-stream segment (NO_SOCKET): {start}; a routing or lifecycle problem, not the application"),
+        ));
+    }
     let (sender, receiver) = (r.seen.side.index(), r.seen.side.other().index());
     for (side, whose) in [(sender, "sender"), (receiver, "receiver")] {
         let n = s.retransmits[side];
@@ -67,6 +87,7 @@ mod tests {
         let r = reset();
         let mut c = case(&r);
         c.stack = StackFacts {
+            kernel_reason: None,
             accepted: Some(false),
             retransmits: [0, 3],
             synacks_after_handshake: 2,
@@ -90,5 +111,23 @@ mod tests {
         );
         c.stack.accepted = Some(true);
         assert!(!check(&c).iter().any(|f| f.code == "not_accepted"));
+    }
+
+    #[test]
+    fn no_socket_for_a_midstream_segment_points_away_from_the_application() {
+        // The server (side Hi) last sent an ACK; this host (Lo) answers NO_SOCKET.
+        let r = reset();
+        let mut c = case(&r);
+        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        let found = check(&c);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].code, "no_socket_midstream");
+        assert!(found[0].detail.contains("ended here"), "{found:?}");
+        // A refused connect (the peer's last segment a SYN) is not mid-stream.
+        let mut syn = reset();
+        syn.flow.sides[1].last_flags = TCP_SYN;
+        let mut c = case(&syn);
+        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        assert!(check(&c).is_empty());
     }
 }
