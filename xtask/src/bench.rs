@@ -43,6 +43,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 "kernel",
                 "--bench",
                 "replay",
+                "--bench",
+                "stack",
             ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(
