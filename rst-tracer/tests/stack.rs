@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
+    net::{Shutdown, TcpStream},
     os::fd::AsRawFd,
     time::Duration,
 };
@@ -37,7 +37,7 @@ fn reset_on<'a>(out: &'a [Value], port: u16, direction: &str) -> &'a Value {
     found[0]
 }
 
-/// The server's stack resets connections four ways; each egress reset must carry the kernel's
+/// The server's stack resets connections five ways; each egress reset must carry the kernel's
 /// reason and the socket state, and none an `accepted` (no socket of this host received it).
 /// Returns the client sockets, to be dropped once the tracer has stopped.
 fn local_resets(lab: &Lab) -> Vec<TcpStream> {
@@ -61,7 +61,12 @@ fn local_resets(lab: &Lab) -> Vec<TcpStream> {
     drop(s4);
     std::thread::sleep(Duration::from_millis(200));
     let _ = c4.write_all(b"x");
-    vec![c1, c2, c4]
+    // Data to a connection the server shut down both ways but still holds open.
+    let (mut c7, s7) = lab.pair(8307);
+    s7.shutdown(Shutdown::Both).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = c7.write_all(b"x");
+    vec![c1, c2, c4, c7, s7]
 }
 
 #[test]
@@ -112,6 +117,7 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
         (8303, "NO_SOCKET", None),
         (8304, "TCP_TIMEWAIT_SOCKET", Some("TCP_TIME_WAIT")),
         (8305, "NO_SOCKET", None),
+        (8307, "TCP_ABORT_ON_DATA", Some("TCP_CLOSE")),
     ] {
         let r = reset_on(&out, port, "egress");
         assert_eq!(r["kernel_reason"], reason, "port {port}: {r:#}");
@@ -162,6 +168,30 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
         .map(|s| s["not_accepted"].as_u64().unwrap())
         .sum();
     assert_eq!(rejected, 1, "{summaries:#?}");
+}
+
+/// A tracer on the router sees the server's abort arrive (ingress) on its way to the client. The
+/// client's socket accepts it on this same kernel, but no socket of the router is involved:
+/// `accepted` is null, and the server's reason is not the router's to report.
+#[test]
+fn forwarded_resets_carry_no_stack_view() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    let tracer = lab.start_tracer_on(&lab.router, ROUTER_SERVER_IF, "json", &[]);
+    let (c, mut s) = lab.pair(8308);
+    (&c).write_all(b"abcd").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    abort(&s);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    drop(c);
+
+    let r = reset_on(&out, 8308, "ingress");
+    assert_eq!(r["flow"]["src"], SERVER_IP, "{r:#}");
+    assert!(r["accepted"].is_null(), "{r:#}");
+    assert!(r["kernel_reason"].is_null(), "{r:#}");
 }
 
 /// The seed case: a server with TCP_DEFER_ACCEPT drops the client's bare handshake ACK and
@@ -230,7 +260,7 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
             "stderr: {stderr}"
         );
     }
-    for port in [8301, 8302, 8303, 8304] {
+    for port in [8301, 8302, 8303, 8304, 8307] {
         let r = reset_on(&out, port, "egress");
         assert!(r["kernel_reason"].is_null(), "port {port}: {r:#}");
         assert!(r["accepted"].is_null(), "port {port}: {r:#}");

@@ -195,6 +195,11 @@ impl Lab {
 
     /// Starts the tracer in namespace `ns` on its `s0` interface.
     pub fn start_tracer_in(&self, ns: &str, format: &str, extra: &[&str]) -> Tracer {
+        self.start_tracer_on(ns, SERVER_IF, format, extra)
+    }
+
+    /// Starts the tracer in namespace `ns` on interface `iface`.
+    pub fn start_tracer_on(&self, ns: &str, iface: &str, format: &str, extra: &[&str]) -> Tracer {
         let dir = std::env::temp_dir().join(format!("{ns}-tracer"));
         std::fs::create_dir_all(&dir).unwrap();
         let ready = dir.join("ready");
@@ -207,7 +212,7 @@ impl Lab {
             .args([
                 "live",
                 "--iface",
-                SERVER_IF,
+                iface,
                 "--format",
                 format,
                 "--interval",

@@ -34,7 +34,8 @@ pub struct Scenario {
     pub what: &'static str,
     /// Codes a caught forged reset of this scenario must carry (at least one of them).
     pub expect_codes: &'static [&'static str],
-    /// Codes at least one honest reset must carry: the cause the verdict has to name.
+    /// Codes one honest reset (or silent flow) must carry, all of them: the cause the verdict has
+    /// to name.
     pub explain_codes: &'static [&'static str],
     /// Where the tracer runs.
     pub traced: Traced,
@@ -80,7 +81,7 @@ pub const ALL: &[Scenario] = &[
         name: "ecmp-vip",
         what: "ECMP/VIP mis-routing: mid-flow the router sends the client's segments to a second backend with the same address, which has no such connection and resets it",
         expect_codes: &[],
-        explain_codes: &["midstream_reset"],
+        explain_codes: &["midstream_reset", "no_socket_midstream"],
         traced: Traced::Backend,
         run: ecmp_vip,
     },
@@ -88,7 +89,7 @@ pub const ALL: &[Scenario] = &[
         name: "black-hole",
         what: "a black hole mid-transfer: the server's data vanishes, it retransmits, then the application gives up with an abort",
         expect_codes: &[],
-        explain_codes: &["retransmissions_before"],
+        explain_codes: &["retransmissions_before", "stack_retransmits"],
         traced: Traced::Server,
         run: black_hole,
     },
@@ -394,8 +395,27 @@ pub struct Outcome {
     pub missed: Vec<String>,
     /// Honest resets called suspicious, with their findings.
     pub false_positives: Vec<String>,
-    /// Honest resets (or silent flows) carrying one of the scenario's explanation codes.
+    /// Honest resets (or silent flows) carrying every one of the scenario's explanation codes.
     pub explained: usize,
+}
+
+/// The finding codes of a record.
+fn codes_of(r: &Value) -> Vec<String> {
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The record's findings include every explanation code of the scenario.
+fn explains(scenario: &Scenario, codes: &[String]) -> bool {
+    !scenario.explain_codes.is_empty()
+        && scenario
+            .explain_codes
+            .iter()
+            .all(|c| codes.iter().any(|x| x == c))
 }
 
 fn is(r: &Value, f: &Rst) -> bool {
@@ -419,29 +439,15 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         explained: 0,
     };
     for r in out.iter().filter(|r| r["type"] == "silence") {
-        let codes: Vec<String> = r["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["code"].as_str().unwrap().to_string())
-            .collect();
-        if scenario
-            .explain_codes
-            .iter()
-            .any(|c| codes.iter().any(|x| x == c))
-        {
+        let codes = codes_of(r);
+        if explains(scenario, &codes) {
             o.explained += 1;
             o.codes.extend(codes);
         }
     }
     for r in out.iter().filter(|r| r["type"] == "reset") {
         o.resets += 1;
-        let codes: Vec<String> = r["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["code"].as_str().unwrap().to_string())
-            .collect();
+        let codes = codes_of(r);
         let suspicious = r["suspicious"] == true;
         if forged.iter().any(|f| is(r, f)) {
             o.forged += 1;
@@ -463,11 +469,7 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
                 "{} seq {}: {}",
                 r["flow"], r["rst"]["seq"], r["findings"]
             ));
-        } else if scenario
-            .explain_codes
-            .iter()
-            .any(|c| codes.iter().any(|x| x == c))
-        {
+        } else if explains(scenario, &codes) {
             o.explained += 1;
             o.codes.extend(codes);
         }
