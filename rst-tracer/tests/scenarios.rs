@@ -25,6 +25,11 @@ fn check(name: &str) {
         o.false_positives
     );
     assert!(
+        o.stack_gaps.is_empty(),
+        "{name}: resets without the stack's word: {:#?}",
+        o.stack_gaps
+    );
+    assert!(
         o.resets > 0 || o.explained > 0,
         "{name}: nothing reported at all"
     );

@@ -397,6 +397,9 @@ pub struct Outcome {
     pub false_positives: Vec<String>,
     /// Honest resets (or silent flows) carrying every one of the scenario's explanation codes.
     pub explained: usize,
+    /// Stack-view gaps: egress resets without a kernel reason, and resets to the traced host
+    /// without `accepted`.
+    pub stack_gaps: Vec<String>,
 }
 
 /// The finding codes of a record.
@@ -437,6 +440,7 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         missed: Vec::new(),
         false_positives: Vec::new(),
         explained: 0,
+        stack_gaps: Vec::new(),
     };
     for r in out.iter().filter(|r| r["type"] == "silence") {
         let codes = codes_of(r);
@@ -447,6 +451,11 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
     }
     for r in out.iter().filter(|r| r["type"] == "reset") {
         o.resets += 1;
+        let egress = r["direction"] == "egress";
+        let to_host = r["direction"] == "ingress" && r["flow"]["dst"] == SERVER_IP;
+        if (egress && r["kernel_reason"].is_null()) || (to_host && r["accepted"].is_null()) {
+            o.stack_gaps.push(format!("{} seq {}", r["flow"], r["rst"]["seq"]));
+        }
         let codes = codes_of(r);
         let suspicious = r["suspicious"] == true;
         if forged.iter().any(|f| is(r, f)) {
