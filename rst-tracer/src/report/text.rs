@@ -347,6 +347,69 @@ mod tests {
         assert_eq!(duration(2_050_000.0), "2.05 s");
     }
 
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_summary_names_local_reasons_and_rejected_resets() {
+        use crate::{
+            forensics::{testing::reset, Origin, Verdict},
+            report::{
+                record::StackJoin,
+                summary::{CounterSnapshot, FlowTableStats, StatsRecord, SummaryWindow},
+            },
+        };
+        use rst_tracer_common::event::Direction;
+
+        let verdict = Verdict {
+            origin: Origin::Local,
+            hops_closer: None,
+            suspicious: false,
+            findings: Vec::new(),
+        };
+        let mut window = SummaryWindow::new(0);
+        let mut sent = reset();
+        sent.seen.direction = Direction::Egress;
+        let no_socket = StackJoin {
+            kernel_reason: Some("NO_SOCKET".into()),
+            ..StackJoin::default()
+        };
+        window.reset(&sent, &verdict, &no_socket);
+        window.reset(&sent, &verdict, &no_socket);
+        let mut received = reset();
+        received.seen.direction = Direction::Ingress;
+        let rejected = StackJoin {
+            accepted: Some(false),
+            ..StackJoin::default()
+        };
+        window.reset(&received, &verdict, &rejected);
+        let summary = window.take(1_000_000_000, FlowTableStats::default());
+        let stats = StatsRecord::of(1_000_000_000, &CounterSnapshot::default(), 1024, 0);
+        let out = Shared::default();
+        TextSink::new(Box::new(out.clone()))
+            .summary(&summary, &stats)
+            .unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("sent by this host: NO_SOCKET x2 to 0.0.0.0: segments for connections this host does not have"),
+            "{text}"
+        );
+        assert!(
+            text.contains("received resets no socket accepted: 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn time_of_day_strips_date_and_zone() {
         assert_eq!(

@@ -454,7 +454,8 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         let egress = r["direction"] == "egress";
         let to_host = r["direction"] == "ingress" && r["flow"]["dst"] == SERVER_IP;
         if (egress && r["kernel_reason"].is_null()) || (to_host && r["accepted"].is_null()) {
-            o.stack_gaps.push(format!("{} seq {}", r["flow"], r["rst"]["seq"]));
+            o.stack_gaps
+                .push(format!("{} seq {}", r["flow"], r["rst"]["seq"]));
         }
         let codes = codes_of(r);
         let suspicious = r["suspicious"] == true;
