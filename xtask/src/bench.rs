@@ -45,6 +45,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 "replay",
                 "--bench",
                 "stack",
+                "--bench",
+                "userspace",
             ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(

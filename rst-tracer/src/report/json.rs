@@ -13,17 +13,24 @@ use super::{
 /// Writes each record as one JSON object per line.
 pub struct JsonSink {
     out: Box<dyn Write + Send>,
+    /// The line being built: serialized here first so each line reaches `out` in one write.
+    line: Vec<u8>,
 }
 
 impl JsonSink {
     /// A sink writing to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> JsonSink {
-        JsonSink { out }
+        JsonSink {
+            out,
+            line: Vec::with_capacity(4096),
+        }
     }
 
     fn line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, value)?;
-        self.out.write_all(b"\n")?;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         self.out.flush()
     }
 }
