@@ -11,7 +11,7 @@ use rst_tracer_common::{
 };
 
 use crate::{
-    event::{decode, Clock, Event, Reset, Seen},
+    event::{decode, Clock, Event, Reset, Seen, StackNote},
     flows::FlowTable,
     forensics::{
         self,
@@ -142,15 +142,10 @@ impl Pipeline {
     /// Handles one decoded event. Resets wait in the settle window; everything else is written
     /// at once. Events also advance the settle clock.
     pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
-        if let Event::Stack(note) = ev {
-            self.advance(note.kernel_ts_ns)?;
-            self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
-            return Ok(());
-        }
         let seen = match &mut ev {
+            Event::Stack(note) => return self.stack_note(*note),
             Event::Reset(r) => &mut r.seen,
             Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => &mut s.seen,
-            Event::Stack(_) => unreachable!("handled above"),
         };
         self.replay_direction(seen);
         self.advance(seen.kernel_ts_ns)?;
@@ -202,8 +197,15 @@ impl Pipeline {
                 self.sink
                     .sample(&SampleRecord::of("ttl_change", &s, &iface))
             }
-            Event::Stack(_) => Ok(()),
+            Event::Stack(note) => self.stack_note(note),
         }
+    }
+
+    /// Keeps what the stack said with its flow, for the verdicts of the flow's resets.
+    fn stack_note(&mut self, note: StackNote) -> io::Result<()> {
+        self.advance(note.kernel_ts_ns)?;
+        self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
+        Ok(())
     }
 
     /// Moves the settle clock to `now_kernel_ns` (the events' clock) and writes the verdicts of
