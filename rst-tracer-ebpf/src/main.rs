@@ -53,7 +53,8 @@ pub struct Observation {
     pub hook: Hook,
     /// Interface index (0 in replay).
     pub ifindex: u32,
-    /// Packet time in ns.
+    /// Packet time in ns: the capture timestamp in replay; live, `bpf_ktime_get_ns()`, read only
+    /// once the packet parsed as TCP (0 until then), so other packets do not pay for the clock.
     pub now_ns: u64,
     /// `HDR_*` flags every event of this packet carries.
     pub header_flags: u8,
@@ -118,7 +119,7 @@ fn observe_xdp(ctx: &XdpContext) {
         Some(m) if unsafe { (*m).magic } == REPLAY_MAGIC => Some(unsafe { (*m).ts_ns }),
         _ => None,
     };
-    let obs = match replay {
+    let mut obs = match replay {
         Some(ts_ns) => {
             count(Counter::ReplayFrames);
             Observation {
@@ -133,7 +134,7 @@ fn observe_xdp(ctx: &XdpContext) {
             ctx: PacketCtx::Xdp(ctx.ctx),
             hook: Hook::Xdp,
             ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
-            now_ns: unsafe { bpf_ktime_get_ns() },
+            now_ns: 0,
             header_flags: 0,
         },
     };
@@ -142,7 +143,7 @@ fn observe_xdp(ctx: &XdpContext) {
             pos: ctx.data(),
             end: ctx.data_end(),
         },
-        &obs,
+        &mut obs,
     );
 }
 
@@ -161,11 +162,11 @@ fn observe_tc(ctx: &TcContext, hook: Hook) {
         };
         let _ = ctx.pull_data(want);
     }
-    let obs = Observation {
+    let mut obs = Observation {
         ctx: PacketCtx::Skb(ctx.skb.skb),
         hook,
         ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        now_ns: unsafe { bpf_ktime_get_ns() },
+        now_ns: 0,
         header_flags: 0,
     };
     observe(
@@ -173,20 +174,25 @@ fn observe_tc(ctx: &TcContext, hook: Hook) {
             pos: ctx.data(),
             end: ctx.data_end(),
         },
-        &obs,
+        &mut obs,
     );
 }
 
 /// The one path every hook shares.
 #[inline(always)]
-fn observe(frame: Cursor, obs: &Observation) {
+fn observe(frame: Cursor, obs: &mut Observation) {
     count(Counter::Packets);
     let Some(seg) = RST_SEGMENT.get_ptr_mut(0) else {
         return;
     };
     let seg = unsafe { &mut *seg };
     match parse_frame(frame, seg) {
-        Ok(()) => flow::observe_segment(seg, obs),
+        Ok(()) => {
+            if obs.header_flags & HDR_TS_CAPTURE == 0 {
+                obs.now_ns = unsafe { bpf_ktime_get_ns() };
+            }
+            flow::observe_segment(seg, obs)
+        }
         Err(reason) => count(reason),
     }
 }
