@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeSet,
     io::{Read, Write},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, TcpStream},
     time::Duration,
 };
 
@@ -123,11 +123,7 @@ const CLIENT: fn() -> Ipv4Addr = || CLIENT_IP.parse().unwrap();
 const SERVER: fn() -> Ipv4Addr = || SERVER_IP.parse().unwrap();
 
 /// A connection with a request the server has read; returns (client, server, sniffed request).
-fn request(
-    lab: &Lab,
-    sniffer: &Sniffer,
-    port: u16,
-) -> (std::net::TcpStream, std::net::TcpStream, super::forge::Seen) {
+fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, super::forge::Seen) {
     let (mut c, mut s) = lab.pair(port);
     c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let mut buf = [0u8; 18];
@@ -159,9 +155,7 @@ fn proxy_ttl(lab: &Lab) -> Vec<Rst> {
     let (c, s, req) = request(lab, &sniffer, 8101);
     let rst = toward_server(req.sport, req.dport, req.next_seq());
     inject(&lab.router, &rst);
-    settle();
-    drop((c, s));
-    settle();
+    settle_then_close(c, s);
     vec![rst]
 }
 
@@ -185,10 +179,15 @@ fn censor(lab: &Lab) -> Vec<Rst> {
     };
     inject(&lab.router, &to_server);
     inject(&lab.router, &to_client);
+    settle_then_close(c, s);
+    vec![to_server, to_client]
+}
+
+/// Lets the tracer see what the scenario did, closes both ends, and lets it see the close.
+fn settle_then_close(c: TcpStream, s: TcpStream) {
     settle();
     drop((c, s));
     settle();
-    vec![to_server, to_client]
 }
 
 fn blind(lab: &Lab) -> Vec<Rst> {
@@ -210,9 +209,7 @@ fn blind(lab: &Lab) -> Vec<Rst> {
     c.write_all(b"still here").unwrap();
     let mut buf = [0u8; 10];
     s.read_exact(&mut buf).unwrap();
-    settle();
-    drop((c, s));
-    settle();
+    settle_then_close(c, s);
     vec![far, near]
 }
 
@@ -229,9 +226,7 @@ fn client_continues(lab: &Lab) -> Vec<Rst> {
     // The real client never sent it, and goes on with its next segment.
     std::thread::sleep(Duration::from_millis(50));
     let _ = c.write_all(b"more data");
-    settle();
-    drop((c, s));
-    settle();
+    settle_then_close(c, s);
     vec![rst]
 }
 
@@ -243,9 +238,7 @@ fn ecmp_vip(lab: &Lab) -> Vec<Rst> {
     lab.route_to_backend();
     // Reaches the backend, which never had this connection.
     let _ = c.write_all(b"second half");
-    settle();
-    drop((c, s));
-    settle();
+    settle_then_close(c, s);
     Vec::new()
 }
 
