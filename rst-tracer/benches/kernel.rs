@@ -8,6 +8,7 @@
 
 #[path = "common/summary.rs"]
 mod summary;
+use summary::median;
 
 #[path = "../tests/common/frames.rs"]
 #[allow(
@@ -34,13 +35,6 @@ const ACK_BUDGET: f64 = 2.0;
 const RST_REPEAT: u32 = 2_000;
 /// RSTs that overfill the reset ring when nothing reads it.
 const RING_FILL: u32 = 4_000;
-
-fn env_u32(name: &str, default: u32) -> u32 {
-    env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Name of the baseline program in its object.
 const BASELINE_PROG: &str = "rst_baseline";
@@ -75,11 +69,6 @@ fn time_baseline(ebpf: &Ebpf, frame: &[u8], repeat: u32) -> Result<Duration> {
         ..TestRunOptions::default()
     })?;
     Ok(out.duration)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Flows in the table before anything is measured, so look-ups walk a realistic table.
@@ -185,11 +174,8 @@ fn main() -> Result<()> {
             "the kernel benchmark loads eBPF programs: run `sudo -E cargo xtask bench`"
         ));
     }
-    let repeat = env_u32("RST_TRACER_BENCH_REPEAT", 1_000_000);
-    let rounds = env_u32("RST_TRACER_BENCH_ROUNDS", 5).max(1);
-    let out_dir = env::var_os("RST_TRACER_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "target/bench".into());
+    let repeat = summary::env_u32("RST_TRACER_BENCH_REPEAT", 1_000_000);
+    let rounds = summary::rounds();
 
     let mut run = ProgRun::load(&LoadOptions {
         flow_table_size: 2 * PREFILL_FLOWS,
@@ -301,7 +287,7 @@ fn main() -> Result<()> {
     );
 
     summary.insert("established_ack_ratio".into(), json!(ack_ratio));
-    summary::write_section(&out_dir, "kernel", summary)
+    summary::write_section(&summary::out_dir(), "kernel", summary)
 }
 
 /// Ethernet frames are at least 60 bytes plus FCS; the benchmark uses 64-byte frames.

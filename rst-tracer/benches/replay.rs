@@ -16,7 +16,7 @@ mod frames;
 use std::{
     env, fs,
     io::{BufWriter, Write},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Instant,
 };
@@ -106,9 +106,7 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the replay benchmark loads eBPF programs: run `sudo -E cargo xtask bench`");
     }
-    let out_dir = env::var_os("RST_TRACER_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "target/bench".into());
+    let out_dir = summary::out_dir();
     fs::create_dir_all(&out_dir)?;
     let corpus =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/ndpi/reddit.pcap");

@@ -7,6 +7,7 @@
 
 #[path = "common/summary.rs"]
 mod summary;
+use summary::median;
 
 use std::{
     env,
@@ -124,11 +125,6 @@ impl Drop for Attached {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
     let path = env::var_os("RST_TRACER_EBPF_OBJECT")
         .map(PathBuf::from)
@@ -139,11 +135,7 @@ fn main() -> Result<()> {
     if !(view.send && view.receive && view.retransmit && view.synack) {
         bail!("this kernel lacks part of the stack view: {:?}", view.notes);
     }
-    let rounds = env::var("RST_TRACER_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5u32)
-        .max(1);
+    let rounds = summary::rounds();
     let port = closed_port()?;
     let _stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
 
@@ -192,8 +184,5 @@ fn main() -> Result<()> {
     values.insert("tracepoint_ns_per_event".into(), json!(tp_ns));
     values.insert("tracepoint_runs".into(), json!(events));
     values.insert("ring_records_drained".into(), json!(drained));
-    if let Some(out) = env::var_os("RST_TRACER_BENCH_OUT") {
-        summary::write_section(Path::new(&out), "stack", values)?;
-    }
-    Ok(())
+    summary::write_section(&summary::out_dir(), "stack", values)
 }

@@ -7,12 +7,11 @@
 
 #[path = "common/summary.rs"]
 mod summary;
+use summary::median;
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    env,
     os::fd::{AsFd, AsRawFd},
-    path::Path,
     sync::atomic::{AtomicIsize, Ordering},
     time::Instant,
 };
@@ -193,17 +192,8 @@ fn user_bytes_per_flow() -> f64 {
     (after - before) as f64 / f64::from(MEMORY_FLOWS)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
-    let rounds = env::var("RST_TRACER_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5u32)
-        .max(1);
+    let rounds = summary::rounds();
     let records = stream();
     let clock = Clock {
         monotonic_to_epoch_ns: 0,
@@ -259,8 +249,5 @@ fn main() -> Result<()> {
     values.insert("decode_only_events_per_s".into(), json!(decode_rate));
     values.insert("bytes_per_flow_kernel".into(), json!(kernel));
     values.insert("bytes_per_flow_user".into(), json!(user));
-    if let Some(out) = env::var_os("RST_TRACER_BENCH_OUT") {
-        summary::write_section(Path::new(&out), "userspace", values)?;
-    }
-    Ok(())
+    summary::write_section(&summary::out_dir(), "userspace", values)
 }

@@ -1,6 +1,14 @@
-//! `summary.json`, shared by the benchmarks: each writes its own section and keeps the others.
+//! Shared by the benchmarks: their settings from `cargo xtask bench`, the median of rounds, and
+//! `summary.json`, where each writes its own section and keeps the others.
+#![allow(
+    dead_code,
+    reason = "each benchmark uses a different part of this module"
+)]
 
-use std::{fs, path::Path};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -17,4 +25,30 @@ pub fn write_section(out_dir: &Path, section: &str, values: Map<String, Value>) 
     fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// A numeric setting from the environment (`cargo xtask bench` sets them), or `default`.
+pub fn env_u32(name: &str, default: u32) -> u32 {
+    env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Rounds per measurement (`RST_TRACER_BENCH_ROUNDS`, at least 1).
+pub fn rounds() -> u32 {
+    env_u32("RST_TRACER_BENCH_ROUNDS", 5).max(1)
+}
+
+/// Where `summary.json` goes (`RST_TRACER_BENCH_OUT`, else `target/bench`).
+pub fn out_dir() -> PathBuf {
+    env::var_os("RST_TRACER_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "target/bench".into())
+}
+
+/// The median of the rounds' values.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
