@@ -20,7 +20,7 @@ use crate::{
         Case,
     },
     report::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord, StackJoin},
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
         summary::{CounterSnapshot, StatsRecord, SummaryWindow},
         Sink,
     },
@@ -269,18 +269,19 @@ impl Pipeline {
     }
 
     /// What the stack said about reset `r`: the kernel's reason when this host sent it (the
-    /// tracepoint fires just before the egress hook sees the packet), and whether a socket
-    /// accepted it when it was addressed to this host (the tracepoint fires after ingress).
-    fn stack_join(&self, r: &Reset) -> StackJoin {
+    /// tracepoint fires just before the egress hook sees the packet), whether a socket accepted
+    /// it when it was addressed to this host (the tracepoint fires after ingress), and what the
+    /// stack retransmitted in the flow.
+    fn stack_facts(&self, r: &Reset) -> StackFacts {
         let Some(ctx) = &self.stack else {
-            return StackJoin::default();
+            return StackFacts::default();
         };
         let flow = self.flows.get(&r.seen.key);
         let sent = flow.and_then(|f| f.sent_note(r));
         let took = flow.is_some_and(|f| f.was_accepted(r));
         let to_here = r.seen.direction == Direction::Ingress
             && ctx.local_addrs.contains(&r.seen.receiver().0);
-        StackJoin {
+        StackFacts {
             kernel_reason: sent.filter(|n| n.reason != REASON_UNKNOWN).map(|n| {
                 ctx.view
                     .reason_name(n.reason)
@@ -296,6 +297,10 @@ impl Pipeline {
             } else {
                 None
             },
+            retransmits: flow.map(|f| f.stack_retransmits).unwrap_or_default(),
+            synacks_after_handshake: flow
+                .map(|f| f.synacks_after_handshake(r))
+                .unwrap_or_default(),
         }
     }
 
@@ -313,8 +318,6 @@ impl Pipeline {
         } else {
             1
         };
-        let stack = self.stack_join(r);
-        let flow = self.flows.get(&r.seen.key);
         let case = Case {
             reset: r,
             sent_locally: r.seen.direction == Direction::Egress,
@@ -322,20 +325,12 @@ impl Pipeline {
             neighbours: &neighbours,
             ipid_flows,
             retransmits_after: p.retransmits_after,
-            stack: StackFacts {
-                kernel_reason: stack.kernel_reason.clone(),
-                accepted: stack.accepted,
-                retransmits: flow.map(|f| f.stack_retransmits).unwrap_or_default(),
-                synacks_after_handshake: flow
-                    .map(|f| f.synacks_after_handshake(r))
-                    .unwrap_or_default(),
-            },
+            stack: self.stack_facts(r),
         };
         let verdict = forensics::judge(&case);
-        self.window.reset(r, &verdict, &stack);
-        let iface = self.iface_name(r.seen.ifindex);
-        self.sink
-            .reset(&ResetRecord::of(r, &iface, &verdict, stack))
+        self.window.reset(r, &verdict, &case.stack);
+        let record = ResetRecord::of(r, &self.iface_name(r.seen.ifindex), &verdict, &case.stack);
+        self.sink.reset(&record)
     }
 
     /// Writes a summary of the window ending at `now_ns` (epoch) with the kernel counters in

@@ -10,6 +10,8 @@ use super::{Case, Finding, Strength};
 pub struct StackFacts {
     /// Why this host sent the reset, in the kernel's words (`NO_SOCKET`, ...).
     pub kernel_reason: Option<String>,
+    /// The sending socket's state then (`TCP_CLOSE`, ...), when this host sent it.
+    pub socket_state: Option<String>,
     /// Whether a socket of this host accepted the reset (null when no socket here was involved).
     pub accepted: Option<bool>,
     /// Segments this host's stack retransmitted in the flow before the reset, per sending side
@@ -87,10 +89,10 @@ mod tests {
         let r = reset();
         let mut c = case(&r);
         c.stack = StackFacts {
-            kernel_reason: None,
             accepted: Some(false),
             retransmits: [0, 3],
             synacks_after_handshake: 2,
+            ..StackFacts::default()
         };
         let found = check(&c);
         let names: Vec<&str> = codes(found.clone()).into_iter().map(|(c, _)| c).collect();

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::{
     event::{Reset, Sample, Seen},
-    forensics::{Finding, Origin, Verdict},
+    forensics::{stack::StackFacts, Finding, Origin, Verdict},
 };
 
 /// A flow as sender -> receiver of the packet a record is about.
@@ -356,7 +356,8 @@ pub struct ResetRecord {
     pub stack: StackJoin,
 }
 
-/// What this host's TCP stack said about a reset (tracepoints), where it could know.
+/// What this host's TCP stack said about a reset (tracepoints), where it could know: the JSON
+/// view of [`StackFacts`].
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct StackJoin {
     /// Why this host sent it, in the kernel's words (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ...);
@@ -371,7 +372,7 @@ pub struct StackJoin {
 
 impl ResetRecord {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &str, verdict: &Verdict, stack: StackJoin) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &str, verdict: &Verdict, stack: &StackFacts) -> ResetRecord {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -413,7 +414,11 @@ impl ResetRecord {
             hops_closer: verdict.hops_closer,
             suspicious: verdict.suspicious,
             findings: verdict.findings.clone(),
-            stack,
+            stack: StackJoin {
+                kernel_reason: stack.kernel_reason.clone(),
+                socket_state: stack.socket_state.clone(),
+                accepted: stack.accepted,
+            },
         }
     }
 }

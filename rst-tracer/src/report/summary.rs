@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::{
     event::{Reset, Seen},
-    forensics::{Strength, Verdict},
-    report::record::StackJoin,
+    forensics::{stack::StackFacts, Strength, Verdict},
     stack,
 };
 use rst_tracer_common::event::Direction;
@@ -89,7 +88,7 @@ impl SummaryWindow {
     }
 
     /// Counts a judged reset and what the stack said about it.
-    pub fn reset(&mut self, r: &Reset, verdict: &Verdict, stack: &StackJoin) {
+    pub fn reset(&mut self, r: &Reset, verdict: &Verdict, stack: &StackFacts) {
         self.resets += 1;
         self.resets_total += 1;
         self.suspicious += verdict.suspicious as u64;

@@ -363,11 +363,8 @@ mod tests {
     #[test]
     fn the_summary_names_local_reasons_and_rejected_resets() {
         use crate::{
-            forensics::{testing::reset, Origin, Verdict},
-            report::{
-                record::StackJoin,
-                summary::{CounterSnapshot, FlowTableStats, StatsRecord, SummaryWindow},
-            },
+            forensics::{stack::StackFacts, testing::reset, Origin, Verdict},
+            report::summary::{CounterSnapshot, FlowTableStats, StatsRecord, SummaryWindow},
         };
         use rst_tracer_common::event::Direction;
 
@@ -380,17 +377,17 @@ mod tests {
         let mut window = SummaryWindow::new(0);
         let mut sent = reset();
         sent.seen.direction = Direction::Egress;
-        let no_socket = StackJoin {
+        let no_socket = StackFacts {
             kernel_reason: Some("NO_SOCKET".into()),
-            ..StackJoin::default()
+            ..StackFacts::default()
         };
         window.reset(&sent, &verdict, &no_socket);
         window.reset(&sent, &verdict, &no_socket);
         let mut received = reset();
         received.seen.direction = Direction::Ingress;
-        let rejected = StackJoin {
+        let rejected = StackFacts {
             accepted: Some(false),
-            ..StackJoin::default()
+            ..StackFacts::default()
         };
         window.reset(&received, &verdict, &rejected);
         let summary = window.take(1_000_000_000, FlowTableStats::default());
