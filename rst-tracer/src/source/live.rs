@@ -32,6 +32,8 @@ use crate::{
 
 /// How often resets whose settle window closed are judged and written.
 const SETTLE_TICK: Duration = Duration::from_millis(100);
+/// Records taken from one ring per wake-up before the other ring gets its turn.
+const BATCH: usize = 1024;
 
 /// What `rst-tracer live` was asked to do, resolved.
 #[derive(Clone, Debug)]
@@ -129,28 +131,34 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = &mut deadline => break,
-            guard = rst_ring.readable_mut() => {
-                let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut pipeline)?;
-                guard.clear_ready();
-            }
-            guard = sample_ring.readable_mut() => {
-                let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut pipeline)?;
-                guard.clear_ready();
-            }
+            // Timers before the rings: they are due once per period, and a busy ring must not
+            // hold back summaries.
             _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
             _ = ticker.tick() => {
                 check_silences(&ebpf, &mut pipeline)?;
                 let snap = counters::snapshot(&ebpf, true)?;
                 pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
             }
+            // At most one batch per wake-up, so a storm in one ring cannot starve the other;
+            // the reset ring goes first (biased).
+            guard = rst_ring.readable_mut() => {
+                let mut guard = guard?;
+                if drain(guard.get_inner_mut(), &mut pipeline, BATCH)? {
+                    guard.clear_ready();
+                }
+            }
+            guard = sample_ring.readable_mut() => {
+                let mut guard = guard?;
+                if drain(guard.get_inner_mut(), &mut pipeline, BATCH)? {
+                    guard.clear_ready();
+                }
+            }
         }
     }
     // Detach first, then empty the rings, so the final summary covers everything the hooks saw.
     drop(attachments);
-    drain(rst_ring.get_mut(), &mut pipeline)?;
-    drain(sample_ring.get_mut(), &mut pipeline)?;
+    drain(rst_ring.get_mut(), &mut pipeline, usize::MAX)?;
+    drain(sample_ring.get_mut(), &mut pipeline, usize::MAX)?;
     pipeline.flush()?;
     check_silences(&ebpf, &mut pipeline)?;
     let snap = counters::snapshot(&ebpf, true)?;
@@ -176,12 +184,15 @@ fn watch(ring: RingBuf<MapData>) -> Result<AsyncFd<RingBuf<MapData>>> {
     Ok(unsafe { AsyncFd::register(ring) }.map_err(std::io::Error::from)?)
 }
 
-/// Hands every record waiting in `ring` to the pipeline.
-pub fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) -> Result<()> {
-    while let Some(item) = ring.next() {
+/// Hands up to `limit` records waiting in `ring` to the pipeline; true when the ring is empty.
+pub fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline, limit: usize) -> Result<bool> {
+    for _ in 0..limit {
+        let Some(item) = ring.next() else {
+            return Ok(true);
+        };
         let record = Bytes::copy_from_slice(&item);
         drop(item);
         pipeline.record(record)?;
     }
-    Ok(())
+    Ok(false)
 }
