@@ -22,7 +22,7 @@ pub struct Options {
     pub rounds: u32,
 }
 
-/// Builds, then runs the kernel and replay benchmarks.
+/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood.
 ///
 /// # Errors
 /// Not root, a failed build, or a failed benchmark.
@@ -47,6 +47,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 "stack",
                 "--bench",
                 "userspace",
+                "--bench",
+                "flood",
             ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(
