@@ -22,7 +22,7 @@ pub struct Options {
     pub rounds: u32,
 }
 
-/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood.
+/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth.
 ///
 /// # Errors
 /// Not root, a failed build, or a failed benchmark.
@@ -49,6 +49,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 "userspace",
                 "--bench",
                 "flood",
+                "--bench",
+                "veth",
             ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(

@@ -1,0 +1,235 @@
+//! Throughput over veth (`cargo xtask bench`): iperf3 from the lab's client to its server, through
+//! the router, four ways in each round: no tracer; the tracer with `--ingress auto` (tc on veth);
+//! the tracer forcing native XDP (`--ingress xdp`, which costs veth its GRO); and `tcpdump -w`
+//! writing every packet to a file, the approach this tool replaces. The tracer and tcpdump watch
+//! the server's interface. Medians over the rounds; the ways alternate within each round so drift
+//! hits them alike.
+//!
+//! Writes the `veth` section of `summary.json` in `RST_TRACER_BENCH_OUT`; fails when the tracer
+//! (auto) keeps less than 0.90 of the throughput without it, or does not beat tcpdump.
+
+#[path = "../tests/common/lab.rs"]
+#[allow(dead_code, reason = "the bench uses only part of the lab")]
+mod lab;
+#[path = "common/summary.rs"]
+mod summary;
+
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use lab::{Lab, SERVER_IF, SERVER_IP};
+use serde_json::{json, Value};
+use summary::median;
+
+/// The iperf3 port.
+const PORT: &str = "5201";
+/// Budget: throughput with the tracer (auto) over throughput without.
+const MIN_RATIO: f64 = 0.90;
+
+/// A process this bench started, killed (by its PID) when dropped.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One way of watching the server's interface.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    None,
+    TracerAuto,
+    TracerXdp,
+    Tcpdump,
+}
+
+impl Way {
+    const ALL: [Way; 4] = [Way::None, Way::TracerAuto, Way::TracerXdp, Way::Tcpdump];
+
+    fn label(self) -> &'static str {
+        match self {
+            Way::None => "no tracer (baseline)",
+            Way::TracerAuto => "rst-tracer --ingress auto (tc)",
+            Way::TracerXdp => "rst-tracer --ingress xdp (native)",
+            Way::Tcpdump => "tcpdump -w (every packet to a file)",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Way::None => "none_gbps",
+            Way::TracerAuto => "tracer_gbps",
+            Way::TracerXdp => "tracer_xdp_native_gbps",
+            Way::Tcpdump => "tcpdump_gbps",
+        }
+    }
+}
+
+/// iperf3 from the client to the server for `seconds`: received Gbit/s.
+fn iperf(lab: &Lab, seconds: u32) -> Result<f64> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.client,
+            "iperf3",
+            "-J",
+            "-c",
+            SERVER_IP,
+        ])
+        .args(["-p", PORT, "-t", &seconds.to_string()])
+        .output()
+        .context("running iperf3")?;
+    let report: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
+    ensure!(
+        out.status.success(),
+        "iperf3 failed: {}",
+        report["error"].as_str().unwrap_or("(no message)")
+    );
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|bps| bps / 1e9)
+        .context("iperf3 report without end.sum_received")
+}
+
+/// Starts tcpdump on the server's interface writing to `file`; returns once it listens.
+fn start_tcpdump(lab: &Lab, file: &Path) -> Result<Started> {
+    let log = file.with_extension("log");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.server,
+            "tcpdump",
+            "-i",
+            SERVER_IF,
+            "-w",
+        ])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log)?)
+        .spawn()
+        .context("starting tcpdump")?;
+    let started = Started(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !fs::read_to_string(&log)?.contains("listening on") {
+        ensure!(
+            Instant::now() < deadline,
+            "tcpdump did not start: {}",
+            fs::read_to_string(&log)?
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(started)
+}
+
+/// One iperf3 run with `way` watching.
+fn measure(lab: &Lab, way: Way, seconds: u32, scratch: &Path) -> Result<f64> {
+    match way {
+        Way::None => iperf(lab, seconds),
+        Way::TracerAuto | Way::TracerXdp => {
+            let mode = if matches!(way, Way::TracerXdp) {
+                "xdp"
+            } else {
+                "auto"
+            };
+            let tracer = lab.start_tracer(&["--ingress", mode]);
+            let expect = if matches!(way, Way::TracerXdp) {
+                "xdp (driver)"
+            } else {
+                "ingress tc"
+            };
+            ensure!(
+                tracer.stderr().contains(expect),
+                "--ingress {mode} did not attach as {expect}: {}",
+                tracer.stderr()
+            );
+            let gbps = iperf(lab, seconds)?;
+            tracer.stop();
+            Ok(gbps)
+        }
+        Way::Tcpdump => {
+            let file = scratch.join("veth.pcap");
+            let tcpdump = start_tcpdump(lab, &file)?;
+            let gbps = iperf(lab, seconds);
+            drop(tcpdump);
+            let _ = fs::remove_file(&file);
+            gbps
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the veth bench needs root: run `cargo xtask bench`"
+    );
+    rst_tracer::object::embedded().context("the veth bench needs the built eBPF object")?;
+    let seconds = summary::env_u32("RST_TRACER_BENCH_VETH_SECONDS", 3);
+    let rounds = summary::rounds();
+    let lab = Lab::new(env!("CARGO_BIN_EXE_rst-tracer"));
+    let scratch = std::env::temp_dir().join(format!("{}-bench", lab.server));
+    fs::create_dir_all(&scratch)?;
+    let server = Started(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.server, "iperf3", "-s", "-p", PORT])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the iperf3 server")?,
+    );
+    // The server needs a moment to listen; the first client run retries until it does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while iperf(&lab, 1).is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "the iperf3 server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); Way::ALL.len()];
+    for _ in 0..rounds {
+        for (i, way) in Way::ALL.into_iter().enumerate() {
+            gbps[i].push(measure(&lab, way, seconds, &scratch)?);
+        }
+    }
+    drop(server);
+    drop(lab);
+    let _ = fs::remove_dir_all(&scratch);
+
+    let medians: Vec<f64> = gbps.into_iter().map(median).collect();
+    let none = medians[0];
+    println!(
+        "veth throughput (iperf3 client -> router -> server, {seconds} s runs, median of {rounds})"
+    );
+    let mut values = serde_json::Map::new();
+    for (way, g) in Way::ALL.into_iter().zip(&medians) {
+        println!(
+            "  {:<38} {g:>7.2} Gbit/s  ({:.3}x baseline)",
+            way.label(),
+            g / none
+        );
+        values.insert(way.key().into(), json!(g));
+    }
+    summary::write_section(&summary::out_dir(), "veth", values)?;
+    let (auto, tcpdump) = (medians[1], medians[3]);
+    if auto < MIN_RATIO * none {
+        bail!(
+            "budget missed: the tracer keeps {:.3} of the throughput (budget {MIN_RATIO})",
+            auto / none
+        );
+    }
+    if auto <= tcpdump {
+        bail!("budget missed: tcpdump ({tcpdump:.2} Gbit/s) is not slower than the tracer ({auto:.2})");
+    }
+    Ok(())
+}
