@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use lab::{Lab, SERVER_IF, SERVER_IP};
+use lab::{Lab, SERVER_IP};
 use serde_json::{json, Value};
 use summary::median;
 
@@ -99,41 +99,11 @@ fn iperf(lab: &Lab, seconds: u32) -> Result<f64> {
         .context("iperf3 report without end.sum_received")
 }
 
-/// Starts tcpdump on the server's interface writing to `file`; returns once it listens.
-fn start_tcpdump(lab: &Lab, file: &Path) -> Result<Started> {
-    let log = file.with_extension("log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.server,
-            "tcpdump",
-            "-i",
-            SERVER_IF,
-            "-w",
-        ])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log)?)
-        .spawn()
-        .context("starting tcpdump")?;
-    let started = Started(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fs::read_to_string(&log)?.contains("listening on") {
-        ensure!(
-            Instant::now() < deadline,
-            "tcpdump did not start: {}",
-            fs::read_to_string(&log)?
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(started)
-}
-
-/// One iperf3 run with `way` watching.
-fn measure(lab: &Lab, way: Way, seconds: u32, scratch: &Path) -> Result<f64> {
+/// One iperf3 run with `way` watching: Gbit/s, and for tcpdump the share of packets it lost
+/// (its ring was full).
+fn measure(lab: &Lab, way: Way, seconds: u32, scratch: &Path) -> Result<(f64, Option<f64>)> {
     match way {
-        Way::None => iperf(lab, seconds),
+        Way::None => Ok((iperf(lab, seconds)?, None)),
         Way::TracerAuto | Way::TracerXdp => {
             let mode = if matches!(way, Way::TracerXdp) {
                 "xdp"
@@ -153,15 +123,26 @@ fn measure(lab: &Lab, way: Way, seconds: u32, scratch: &Path) -> Result<f64> {
             );
             let gbps = iperf(lab, seconds)?;
             tracer.stop();
-            Ok(gbps)
+            Ok((gbps, None))
         }
         Way::Tcpdump => {
             let file = scratch.join("veth.pcap");
-            let tcpdump = start_tcpdump(lab, &file)?;
-            let gbps = iperf(lab, seconds);
-            drop(tcpdump);
+            let tcpdump = lab.capture(&file, &[]);
+            let gbps = iperf(lab, seconds)?;
+            let said = tcpdump.stop();
             let _ = fs::remove_file(&file);
-            gbps
+            let count = |what: &str| {
+                said.lines()
+                    .find(|l| l.ends_with(what))
+                    .and_then(|l| l.split(' ').next()?.parse::<u64>().ok())
+            };
+            let lost = match (count("captured"), count("dropped by kernel")) {
+                (Some(captured), Some(dropped)) if captured + dropped > 0 => {
+                    Some(dropped as f64 / (captured + dropped) as f64)
+                }
+                _ => bail!("tcpdump did not report its counts: {said}"),
+            };
+            Ok((gbps, lost))
         }
     }
 }
@@ -197,9 +178,12 @@ fn main() -> Result<()> {
     }
 
     let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); Way::ALL.len()];
+    let mut tcpdump_lost = Vec::new();
     for _ in 0..rounds {
         for (i, way) in Way::ALL.into_iter().enumerate() {
-            gbps[i].push(measure(&lab, way, seconds, &scratch)?);
+            let (g, lost) = measure(&lab, way, seconds, &scratch)?;
+            gbps[i].push(g);
+            tcpdump_lost.extend(lost);
         }
     }
     drop(server);
@@ -220,6 +204,12 @@ fn main() -> Result<()> {
         );
         values.insert(way.key().into(), json!(g));
     }
+    let lost = median(tcpdump_lost);
+    println!(
+        "  tcpdump lost {:.1}% of the packets to its full ring",
+        100.0 * lost
+    );
+    values.insert("tcpdump_lost_share".into(), json!(lost));
     summary::write_section(&summary::out_dir(), "veth", values)?;
     let (auto, tcpdump) = (medians[1], medians[3]);
     if auto < MIN_RATIO * none {

@@ -384,47 +384,13 @@ fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
     );
     let lab = Lab::new(TRACER);
     let pcap = std::env::temp_dir().join(format!("{}-roundtrip.pcap", lab.server));
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.server,
-            "tcpdump",
-            "-i",
-            SERVER_IF,
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "256",
-            "-w",
-        ])
-        .arg(&pcap)
-        .arg("tcp")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    // tcpdump says "listening on ..." once its socket is open.
-    let mut stderr = tcpdump.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        assert_eq!(
-            stderr.read(&mut byte).unwrap(),
-            1,
-            "tcpdump ended: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.push(byte[0]);
-    }
+    let capture = lab.capture(&pcap, &["--immediate-mode", "-U", "-n", "-s", "256", "tcp"]);
     let tracer = lab.start_tracer(&[]);
 
     let survivors = resets_of_each_kind(&lab);
     std::thread::sleep(Duration::from_millis(300));
     let live = tracer.stop();
-    // SAFETY: signalling the tcpdump this test started.
-    unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
-    tcpdump.wait().unwrap();
+    capture.stop();
     drop(survivors);
 
     let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))

@@ -263,6 +263,44 @@ impl Drop for Lab {
 }
 
 impl Lab {
+    /// Starts tcpdump on the server's interface writing to `file`, with extra `args` (options
+    /// and a filter), and returns once it listens.
+    pub fn capture(&self, file: &std::path::Path, args: &[&str]) -> Capture {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.server,
+                "tcpdump",
+                "-i",
+                SERVER_IF,
+                "-w",
+            ])
+            .arg(file)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tcpdump");
+        // tcpdump says "listening on ..." once its socket is open.
+        let mut stderr = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("listening on") {
+            assert_eq!(
+                stderr.read(&mut byte).unwrap(),
+                1,
+                "tcpdump ended: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.push(byte[0]);
+        }
+        Capture {
+            child: Some(child),
+            stderr,
+        }
+    }
+
     /// A listening socket on the server.
     pub fn listen(&self, port: u16) -> TcpListener {
         in_ns(&self.server, || {
@@ -311,6 +349,36 @@ pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
         .join()
         .expect("namespace thread panicked")
     })
+}
+
+/// A running tcpdump; stopped (SIGINT, so it writes out what it holds) by [`Capture::stop`],
+/// killed on drop otherwise.
+pub struct Capture {
+    child: Option<Child>,
+    stderr: std::process::ChildStderr,
+}
+
+impl Capture {
+    /// Stops tcpdump with SIGINT, waits for it and returns what it said on leaving (its counts
+    /// of packets captured and dropped).
+    pub fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: signalling the tcpdump this process started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait().unwrap();
+        let mut said = String::new();
+        let _ = self.stderr.read_to_string(&mut said);
+        said
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A running tracer; stopped (SIGINT) by [`Tracer::stop`], killed on drop otherwise.
