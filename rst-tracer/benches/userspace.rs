@@ -10,7 +10,8 @@ mod summary;
 use summary::median;
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
+    alloc::{GlobalAlloc, Layout},
+    io,
     os::fd::{AsFd, AsRawFd},
     sync::atomic::{AtomicIsize, Ordering},
     time::Instant,
@@ -19,12 +20,18 @@ use std::{
 use anyhow::{anyhow, Context, Result};
 use aya::maps::Map;
 use bytes::Bytes;
+use mimalloc::MiMalloc;
 use rst_tracer::{
     attach::LoadOptions,
     event::{decode, Clock},
     flows::FlowTable,
     pipeline::Pipeline,
-    report::{self, Format},
+    report::{
+        self,
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
+        summary::{StatsRecord, SummaryRecord},
+        Format, Sink,
+    },
     source::prog_run::ProgRun,
 };
 use rst_tracer_common::{
@@ -40,18 +47,18 @@ use serde_json::json;
 /// Bytes the process has allocated and not freed.
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
-/// The system allocator, counting live bytes.
+/// The binary's allocator (mimalloc), counting live bytes.
 struct Counting;
 
-// SAFETY: forwards to the system allocator unchanged; only counts.
+// SAFETY: forwards to mimalloc unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 }
 
@@ -192,13 +199,50 @@ fn user_bytes_per_flow() -> f64 {
     (after - before) as f64 / f64::from(MEMORY_FLOWS)
 }
 
+/// A sink that drops every record: the pipeline's cost without output.
+struct Discard;
+
+impl Sink for Discard {
+    fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Events per second through the whole pipeline into `sink`.
+fn pipeline_rate(records: &[Bytes], clock: Clock, sink: Box<dyn Sink + Send>) -> Result<f64> {
+    let mut pipeline = Pipeline::new(sink, clock, 65_536, 0);
+    let start = Instant::now();
+    for r in records {
+        pipeline.record(r.clone()).context("pipeline")?;
+    }
+    pipeline.settle_all()?;
+    pipeline.flush()?;
+    Ok(records.len() as f64 / start.elapsed().as_secs_f64())
+}
+
 fn main() -> Result<()> {
     let rounds = summary::rounds();
     let records = stream();
     let clock = Clock {
         monotonic_to_epoch_ns: 0,
     };
-    let (mut decode_rates, mut pipeline_rates) = (Vec::new(), Vec::new());
+    let (mut decode_rates, mut pipeline_rates, mut discard_rates) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let start = Instant::now();
         let mut decoded = 0usize;
@@ -214,16 +258,15 @@ fn main() -> Result<()> {
         }
         decode_rates.push(records.len() as f64 / start.elapsed().as_secs_f64());
 
-        let sink = report::sink(Format::Json, Box::new(std::io::sink()));
-        let mut pipeline = Pipeline::new(sink, clock, 65_536, 0);
-        let start = Instant::now();
-        for r in &records {
-            pipeline.record(r.clone()).context("pipeline")?;
-        }
-        pipeline.flush()?;
-        pipeline_rates.push(records.len() as f64 / start.elapsed().as_secs_f64());
+        discard_rates.push(pipeline_rate(&records, clock, Box::new(Discard))?);
+        let json = report::sink(Format::Json, Box::new(io::sink()));
+        pipeline_rates.push(pipeline_rate(&records, clock, json)?);
     }
-    let (decode_rate, rate) = (median(decode_rates), median(pipeline_rates));
+    let (decode_rate, discard_rate, rate) = (
+        median(decode_rates),
+        median(discard_rates),
+        median(pipeline_rates),
+    );
     let user = user_bytes_per_flow();
     let kernel = kernel_bytes_per_flow()?;
 
@@ -232,6 +275,10 @@ fn main() -> Result<()> {
         records.len()
     );
     println!("  decode only (baseline)              {decode_rate:>12.0} events/s");
+    println!(
+        "  decode + pipeline, output discarded {discard_rate:>12.0} events/s  ({:.2}x of decode only)",
+        discard_rate / decode_rate
+    );
     println!(
         "  decode + pipeline + JSON            {rate:>12.0} events/s  ({:.2}x of decode only)",
         rate / decode_rate
@@ -247,6 +294,7 @@ fn main() -> Result<()> {
     let mut values = serde_json::Map::new();
     values.insert("events_per_s".into(), json!(rate));
     values.insert("decode_only_events_per_s".into(), json!(decode_rate));
+    values.insert("no_output_events_per_s".into(), json!(discard_rate));
     values.insert("bytes_per_flow_kernel".into(), json!(kernel));
     values.insert("bytes_per_flow_user".into(), json!(user));
     summary::write_section(&summary::out_dir(), "userspace", values)

@@ -1,7 +1,7 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{collections::HashMap, io, net::IpAddr};
+use std::{collections::HashMap, io, net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use ipnet::IpNet;
@@ -43,7 +43,7 @@ pub struct Pipeline {
     clock: Clock,
     flows: FlowTable,
     window: SummaryWindow,
-    iface_names: HashMap<u32, String>,
+    iface_names: HashMap<u32, Arc<str>>,
     kernel_flow_capacity: u32,
     decode_errors: u64,
     local_networks: Vec<IpNet>,
@@ -261,11 +261,16 @@ impl Pipeline {
     }
 
     /// Writes the verdicts of every waiting reset (end of input).
-    pub fn flush(&mut self) -> io::Result<()> {
+    pub fn settle_all(&mut self) -> io::Result<()> {
         for p in self.settle.drain() {
             self.verdict(p)?;
         }
         Ok(())
+    }
+
+    /// Hands the records written so far to the output (see [`Sink::flush`]).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
     }
 
     /// What the stack said about reset `r`: the kernel's reason when this host sent it (the
@@ -351,15 +356,14 @@ impl Pipeline {
         self.sink.summary(&summary, &stats)
     }
 
-    fn iface_name(&mut self, ifindex: u32) -> String {
-        if ifindex == 0 {
-            return String::new();
-        }
-        self.iface_names
-            .entry(ifindex)
-            .or_insert_with(|| {
-                crate::iface::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}"))
-            })
-            .clone()
+    fn iface_name(&mut self, ifindex: u32) -> Arc<str> {
+        let name = self.iface_names.entry(ifindex).or_insert_with(|| {
+            if ifindex == 0 {
+                Arc::from("")
+            } else {
+                Arc::from(crate::iface::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}")))
+            }
+        });
+        Arc::clone(name)
     }
 }

@@ -3,14 +3,14 @@
 //! void, more resets), then goes to the verdict. Time is the events' own clock (kernel time
 //! live, capture time in replay), so live tracing and replay settle alike.
 
-use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
-};
+use std::{cmp::Reverse, collections::BinaryHeap};
 
 use rst_tracer_common::flow::{FlowKey, FlowState};
 
-use crate::event::{Reset, Sample};
+use crate::{
+    event::{Reset, Sample},
+    flows::PacketMap,
+};
 
 /// Settle window when the flow's round trip is unknown (ns).
 pub const DEFAULT_WINDOW_NS: u64 = 2_000_000_000;
@@ -49,8 +49,8 @@ pub struct Pending {
 /// Resets waiting for their windows to close, in deadline order.
 #[derive(Debug, Default)]
 pub struct SettleQueue {
-    pending: HashMap<u64, Pending>,
-    by_flow: HashMap<FlowKey, Vec<u64>>,
+    pending: PacketMap<u64, Pending>,
+    by_flow: PacketMap<FlowKey, Vec<u64>>,
     order: BinaryHeap<Reverse<(u64, u64)>>,
     next_id: u64,
     settled_early: u64,
@@ -168,7 +168,7 @@ const IPID_FLOWS_MAX: usize = 8;
 /// it forges shows up across flows.
 #[derive(Debug, Default)]
 pub struct IpIdRegistry {
-    flows: HashMap<u16, Vec<FlowKey>>,
+    flows: PacketMap<u16, Vec<FlowKey>>,
 }
 
 impl IpIdRegistry {

@@ -1,4 +1,5 @@
-//! JSON Lines sink: one object per line, flushed per line so a reader sees resets as they happen.
+//! JSON Lines sink: one object per line, each line handed to the (buffered) output in one write,
+//! so a flush never leaves half a line.
 
 use std::io::{self, Write};
 
@@ -30,8 +31,7 @@ impl JsonSink {
         self.line.clear();
         serde_json::to_writer(&mut self.line, value)?;
         self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
-        self.out.flush()
+        self.out.write_all(&self.line)
     }
 }
 
@@ -55,5 +55,9 @@ impl Sink for JsonSink {
     fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
         self.line(s)?;
         self.line(stats)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }

@@ -32,10 +32,18 @@ pub trait Sink {
     fn silence(&mut self, r: &SilenceRecord) -> io::Result<()>;
     /// An interval summary with the counters at its end.
     fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()>;
+    /// Hands everything written so far to the output. Sinks buffer; the caller flushes once
+    /// per batch of events (live: at every wake-up), so a reader still sees each reset as soon
+    /// as its batch is done, without one write per line.
+    fn flush(&mut self) -> io::Result<()>;
 }
+
+/// Output buffered between flushes; a line longer than this is written on its own.
+const OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// A sink of `format` writing to `out`.
 pub fn sink(format: Format, out: Box<dyn io::Write + Send>) -> Box<dyn Sink + Send> {
+    let out = Box::new(io::BufWriter::with_capacity(OUTPUT_BUFFER, out));
     match format {
         Format::Text => Box::new(text::TextSink::new(out)),
         Format::Json => Box::new(json::JsonSink::new(out)),

@@ -4,7 +4,7 @@
 //! text format prints. Every field here is part of the documented schema (README, "JSON output");
 //! add fields freely, never rename or remove one.
 
-use std::net::IpAddr;
+use std::{cell::RefCell, fmt, net::IpAddr, sync::Arc};
 
 use rst_tracer_common::{
     event::{
@@ -55,11 +55,11 @@ impl FlowView {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeenView {
     /// RFC 3339 time, microseconds, UTC.
-    pub ts: String,
+    pub ts: Rfc3339,
     /// Nanoseconds since the epoch.
     pub ts_ns: u64,
     /// Interface name (empty in replay).
-    pub iface: String,
+    pub iface: Arc<str>,
     /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
     pub hook: &'static str,
     /// `ingress`, `egress` or `unknown`.
@@ -70,11 +70,11 @@ pub struct SeenView {
 
 impl SeenView {
     /// The view of a seen packet on `iface`.
-    pub fn of(seen: &Seen, iface: &str) -> SeenView {
+    pub fn of(seen: &Seen, iface: &Arc<str>) -> SeenView {
         SeenView {
-            ts: rfc3339(seen.ts_ns),
+            ts: Rfc3339(seen.ts_ns),
             ts_ns: seen.ts_ns,
-            iface: iface.to_string(),
+            iface: Arc::clone(iface),
             hook: seen.hook.name(),
             direction: seen.direction.name(),
             flow: FlowView::of(seen),
@@ -90,7 +90,7 @@ pub struct PacketView {
     /// Acknowledgement number (null without ACK).
     pub ack: Option<u32>,
     /// Flags as text, e.g. `"RST|ACK"`; reserved bits show as `RES(0x…)`.
-    pub flags: String,
+    pub flags: FlagNames,
     /// Flags as a number (low 12 bits of the TCP offset/flags word).
     pub flags_raw: u16,
     /// Raw window field.
@@ -116,7 +116,7 @@ impl PacketView {
         PacketView {
             seq: p.seq,
             ack: (p.flags & TCP_ACK != 0).then_some(p.ack),
-            flags: flag_names(p.flags),
+            flags: FlagNames(p.flags),
             flags_raw: p.flags,
             window: p.window,
             ttl: p.ttl,
@@ -129,30 +129,43 @@ impl PacketView {
     }
 }
 
-/// TCP flags as `"SYN|ACK"`.
-pub fn flag_names(flags: u16) -> String {
-    const NAMES: [(u16, &str); 8] = [
-        (TCP_SYN, "SYN"),
-        (TCP_FIN, "FIN"),
-        (TCP_RST, "RST"),
-        (TCP_PSH, "PSH"),
-        (TCP_ACK, "ACK"),
-        (TCP_URG, "URG"),
-        (TCP_ECE, "ECE"),
-        (TCP_CWR, "CWR"),
-    ];
-    let mut out: Vec<String> = NAMES
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, n)| n.to_string())
-        .collect();
-    if flags & TCP_RESERVED != 0 {
-        out.push(format!("RES(0x{:x})", (flags & TCP_RESERVED) >> 8));
+/// TCP flags as text, e.g. `RST|ACK`; reserved bits show as `RES(0x…)`, no flag as `none`.
+/// Written straight into the output: no string is built per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagNames(pub u16);
+
+impl fmt::Display for FlagNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(u16, &str); 8] = [
+            (TCP_SYN, "SYN"),
+            (TCP_FIN, "FIN"),
+            (TCP_RST, "RST"),
+            (TCP_PSH, "PSH"),
+            (TCP_ACK, "ACK"),
+            (TCP_URG, "URG"),
+            (TCP_ECE, "ECE"),
+            (TCP_CWR, "CWR"),
+        ];
+        let flags = self.0;
+        let mut sep = "";
+        for (bit, name) in NAMES {
+            if flags & bit != 0 {
+                write!(f, "{sep}{name}")?;
+                sep = "|";
+            }
+        }
+        if flags & TCP_RESERVED != 0 {
+            write!(f, "{sep}RES(0x{:x})", (flags & TCP_RESERVED) >> 8)?;
+        } else if sep.is_empty() {
+            f.write_str("none")?;
+        }
+        Ok(())
     }
-    if out.is_empty() {
-        "none".into()
-    } else {
-        out.join("|")
+}
+
+impl Serialize for FlagNames {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -258,7 +271,7 @@ pub struct TriggerView {
     /// Its payload length.
     pub len: u16,
     /// Its flags.
-    pub flags: String,
+    pub flags: FlagNames,
     /// Its IP ID (null for IPv6).
     pub ip_id: Option<u16>,
 }
@@ -372,7 +385,7 @@ pub struct StackJoin {
 
 impl ResetRecord {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &str, verdict: &Verdict, stack: &StackFacts) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &Arc<str>, verdict: &Verdict, stack: &StackFacts) -> ResetRecord {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -385,7 +398,7 @@ impl ResetRecord {
             seq: receiver_state.last_seq,
             ack: (receiver_state.last_flags & TCP_ACK != 0).then_some(receiver_state.last_ack),
             len: receiver_state.last_len,
-            flags: flag_names(receiver_state.last_flags),
+            flags: FlagNames(receiver_state.last_flags),
             ip_id: (!ipv6).then_some(receiver_state.last_ip_id),
         });
         let has_ack = r.rst.flags & TCP_ACK != 0;
@@ -472,7 +485,7 @@ pub struct SampleRecord {
 
 impl SampleRecord {
     /// Record of a sample of `kind` (`"retransmit"` or `"ttl_change"`).
-    pub fn of(kind: &'static str, s: &Sample, iface: &str) -> SampleRecord {
+    pub fn of(kind: &'static str, s: &Sample, iface: &Arc<str>) -> SampleRecord {
         let ipv6 = s.packet.ip_flags & IP_V6 != 0;
         SampleRecord {
             kind,
@@ -486,7 +499,7 @@ impl SampleRecord {
 impl AfterResetRecord {
     /// Record of an after-reset sample; `reset` is the side and kernel time of the flow's last
     /// reset, when this run saw it.
-    pub fn of(s: &Sample, iface: &str, reset: Option<(Side, u64)>) -> AfterResetRecord {
+    pub fn of(s: &Sample, iface: &Arc<str>, reset: Option<(Side, u64)>) -> AfterResetRecord {
         AfterResetRecord {
             kind: "after_reset",
             seen: SeenView::of(&s.seen, iface),
@@ -504,7 +517,7 @@ pub struct SilenceRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// RFC 3339 time of the check.
-    pub ts: String,
+    pub ts: Rfc3339,
     /// Nanoseconds since the epoch.
     pub ts_ns: u64,
     /// The side that kept sending -> the side that fell silent.
@@ -528,7 +541,7 @@ impl SilenceRecord {
         let (dst, dport) = crate::event::endpoint(key, side.other());
         SilenceRecord {
             kind: "silence",
-            ts: rfc3339(epoch_ns),
+            ts: Rfc3339(epoch_ns),
             ts_ns: epoch_ns,
             flow: FlowView {
                 src,
@@ -547,10 +560,36 @@ pub fn us_between(earlier: u64, later: u64) -> f64 {
     later.saturating_sub(earlier) as f64 / 1000.0
 }
 
-/// RFC 3339 UTC time with microseconds.
-pub fn rfc3339(epoch_ns: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(epoch_ns);
-    humantime::format_rfc3339_micros(t).to_string()
+/// A time as RFC 3339 with microseconds, UTC (`2026-11-22T13:03:44.049732Z`), from nanoseconds
+/// since the epoch. Written straight into the output; the date and second part is formatted
+/// once per second and reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339(pub u64);
+
+thread_local! {
+    /// The last second formatted: (seconds since the epoch, `YYYY-MM-DDTHH:MM:SS`).
+    static LAST_SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (secs, micros) = (self.0 / 1_000_000_000, self.0 % 1_000_000_000 / 1_000);
+        LAST_SECOND.with_borrow_mut(|(second, prefix)| {
+            if *second != secs {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+                let whole = humantime::format_rfc3339_seconds(t).to_string();
+                *prefix = whole.trim_end_matches('Z').to_string();
+                *second = secs;
+            }
+            write!(f, "{prefix}.{micros:06}Z")
+        })
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -559,9 +598,27 @@ mod tests {
 
     #[test]
     fn flag_names_include_reserved_bits() {
-        assert_eq!(flag_names(TCP_RST | TCP_ACK), "RST|ACK");
-        assert_eq!(flag_names(TCP_RST | 0x100), "RST|RES(0x1)");
-        assert_eq!(flag_names(0), "none");
+        assert_eq!(FlagNames(TCP_RST | TCP_ACK).to_string(), "RST|ACK");
+        assert_eq!(FlagNames(TCP_RST | 0x100).to_string(), "RST|RES(0x1)");
+        assert_eq!(FlagNames(0x100).to_string(), "RES(0x1)");
+        assert_eq!(FlagNames(0).to_string(), "none");
+    }
+
+    #[test]
+    fn rfc3339_reuses_the_second_but_not_the_fraction() {
+        assert_eq!(
+            Rfc3339(1_795_352_624_049_732_610).to_string(),
+            "2026-11-22T13:03:44.049732Z"
+        );
+        assert_eq!(
+            Rfc3339(1_795_352_624_000_001_999).to_string(),
+            "2026-11-22T13:03:44.000001Z"
+        );
+        assert_eq!(
+            Rfc3339(1_795_352_625_000_000_000).to_string(),
+            "2026-11-22T13:03:45.000000Z"
+        );
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000000Z");
     }
 
     #[test]

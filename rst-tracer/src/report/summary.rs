@@ -143,7 +143,7 @@ impl SummaryWindow {
     pub fn take(&mut self, now_ns: u64, flows: FlowTableStats) -> SummaryRecord {
         let record = SummaryRecord {
             kind: "summary",
-            ts: crate::report::record::rfc3339(now_ns),
+            ts: crate::report::record::Rfc3339(now_ns),
             interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             resets: self.resets,
             resets_total: self.resets_total,
@@ -299,7 +299,7 @@ pub struct SummaryRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// End of the window.
-    pub ts: String,
+    pub ts: crate::report::record::Rfc3339,
     /// Window length in seconds.
     pub interval_s: f64,
     /// Resets judged in the window.
@@ -340,7 +340,7 @@ pub struct StatsRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Time of the snapshot.
-    pub ts: String,
+    pub ts: crate::report::record::Rfc3339,
     /// Every kernel counter by name.
     pub counters: serde_json::Map<String, serde_json::Value>,
     /// Sum of the `err_*` counters: malformed or truncated packets.
@@ -395,7 +395,7 @@ impl StatsRecord {
         let inserts = snap.get(Counter::FlowInserts);
         StatsRecord {
             kind: "stats",
-            ts: crate::report::record::rfc3339(now_ns),
+            ts: crate::report::record::Rfc3339(now_ns),
             counters,
             parse_errors: sum(Counter::is_parse_error),
             ring_drops: sum(Counter::is_drop),

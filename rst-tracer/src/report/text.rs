@@ -56,7 +56,7 @@ pub fn reset_line(r: &ResetRecord) -> String {
     let (seen, f) = (&r.seen, &r.seen.flow);
     let mut head = format!(
         "{} {} {} {} {} {}:{} > {}:{} seq {}",
-        time_of_day(&seen.ts),
+        time_of_day(&seen.ts.to_string()),
         if seen.iface.is_empty() {
             "-"
         } else {
@@ -173,8 +173,7 @@ fn verdict(r: &ResetRecord) -> String {
 
 impl Sink for TextSink {
     fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
-        writeln!(self.out, "{}", reset_line(r))?;
-        self.out.flush()
+        writeln!(self.out, "{}", reset_line(r))
     }
 
     fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
@@ -191,7 +190,7 @@ impl Sink for TextSink {
         writeln!(
             self.out,
             "{} {} after reset: {}:{} > {}:{} {} seq {} len {} from {who}{when}",
-            time_of_day(&r.seen.ts),
+            time_of_day(&r.seen.ts.to_string()),
             if r.seen.iface.is_empty() {
                 "-"
             } else {
@@ -204,8 +203,7 @@ impl Sink for TextSink {
             r.packet.flags,
             r.packet.seq,
             r.packet.payload_len
-        )?;
-        self.out.flush()
+        )
     }
 
     fn sample(&mut self, _r: &SampleRecord) -> io::Result<()> {
@@ -223,13 +221,12 @@ impl Sink for TextSink {
         writeln!(
             self.out,
             "{} silence: {}:{} > {}:{} | {detail}",
-            time_of_day(&r.ts),
+            time_of_day(&r.ts.to_string()),
             f.src,
             f.sport,
             f.dst,
             f.dport
-        )?;
-        self.out.flush()
+        )
     }
 
     fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
@@ -237,7 +234,7 @@ impl Sink for TextSink {
         writeln!(
             o,
             "-- summary {} (last {:.1} s) --",
-            time_of_day(&s.ts),
+            time_of_day(&s.ts.to_string()),
             s.interval_s
         )?;
         writeln!(
@@ -331,7 +328,11 @@ impl Sink for TextSink {
                 }
             )?;
         }
-        o.flush()
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -154,15 +154,17 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
                 }
             }
         }
+        pipeline.flush()?;
     }
     // Detach first, then empty the rings, so the final summary covers everything the hooks saw.
     drop(attachments);
     drain(rst_ring.get_mut(), &mut pipeline, usize::MAX)?;
     drain(sample_ring.get_mut(), &mut pipeline, usize::MAX)?;
-    pipeline.flush()?;
+    pipeline.settle_all()?;
     check_silences(&ebpf, &mut pipeline)?;
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
+    pipeline.flush()?;
     Ok(())
 }
 

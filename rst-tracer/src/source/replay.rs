@@ -98,7 +98,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     }
     // Whatever ended the input, the waiting resets get their verdicts, and retransmitting flows
     // are checked for silence at the capture's end.
-    pipeline.flush()?;
+    pipeline.settle_all()?;
     for key in pipeline.silence_candidates() {
         if let Some(state) = counters::flow_state(prog.ebpf(), &key) {
             pipeline.check_silence(&key, &state, stats.last_ts_ns)?;
@@ -107,6 +107,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let snap = prog.counters()?;
     pipeline.set_replay_stats(stats.clone());
     pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;
+    pipeline.flush()?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
