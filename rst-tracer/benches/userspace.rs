@@ -228,7 +228,7 @@ fn pipeline_rate(records: &[Bytes], clock: Clock, sink: Box<dyn Sink + Send>) ->
     let mut pipeline = Pipeline::new(sink, clock, 65_536, 0);
     let start = Instant::now();
     for r in records {
-        pipeline.record(r.clone()).context("pipeline")?;
+        pipeline.record(r).context("pipeline")?;
     }
     pipeline.settle_all()?;
     pipeline.flush()?;
@@ -247,7 +247,7 @@ fn main() -> Result<()> {
         let start = Instant::now();
         let mut decoded = 0usize;
         for r in &records {
-            decoded += decode(r.clone(), &clock).is_ok() as usize;
+            decoded += decode(r, &clock).is_ok() as usize;
         }
         if decoded != records.len() {
             return Err(anyhow!(

@@ -1,8 +1,8 @@
 //! Decoding ring-buffer records into typed events.
 //!
-//! A record is copied out of the ring (`bytes::Bytes`), its header is checked (version, kind,
-//! declared length against the record's real length) and only then is the `#[repr(C)]` struct
-//! from `rst-tracer-common` read, unaligned, from the bytes. A record that fails a check is an
+//! A record is read in place in the ring (no copy; `bytes::Buf` reads the header), its header is
+//! checked (version, kind, declared length against the record's real length) and only then is
+//! the `#[repr(C)]` struct from `rst-tracer-common` read, unaligned, from the bytes. A record that fails a check is an
 //! error with the numbers in it, never a guess.
 
 use std::net::IpAddr;
@@ -232,7 +232,7 @@ pub enum Event {
 }
 
 /// Decodes one record. `clock` turns kernel time into wall-clock time.
-pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
+pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     let need = size_of::<EventHeader>();
     if record.len() < need {
         return Err(DecodeError::ShortHeader {
@@ -240,7 +240,7 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
             need,
         });
     }
-    let mut peek = record.clone();
+    let mut peek = record;
     let version = peek.get_u8();
     let kind_byte = peek.get_u8();
     let declared = peek.get_u16_le();
@@ -259,7 +259,7 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
     }
     match kind {
         EventKind::Rst => {
-            let raw: RstEvent = read(&record);
+            let raw: RstEvent = read(record);
             let seen = seen(&raw.header, clock)?;
             let n = (raw.payload_captured as usize).min(raw.payload.len());
             Ok(Event::Reset(Box::new(Reset {
@@ -273,7 +273,7 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
         | EventKind::StackAcceptedReset
         | EventKind::StackRetransmit
         | EventKind::StackSynAckRetransmit => {
-            let raw: StackEvent = read(&record);
+            let raw: StackEvent = read(record);
             Ok(Event::Stack(StackNote {
                 act: match kind {
                     EventKind::StackSentReset => StackAct::SentReset,
@@ -289,7 +289,7 @@ pub fn decode(record: Bytes, clock: &Clock) -> Result<Event, DecodeError> {
             }))
         }
         EventKind::AfterRst | EventKind::Retransmit | EventKind::TtlChange => {
-            let raw: SampleEvent = read(&record);
+            let raw: SampleEvent = read(record);
             let sample = Sample {
                 seen: seen(&raw.header, clock)?,
                 packet: raw.packet,
@@ -393,7 +393,7 @@ mod tests {
     fn decodes_a_reset_laid_out_by_hand() {
         let bytes = golden_reset_bytes();
         assert_eq!(bytes.len(), size_of::<RstEvent>());
-        let Event::Reset(r) = decode(Bytes::from(bytes), &CLOCK).unwrap() else {
+        let Event::Reset(r) = decode(&bytes, &CLOCK).unwrap() else {
             panic!("not a reset")
         };
         assert_eq!(r.seen.ts_ns, 1_000_000_005_000);
@@ -415,24 +415,21 @@ mod tests {
     #[test]
     fn rejects_bad_records_with_the_numbers() {
         assert_eq!(
-            decode(Bytes::from_static(&[1, 1, 0]), &CLOCK).unwrap_err(),
+            decode(&[1, 1, 0], &CLOCK).unwrap_err(),
             DecodeError::ShortHeader { len: 3, need: 64 }
         );
         let mut v = golden_reset_bytes();
         v[0] = 9;
         assert_eq!(
-            decode(Bytes::from(v), &CLOCK).unwrap_err(),
+            decode(&v, &CLOCK).unwrap_err(),
             DecodeError::Version { got: 9 }
         );
         let mut v = golden_reset_bytes();
         v[1] = 77;
-        assert_eq!(
-            decode(Bytes::from(v), &CLOCK).unwrap_err(),
-            DecodeError::Kind(77)
-        );
+        assert_eq!(decode(&v, &CLOCK).unwrap_err(), DecodeError::Kind(77));
         let mut v = golden_reset_bytes();
         v.truncate(300);
-        let err = decode(Bytes::from(v), &CLOCK).unwrap_err();
+        let err = decode(&v, &CLOCK).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -447,10 +444,7 @@ mod tests {
         );
         let mut v = golden_reset_bytes();
         v[56] = 9; // hook
-        assert_eq!(
-            decode(Bytes::from(v), &CLOCK).unwrap_err(),
-            DecodeError::Hook(9)
-        );
+        assert_eq!(decode(&v, &CLOCK).unwrap_err(), DecodeError::Hook(9));
     }
 
     #[test]

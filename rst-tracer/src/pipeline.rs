@@ -3,7 +3,6 @@
 
 use std::{collections::HashMap, io, net::IpAddr, sync::Arc};
 
-use bytes::Bytes;
 use ipnet::IpNet;
 use rst_tracer_common::{
     event::{Direction, Hook, IP_V6, REASON_UNKNOWN},
@@ -124,7 +123,7 @@ impl Pipeline {
 
     /// Decodes one ring record and handles it. Undecodable records are counted (and the first
     /// one is reported on stderr), never guessed at.
-    pub fn record(&mut self, record: Bytes) -> io::Result<()> {
+    pub fn record(&mut self, record: &[u8]) -> io::Result<()> {
         match decode(record, &self.clock) {
             Ok(ev) => self.event(ev),
             Err(e) => {

@@ -64,7 +64,7 @@ impl Kernel {
         self.run
             .drain()
             .into_iter()
-            .map(|r| decode(r, &clock).expect("decodable event"))
+            .map(|r| decode(&r, &clock).expect("decodable event"))
             .collect()
     }
 

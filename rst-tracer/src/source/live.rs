@@ -10,7 +10,6 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use bytes::Bytes;
 use rst_tracer_common::names::{MAP_RST_RING, MAP_SAMPLE_RING};
 use tokio::{
     io::unix::AsyncFd,
@@ -192,9 +191,7 @@ pub fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline, limit: usize)
         let Some(item) = ring.next() else {
             return Ok(true);
         };
-        let record = Bytes::copy_from_slice(&item);
-        drop(item);
-        pipeline.record(record)?;
+        pipeline.record(&item)?;
     }
     Ok(false)
 }

@@ -139,7 +139,7 @@ fn replay_file(
                         format!("{}: record at byte {}", path.display(), record.offset)
                     })?;
                 for event in prog.drain() {
-                    pipeline.record(event)?;
+                    pipeline.record(&event)?;
                 }
                 pipeline.advance(record.ts_ns)?;
             }
