@@ -1,7 +1,7 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{collections::HashMap, io, net::IpAddr, sync::Arc};
+use std::{io, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use rst_tracer_common::{
@@ -11,7 +11,7 @@ use rst_tracer_common::{
 
 use crate::{
     event::{decode, Clock, Event, Reset, Seen, StackNote},
-    flows::FlowTable,
+    flows::{FlowTable, PacketMap},
     forensics::{
         self,
         silence::{self, Silence},
@@ -42,7 +42,7 @@ pub struct Pipeline {
     clock: Clock,
     flows: FlowTable,
     window: SummaryWindow,
-    iface_names: HashMap<u32, Arc<str>>,
+    iface_names: PacketMap<u32, Arc<str>>,
     kernel_flow_capacity: u32,
     decode_errors: u64,
     local_networks: Vec<IpNet>,
@@ -73,7 +73,7 @@ impl Pipeline {
             clock,
             flows: FlowTable::new(USER_FLOW_CAPACITY, USER_FLOW_IDLE_NS),
             window: SummaryWindow::new(now_ns),
-            iface_names: HashMap::new(),
+            iface_names: PacketMap::default(),
             kernel_flow_capacity,
             decode_errors: 0,
             local_networks: Vec::new(),

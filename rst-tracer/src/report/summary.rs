@@ -1,16 +1,14 @@
 //! Interval summaries and counter statistics: what happened since the last summary, and the
 //! kernel's counters (drops and evictions included: nothing lost is hidden).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::IpAddr,
-};
+use std::{collections::BTreeMap, net::IpAddr};
 
 use rst_tracer_common::counter::Counter;
 use serde::Serialize;
 
 use crate::{
     event::{Reset, Seen},
+    flows::PacketMap,
     forensics::{stack::StackFacts, Strength, Verdict},
     stack,
 };
@@ -40,7 +38,7 @@ impl CounterSnapshot {
 struct Tally {
     resets: u64,
     suspicious: u64,
-    findings: HashMap<&'static str, u64>,
+    findings: PacketMap<&'static str, u64>,
 }
 
 /// Counts of one summary window and of the whole run.
@@ -55,9 +53,9 @@ pub struct SummaryWindow {
     retransmits: u64,
     ttl_changes: u64,
     silences: u64,
-    by_remote: HashMap<IpAddr, Tally>,
-    by_port: HashMap<u16, Tally>,
-    by_kernel_reason: HashMap<(String, IpAddr), u64>,
+    by_remote: PacketMap<IpAddr, Tally>,
+    by_port: PacketMap<u16, Tally>,
+    by_kernel_reason: PacketMap<(String, IpAddr), u64>,
     not_accepted: u64,
 }
 
@@ -216,7 +214,7 @@ pub struct ReasonCount {
 }
 
 /// The keys with the most resets (ties broken by key, so the order is stable), as views.
-fn top<K: Copy + Ord>(tallies: &HashMap<K, Tally>) -> Vec<(K, TallyView)> {
+fn top<K: Copy + Ord>(tallies: &PacketMap<K, Tally>) -> Vec<(K, TallyView)> {
     let mut v: Vec<(K, &Tally)> = tallies.iter().map(|(k, t)| (*k, t)).collect();
     v.sort_by(|a, b| b.1.resets.cmp(&a.1.resets).then(a.0.cmp(&b.0)));
     v.truncate(TOP);
@@ -441,7 +439,7 @@ mod tests {
             resets,
             ..Default::default()
         };
-        let counts: HashMap<u16, Tally> = [(443, tally(2)), (80, tally(5)), (22, tally(2))]
+        let counts: PacketMap<u16, Tally> = [(443, tally(2)), (80, tally(5)), (22, tally(2))]
             .into_iter()
             .collect();
         let order: Vec<(u16, u64)> = top(&counts)
