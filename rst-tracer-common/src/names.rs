@@ -5,12 +5,14 @@
 
 /// XDP ingress program.
 pub const PROG_XDP: &str = "rst_xdp";
+/// Capture replay's XDP program (run by BPF_PROG_TEST_RUN, never attached).
+pub const PROG_REPLAY: &str = "rst_replay";
 /// TC (tcx) ingress program.
 pub const PROG_TC_INGRESS: &str = "rst_tc_in";
 /// TC (tcx) egress program.
 pub const PROG_TC_EGRESS: &str = "rst_tc_eg";
-/// Every packet program, in attach order.
-pub const PACKET_PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS];
+/// Every packet program: the three live hooks in attach order, then replay's.
+pub const PACKET_PROGRAMS: [&str; 4] = [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS, PROG_REPLAY];
 /// Tracepoint program on tcp:tcp_send_reset.
 pub const PROG_TP_SEND_RESET: &str = "rst_tp_send";
 /// Tracepoint program on tcp:tcp_receive_reset.

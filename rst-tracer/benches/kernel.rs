@@ -156,7 +156,7 @@ fn new_data(round: u32) -> Vec<Vec<u8>> {
 }
 
 /// Puts `PREFILL_FLOWS` flows (one SYN each, distinct client address and port) in the table.
-fn prefill(run: &ProgRun) -> Result<()> {
+fn prefill(run: &mut ProgRun) -> Result<()> {
     for i in 0..PREFILL_FLOWS {
         let client = format!("10.{}.{}.{}", 100 + (i >> 16), (i >> 8) & 0xff, i & 0xff);
         let frame = Seg::new(&client, 1024 + (i % 50_000) as u16, "10.0.2.2", 443)
@@ -182,7 +182,7 @@ fn main() -> Result<()> {
         ..LoadOptions::default()
     })?;
     let baseline = load_baseline()?;
-    prefill(&run)?;
+    prefill(&mut run)?;
 
     // An established flow: the handshake runs once before anything is measured.
     let (c, s) = (CLIENT, SERVER);

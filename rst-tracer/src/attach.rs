@@ -17,8 +17,8 @@ use aya::{
 use rst_tracer_common::{
     event::TracepointOffsets,
     names::{
-        DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_TC_EGRESS,
-        PROG_TC_INGRESS, PROG_XDP, STACK_PROGRAMS,
+        DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_REPLAY,
+        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, STACK_PROGRAMS,
     },
 };
 
@@ -75,7 +75,7 @@ pub fn open(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
 /// When the kernel refuses it; the verifier's last lines are in the message.
 pub fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
     let prog = program(ebpf, name)?;
-    let result = if name == PROG_XDP {
+    let result = if name == PROG_XDP || name == PROG_REPLAY {
         <&mut Xdp>::try_from(prog)?.load()
     } else {
         <&mut SchedClassifier>::try_from(prog)?.load()
@@ -95,8 +95,8 @@ pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
-/// Instructions the verifier processed for each loaded program (its cost of proving the
-/// program safe; the kernel refuses a program past 1,000,000).
+/// Instructions the verifier processed for each loaded packet program (its cost of proving the
+/// program safe; the kernel refuses a program past 1,000,000). Programs not loaded are left out.
 ///
 /// # Errors
 /// When the kernel's program info cannot be read.
@@ -106,6 +106,9 @@ pub fn verifier_cost(ebpf: &Ebpf) -> Result<Vec<(String, u32)>> {
         let prog = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("program {name} missing"))?;
+        if prog.fd().is_err() {
+            continue;
+        }
         let info = prog
             .info()
             .with_context(|| format!("reading info of {name}"))?;

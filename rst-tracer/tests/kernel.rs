@@ -45,7 +45,7 @@ impl Kernel {
     }
 
     /// Runs a frame through XDP as a capture record taken at `ts_ns`.
-    fn replay(&self, frame: &[u8], ts_ns: u64) {
+    fn replay(&mut self, frame: &[u8], ts_ns: u64) {
         let (action, _) = self
             .run
             .xdp(frame, Some(ReplayMeta::new(ts_ns)), 1)
@@ -53,7 +53,7 @@ impl Kernel {
         assert_eq!(action, 2, "the program must always pass packets (XDP_PASS)");
     }
 
-    fn seg(&self, seg: &Seg, ts_ns: u64) {
+    fn seg(&mut self, seg: &Seg, ts_ns: u64) {
         self.replay(&seg.frame(), ts_ns);
     }
 
@@ -94,7 +94,7 @@ fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {
 }
 
 /// The handshake, one request and its ACK, in replay time from T0.
-fn handshake_and_request(k: &Kernel) {
+fn handshake_and_request(k: &mut Kernel) {
     let mss = [
         TcpOptionElement::MaximumSegmentSize(1460),
         TcpOptionElement::WindowScale(7),
@@ -166,7 +166,7 @@ fn object_has_every_program_and_map_name() {
 #[test]
 fn ordinary_packets_make_no_events() {
     let mut k = Kernel::new();
-    handshake_and_request(&k);
+    handshake_and_request(&mut k);
     assert!(k.events().is_empty());
     assert_eq!(
         k.counters(),
@@ -182,7 +182,7 @@ fn ordinary_packets_make_no_events() {
 #[test]
 fn a_reset_carries_its_headers_and_the_flow_before_it() {
     let mut k = Kernel::new();
-    handshake_and_request(&k);
+    handshake_and_request(&mut k);
     // A RST "from the server" with another TTL and IP ID, 1 ms after the client's last packet.
     let rst = Seg::new(SERVER, 80, CLIENT, 40000)
         .seq(5001)
@@ -599,7 +599,7 @@ fn samples(events: Vec<Event>) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>) {
 #[test]
 fn first_packet_from_each_side_after_a_reset() {
     let mut k = Kernel::new();
-    handshake_and_request(&k);
+    handshake_and_request(&mut k);
     k.seg(
         &Seg::new(CLIENT, 40000, SERVER, 80)
             .seq(119)
@@ -642,7 +642,7 @@ fn first_packet_from_each_side_after_a_reset() {
 #[test]
 fn retransmissions_and_ttl_changes_are_sampled_and_rate_limited() {
     let mut k = Kernel::new();
-    handshake_and_request(&k);
+    handshake_and_request(&mut k);
     let again = Seg::new(CLIENT, 40000, SERVER, 80)
         .seq(101)
         .ack(5001)
@@ -777,12 +777,13 @@ fn tc_programs_report_their_hook_and_direction() {
 #[test]
 fn verifier_cost_stays_bounded() {
     let mut k = Kernel::new();
-    // ProgRun loads the TC programs on first use.
+    // ProgRun loads the live XDP and the TC programs on first use.
     let frame = Seg::new(CLIENT, 1, SERVER, 2).frame();
+    k.run.xdp(&frame, None, 1).unwrap();
     k.run.tc(Hook::TcIngress, &frame, 1).unwrap();
     k.run.tc(Hook::TcEgress, &frame, 1).unwrap();
     let cost = rst_tracer::attach::verifier_cost(k.run.ebpf()).unwrap();
-    assert_eq!(cost.len(), 3, "{cost:?}");
+    assert_eq!(cost.len(), 4, "{cost:?}");
     for (name, insns) in cost {
         // The kernel's hard limit is 1,000,000; a parser change that multiplies verifier states
         // shows up here long before it reaches that.

@@ -15,7 +15,9 @@ use aya::{
 use bytes::Bytes;
 use rst_tracer_common::{
     event::Hook,
-    names::{MAP_RST_RING, MAP_SAMPLE_RING, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP},
+    names::{
+        MAP_RST_RING, MAP_SAMPLE_RING, PROG_REPLAY, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    },
     replay::ReplayMeta,
 };
 
@@ -36,15 +38,16 @@ pub struct ProgRun {
 const XDP_MD_LEN: usize = 24;
 
 impl ProgRun {
-    /// Loads the embedded object's maps and its XDP program; the TC programs are loaded the
-    /// first time [`ProgRun::tc`] needs one (each costs a verifier run).
+    /// Loads the embedded object's maps and replay's XDP program; the live XDP and TC programs
+    /// are loaded the first time [`ProgRun::xdp`] or [`ProgRun::tc`] needs one (each costs a
+    /// verifier run).
     ///
     /// # Errors
     /// No embedded object, missing privileges, or a program the kernel refuses.
     pub fn load(opts: &LoadOptions) -> Result<ProgRun> {
         crate::privileges::check()?;
         let mut ebpf = attach::open(object::embedded()?, opts)?;
-        attach::load_program(&mut ebpf, PROG_XDP)?;
+        attach::load_program(&mut ebpf, PROG_REPLAY)?;
         let rst_ring = take_ring(&mut ebpf, MAP_RST_RING)?;
         let sample_ring = take_ring(&mut ebpf, MAP_SAMPLE_RING)?;
         Ok(ProgRun {
@@ -59,19 +62,24 @@ impl ProgRun {
         &self.ebpf
     }
 
-    /// Runs the XDP program over `frame`, `repeat` times. With `meta`, the frame carries replay
-    /// metadata (its capture timestamp), exactly as capture replay sends it. Returns the XDP
-    /// action and the kernel's mean time per run.
+    /// Runs an XDP program over `frame`, `repeat` times: with `meta`, replay's program, the frame
+    /// carrying replay metadata (its capture timestamp) exactly as capture replay sends it;
+    /// without, the live XDP program. Returns the XDP action and the kernel's mean time per run.
     ///
     /// # Errors
-    /// When the kernel refuses the test run.
+    /// When the kernel refuses the program or the test run.
     pub fn xdp(
-        &self,
+        &mut self,
         frame: &[u8],
         meta: Option<ReplayMeta>,
         repeat: u32,
     ) -> Result<(u32, Duration)> {
-        let prog: &Xdp = self.program(PROG_XDP)?.try_into()?;
+        let name = if meta.is_some() {
+            PROG_REPLAY
+        } else {
+            PROG_XDP
+        };
+        let prog: &Xdp = self.loaded(name)?.try_into()?;
         let mut data = Vec::with_capacity(frame.len() + 16);
         let meta_len = match meta {
             Some(m) => {
@@ -106,10 +114,7 @@ impl ProgRun {
             Hook::TcEgress => PROG_TC_EGRESS,
             other => return Err(anyhow!("{} is not a TC hook", other.name())),
         };
-        if self.program(name)?.fd().is_err() {
-            attach::load_program(&mut self.ebpf, name)?;
-        }
-        let prog: &SchedClassifier = self.program(name)?.try_into()?;
+        let prog: &SchedClassifier = self.loaded(name)?.try_into()?;
         let out = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
@@ -139,10 +144,16 @@ impl ProgRun {
         counters::snapshot(&self.ebpf, true)
     }
 
-    fn program(&self, name: &str) -> Result<&aya::programs::Program> {
-        self.ebpf
+    /// Program `name`, loaded into the kernel on first use.
+    fn loaded(&mut self, name: &str) -> Result<&aya::programs::Program> {
+        let prog = self
+            .ebpf
             .program(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+            .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+        if prog.fd().is_err() {
+            attach::load_program(&mut self.ebpf, name)?;
+        }
+        Ok(self.ebpf.program(name).expect("present: checked above"))
     }
 }
 
