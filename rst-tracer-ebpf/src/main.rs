@@ -119,21 +119,35 @@ pub fn rst_tp_synack(ctx: TracePointContext) -> u32 {
     0
 }
 
+impl Observation {
+    /// Live traffic seen by `hook`; its time is read once it parses as TCP.
+    #[inline(always)]
+    fn live(ctx: PacketCtx, hook: Hook, ifindex: u32) -> Observation {
+        Observation {
+            ctx,
+            hook,
+            ifindex,
+            now_ns: 0,
+            header_flags: 0,
+        }
+    }
+}
+
+/// The frame an XDP program sees.
+#[inline(always)]
+fn xdp_frame(ctx: &XdpContext) -> Cursor {
+    Cursor {
+        pos: ctx.data(),
+        end: ctx.data_end(),
+    }
+}
+
 #[inline(always)]
 fn observe_xdp(ctx: &XdpContext) {
-    let mut obs = Observation {
-        ctx: PacketCtx::Xdp(ctx.ctx),
-        hook: Hook::Xdp,
-        ifindex: unsafe { (*ctx.ctx).ingress_ifindex },
-        now_ns: 0,
-        header_flags: 0,
-    };
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     observe(
-        Cursor {
-            pos: ctx.data(),
-            end: ctx.data_end(),
-        },
-        &mut obs,
+        xdp_frame(ctx),
+        Observation::live(PacketCtx::Xdp(ctx.ctx), Hook::Xdp, ifindex),
     );
 }
 
@@ -150,20 +164,14 @@ fn observe_replay(ctx: &XdpContext) {
         _ => return,
     };
     count(Counter::ReplayFrames);
-    let mut obs = Observation {
+    let obs = Observation {
         ctx: PacketCtx::Xdp(ctx.ctx),
         hook: Hook::Replay,
         ifindex: 0,
         now_ns: ts_ns,
         header_flags: HDR_TS_CAPTURE,
     };
-    observe(
-        Cursor {
-            pos: ctx.data(),
-            end: ctx.data_end(),
-        },
-        &mut obs,
-    );
+    observe(xdp_frame(ctx), obs);
 }
 
 /// Headers beyond this many bytes are not needed; a non-linear skb is pulled up to it.
@@ -181,25 +189,19 @@ fn observe_tc(ctx: &TcContext, hook: Hook) {
         };
         let _ = ctx.pull_data(want);
     }
-    let mut obs = Observation {
-        ctx: PacketCtx::Skb(ctx.skb.skb),
-        hook,
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
-        now_ns: 0,
-        header_flags: 0,
-    };
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     observe(
         Cursor {
             pos: ctx.data(),
             end: ctx.data_end(),
         },
-        &mut obs,
+        Observation::live(PacketCtx::Skb(ctx.skb.skb), hook, ifindex),
     );
 }
 
 /// The one path every hook shares.
 #[inline(always)]
-fn observe(frame: Cursor, obs: &mut Observation) {
+fn observe(frame: Cursor, mut obs: Observation) {
     count(Counter::Packets);
     let Some(seg) = RST_SEGMENT.get_ptr_mut(0) else {
         return;
@@ -210,7 +212,7 @@ fn observe(frame: Cursor, obs: &mut Observation) {
             if obs.header_flags & HDR_TS_CAPTURE == 0 {
                 obs.now_ns = unsafe { bpf_ktime_get_ns() };
             }
-            flow::observe_segment(seg, obs)
+            flow::observe_segment(seg, &obs)
         }
         Err(reason) => count(reason),
     }
