@@ -73,11 +73,14 @@ pub enum Counter {
     StackWritten = 31,
     /// Stack events lost (ring full).
     StackDropped = 32,
+    /// Stack retransmissions folded into a flow side's next retransmission or reset event
+    /// instead of an event of their own (rate limit, not a loss: the count travels on).
+    StackFolded = 33,
 }
 
 impl Counter {
     /// Number of counter slots (the map's size).
-    pub const COUNT: u32 = 33;
+    pub const COUNT: u32 = 34;
 
     /// Every counter in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -114,6 +117,7 @@ impl Counter {
         Counter::ErrPppoeTruncated,
         Counter::StackWritten,
         Counter::StackDropped,
+        Counter::StackFolded,
     ];
 
     /// Stable snake_case name, used in text and JSON output.
@@ -152,6 +156,7 @@ impl Counter {
             Counter::ErrPppoeTruncated => "err_pppoe_truncated",
             Counter::StackWritten => "stack_written",
             Counter::StackDropped => "stack_dropped",
+            Counter::StackFolded => "stack_retransmits_folded",
         }
     }
 

@@ -15,7 +15,7 @@ use core::mem::size_of;
 use crate::flow::{FlowKey, FlowState, SideState};
 
 /// Version of the event layout. Bump on any incompatible change.
-pub const EVENT_VERSION: u8 = 2;
+pub const EVENT_VERSION: u8 = 3;
 
 /// What an event reports.
 #[repr(u8)]
@@ -294,7 +294,7 @@ pub struct SampleEvent {
 }
 const _: () = assert!(size_of::<SampleEvent>() == 176);
 
-/// What the TCP stack itself said (64 bytes): which flow, which side sent the reset or the
+/// What the TCP stack itself said (72 bytes): which flow, which side sent the reset or the
 /// retransmission, and for sent resets the kernel's reason and the socket's state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -317,8 +317,25 @@ pub struct StackEvent {
     pub _pad: [u8; 3],
     /// `enum sk_rst_reason` for sent resets ([`REASON_UNKNOWN`] when the kernel has none).
     pub reason: u32,
+    /// How many acts this event stands for: 1, except for stack retransmissions, where the
+    /// kernel sends at most one event per flow side per sample gap and folds the others into
+    /// the next one (or into a flush when the flow resets).
+    pub count: u32,
+    /// Padding, always zero.
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<StackEvent>() == 64);
+const _: () = assert!(size_of::<StackEvent>() == 72);
+
+/// The kernel's tally of a flow's stack retransmissions, for folding them into fewer events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackTally {
+    /// Per side: when its last retransmission event was written (`bpf_ktime_get_ns()`).
+    pub last_ns: [u64; 2],
+    /// Per side: retransmissions since that event, not yet sent.
+    pub held: [u32; 2],
+}
+const _: () = assert!(size_of::<StackTally>() == 24);
 
 /// [`StackEvent::reason`] when the kernel's tracepoint has no `reason` field.
 pub const REASON_UNKNOWN: u32 = u32::MAX;

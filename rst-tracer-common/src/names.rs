@@ -41,7 +41,18 @@ pub const MAP_SAMPLE_RING: &str = "RST_SAMPLES";
 /// Per-CPU array of `u64` counters indexed by [`crate::counter::Counter`].
 pub const MAP_COUNTERS: &str = "RST_COUNTERS";
 /// Every map, for the object check.
-pub const MAPS: [&str; 4] = [MAP_FLOWS, MAP_RST_RING, MAP_SAMPLE_RING, MAP_COUNTERS];
+pub const MAPS: [&str; 5] = [
+    MAP_FLOWS,
+    MAP_RST_RING,
+    MAP_SAMPLE_RING,
+    MAP_COUNTERS,
+    MAP_STACK_TALLY,
+];
+/// Map of each flow's stack retransmissions not yet sent (LRU, [`STACK_TALLY_FLOWS`] entries).
+pub const MAP_STACK_TALLY: &str = "RST_STACK_TALLY";
+/// Flows whose stack retransmissions the kernel tallies at once; the least recent is forgotten
+/// (with at most one sample gap's worth of held retransmissions).
+pub const STACK_TALLY_FLOWS: u32 = 16_384;
 
 /// Load-time global (`u64`): least time between two samples of one flow, in ns.
 pub const GLOBAL_SAMPLE_GAP_NS: &str = "SAMPLE_GAP_NS";

@@ -8,9 +8,12 @@ use aya_ebpf::{
 };
 use rst_tracer_common::{
     counter::Counter,
-    event::TracepointOffsets,
+    event::{StackTally, TracepointOffsets},
     flow::{FlowKey, FlowState},
-    names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, RST_RING_BYTES, SAMPLE_RING_BYTES},
+    names::{
+        DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, RST_RING_BYTES, SAMPLE_RING_BYTES,
+        STACK_TALLY_FLOWS,
+    },
 };
 
 /// Per-flow state, canonical key.
@@ -26,6 +29,11 @@ pub static RST_RING: RingBuf = RingBuf::with_byte_size(RST_RING_BYTES, 0);
 /// Rate-limited samples: retransmissions and TTL changes.
 #[map]
 pub static RST_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+/// Stack retransmissions per flow side not yet sent (see `stack::retransmit`).
+#[map]
+pub static RST_STACK_TALLY: LruHashMap<FlowKey, StackTally> =
+    LruHashMap::with_max_entries(STACK_TALLY_FLOWS, 0);
 
 /// Counters, one `u64` per `Counter`, per CPU.
 #[map]

@@ -11,18 +11,22 @@
 //!   these layouts change between kernels. A field this kernel lacks has offset `FIELD_ABSENT`.
 //! - Reset events go to the reset ring, so they reach userspace in order with the resets;
 //!   retransmissions go to the sample ring, so a retransmission storm cannot crowd out resets.
+//! - Retransmissions are rate-limited like the packet samples: at most one event per flow side
+//!   per sample gap, carrying how many it stands for; the ones in between are held in
+//!   `RST_STACK_TALLY` and ride on the next event, or are flushed when the flow resets, so the
+//!   count a reset's verdict sees is exact.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use rst_tracer_common::{
     counter::Counter,
     event::{
-        EventKind, SocketFields, StackEvent, TracepointOffsets, EVENT_VERSION, FIELD_ABSENT,
-        REASON_UNKNOWN,
+        EventKind, SocketFields, StackEvent, StackTally, TracepointOffsets, EVENT_VERSION,
+        FIELD_ABSENT, REASON_UNKNOWN,
     },
     flow::{AddrWords, FlowKey, Side, FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::maps::{count, RST_RING, RST_SAMPLES, TP_OFFSETS};
+use crate::maps::{count, sample_gap_ns, RST_RING, RST_SAMPLES, RST_STACK_TALLY, TP_OFFSETS};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -59,32 +63,122 @@ pub fn sent_reset(ctx: &TracePointContext) {
         unsafe { ctx.read_at(o.send_reason as usize) }.unwrap_or(REASON_UNKNOWN)
     };
     let (key, side) = FlowKey::canonical(family, &src, sport, &dst, dport);
-    write(EventKind::StackSentReset, &key, side, state as u32, reason);
+    flush_retransmits(&key);
+    write(
+        EventKind::StackSentReset,
+        &key,
+        side,
+        state as u32,
+        reason,
+        1,
+    );
 }
 
 /// tcp:tcp_receive_reset: a socket accepted a reset from its peer.
 pub fn accepted_reset(ctx: &TracePointContext) {
-    socket_event(ctx, &offsets().receive, EventKind::StackAcceptedReset);
+    if let Some((key, side, state)) = socket(ctx, &offsets().receive, true) {
+        flush_retransmits(&key);
+        write(
+            EventKind::StackAcceptedReset,
+            &key,
+            side,
+            state,
+            REASON_UNKNOWN,
+            1,
+        );
+    }
 }
 
-/// tcp:tcp_retransmit_skb: the stack retransmitted a segment.
+/// tcp:tcp_retransmit_skb: the stack retransmitted a segment. The first retransmission of a
+/// flow side after a sample gap writes an event carrying itself and those held since; the
+/// others are held in the tally.
 pub fn retransmit(ctx: &TracePointContext) {
-    socket_event(ctx, &offsets().retransmit, EventKind::StackRetransmit);
+    let Some((key, side, state)) = socket(ctx, &offsets().retransmit, false) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let s = side as usize;
+    let count_now = match RST_STACK_TALLY.get_ptr_mut(&key) {
+        Some(t) => unsafe {
+            let last = (*t).last_ns[s];
+            if last != 0 && now.wrapping_sub(last) < sample_gap_ns() {
+                // One socket's retransmissions are serialised by its lock: no other CPU
+                // updates this side at the same time.
+                (*t).held[s] += 1;
+                count(Counter::StackFolded);
+                return;
+            }
+            let n = (*t).held[s] + 1;
+            (*t).held[s] = 0;
+            (*t).last_ns[s] = now;
+            n
+        },
+        None => {
+            let mut t = StackTally::default();
+            t.last_ns[s] = now;
+            let _ = RST_STACK_TALLY.insert(&key, &t, 0);
+            1
+        }
+    };
+    write(
+        EventKind::StackRetransmit,
+        &key,
+        side,
+        state,
+        REASON_UNKNOWN,
+        count_now,
+    );
+}
+
+/// Sends the retransmissions a flow has held, before its reset is reported.
+fn flush_retransmits(key: &FlowKey) {
+    let Some(t) = RST_STACK_TALLY.get_ptr_mut(key) else {
+        return;
+    };
+    for side in [Side::Lo, Side::Hi] {
+        let s = side as usize;
+        let held = unsafe { (*t).held[s] };
+        if held > 0 {
+            unsafe { (*t).held[s] = 0 };
+            write(
+                EventKind::StackRetransmit,
+                key,
+                side,
+                0,
+                REASON_UNKNOWN,
+                held,
+            );
+        }
+    }
 }
 
 /// tcp:tcp_retransmit_synack: a listener retransmitted its SYN-ACK.
 pub fn synack_retransmit(ctx: &TracePointContext) {
-    socket_event(ctx, &offsets().synack, EventKind::StackSynAckRetransmit);
+    if let Some((key, side, state)) = socket(ctx, &offsets().synack, false) {
+        write(
+            EventKind::StackSynAckRetransmit,
+            &key,
+            side,
+            state,
+            REASON_UNKNOWN,
+            1,
+        );
+    }
 }
 
-/// An event of a tracepoint with the shared socket fields: `saddr`/`sport` are the socket's own,
-/// `daddr`/`dport` its peer's. A reset accepted came from the peer; a retransmission from here.
-fn socket_event(ctx: &TracePointContext, f: &SocketFields, kind: EventKind) {
+/// The flow, side and socket state of a tracepoint with the shared socket fields: `saddr`/`sport`
+/// are the socket's own, `daddr`/`dport` its peer's. The side is the one that sent what the
+/// tracepoint reports: the peer for a reset the socket `accepted`, else this host.
+fn socket(
+    ctx: &TracePointContext,
+    f: &SocketFields,
+    accepted: bool,
+) -> Option<(FlowKey, Side, u32)> {
     let field = |off: u32| -> Option<u16> { unsafe { ctx.read_at::<u16>(off as usize) }.ok() };
     let (Some(family), Some(sport), Some(dport)) =
         (field(f.family), field(f.sport), field(f.dport))
     else {
-        return;
+        return None;
     };
     let addr = |v4: u32, v6: u32| -> Option<(u16, AddrWords)> {
         if family == AF_INET {
@@ -99,9 +193,9 @@ fn socket_event(ctx: &TracePointContext, f: &SocketFields, kind: EventKind) {
     let (Some((fam, local)), Some((_, remote))) =
         (addr(f.saddr, f.saddr_v6), addr(f.daddr, f.daddr_v6))
     else {
-        return;
+        return None;
     };
-    let (key, side) = if kind == EventKind::StackAcceptedReset {
+    let (key, side) = if accepted {
         FlowKey::canonical(fam, &remote, dport, &local, sport)
     } else {
         FlowKey::canonical(fam, &local, sport, &remote, dport)
@@ -111,10 +205,11 @@ fn socket_event(ctx: &TracePointContext, f: &SocketFields, kind: EventKind) {
     } else {
         unsafe { ctx.read_at(f.state as usize) }.unwrap_or(0)
     };
-    write(kind, &key, side, state as u32, REASON_UNKNOWN);
+    Some((key, side, state as u32))
 }
 
-fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32) {
+/// Writes one stack event standing for `acts` acts (see `StackEvent::count`).
+fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32, acts: u32) {
     let ring = match kind {
         EventKind::StackRetransmit | EventKind::StackSynAckRetransmit => &RST_SAMPLES,
         _ => &RST_RING,
@@ -134,6 +229,8 @@ fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32) {
         (*ev).side = side as u8;
         (*ev)._pad = [0; 3];
         (*ev).reason = reason;
+        (*ev).count = acts;
+        (*ev)._pad2 = 0;
     }
     entry.submit(0);
     count(Counter::StackWritten);

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use rst_tracer_common::names::DEFAULT_FLOW_TABLE_SIZE;
+use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
 
 use crate::{
     attach::{IngressMode, LoadOptions},
@@ -89,6 +89,10 @@ pub struct LiveArgs {
     /// Kernel flow-table capacity (flows; LRU beyond it).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOW_TABLE_SIZE)]
     pub flows: u32,
+    /// Least time between two samples of one flow side (retransmissions and TTL changes seen
+    /// in packets, and the stack's retransmissions, which carry the count of those folded in).
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_SAMPLE_GAP_NS / 1_000_000)]
+    pub sample_gap: u64,
     /// Where tracefs is, for the stack view (the kernel's reset reasons). The default is mounted
     /// when missing; a directory without the tcp tracepoints turns the stack view off.
     #[arg(long, value_name = "DIR", default_value = stack::TRACEFS)]
@@ -122,6 +126,7 @@ impl LiveArgs {
             format: self.format,
             load: LoadOptions {
                 flow_table_size: self.flows,
+                sample_gap_ns: self.sample_gap.saturating_mul(1_000_000),
                 ..LoadOptions::default()
             },
             tracefs: self.tracefs.clone(),
@@ -203,6 +208,11 @@ mod tests {
         assert_eq!(o.format, Format::Text);
         assert_eq!(o.duration, None);
         assert_eq!(o.load.flow_table_size, DEFAULT_FLOW_TABLE_SIZE);
+        assert_eq!(o.load.sample_gap_ns, DEFAULT_SAMPLE_GAP_NS);
+        let gap = live(&["rst-tracer", "--sample-gap", "250"])
+            .resolve()
+            .unwrap();
+        assert_eq!(gap.load.sample_gap_ns, 250_000_000);
     }
 
     #[test]

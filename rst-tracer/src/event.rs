@@ -214,6 +214,9 @@ pub struct StackNote {
     pub state: u32,
     /// `enum sk_rst_reason` (sent resets).
     pub reason: u32,
+    /// How many acts the note stands for: 1, or for retransmissions the ones the kernel
+    /// folded into it (see `rst_tracer_common::event::StackEvent::count`).
+    pub count: u32,
 }
 
 /// A decoded ring-buffer record.
@@ -286,6 +289,7 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 side: Side::from_u8(raw.side),
                 state: raw.state,
                 reason: raw.reason,
+                count: raw.count,
             }))
         }
         EventKind::AfterRst | EventKind::Retransmit | EventKind::TtlChange => {

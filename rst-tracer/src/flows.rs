@@ -70,7 +70,8 @@ impl FlowRecord {
     pub fn note(&mut self, note: StackNote) {
         match note.act {
             StackAct::Retransmitted => {
-                self.stack_retransmits[note.side.index()] += 1;
+                let n = &mut self.stack_retransmits[note.side.index()];
+                *n = n.saturating_add(note.count);
                 return;
             }
             StackAct::RetransmittedSynAck => {
@@ -296,7 +297,21 @@ mod tests {
             side,
             state: 0,
             reason: 2,
+            count: 1,
         }
+    }
+
+    #[test]
+    fn folded_retransmissions_count_as_many_as_they_stand_for() {
+        let mut f = FlowRecord::default();
+        let folded = |count| StackNote {
+            act: StackAct::Retransmitted,
+            count,
+            ..note(true, Side::Hi, MS)
+        };
+        f.note(folded(1));
+        f.note(folded(7));
+        assert_eq!(f.stack_retransmits, [0, 8]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use common::{
     forge::{inject, Rst, Sniffer},
     lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
     require_root_and_object,
+    scenarios::nft,
 };
 use serde_json::Value;
 
@@ -233,6 +234,134 @@ fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
     let r = reset_on(&out, 8306, "ingress");
     let findings = r["findings"].to_string();
     assert!(findings.contains("synack_after_handshake"), "{r:#}");
+}
+
+/// Counts one tracepoint's firings for a local port in a tracefs instance of its own, so other
+/// tests' traffic does not count; removed on drop.
+struct TraceCount {
+    dir: std::path::PathBuf,
+    event: std::path::PathBuf,
+}
+
+impl TraceCount {
+    fn start(event: &str, sport: u16) -> TraceCount {
+        rst_tracer::stack::ensure_tracefs().expect("tracefs");
+        let dir = std::path::Path::new(rst_tracer::stack::TRACEFS)
+            .join("instances")
+            .join(format!("rstlab-{}-{sport}", std::process::id()));
+        std::fs::create_dir(&dir).expect("a tracefs instance");
+        let event = dir.join("events").join(event);
+        std::fs::write(event.join("filter"), format!("sport == {sport}")).unwrap();
+        std::fs::write(event.join("enable"), "1").unwrap();
+        TraceCount { dir, event }
+    }
+
+    fn count(&self) -> usize {
+        let trace = std::fs::read_to_string(self.dir.join("trace")).unwrap();
+        trace.lines().filter(|l| !l.starts_with('#')).count()
+    }
+}
+
+impl Drop for TraceCount {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.event.join("enable"), "0");
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Retransmissions come in bursts; the kernel sends one event per flow side per sample gap and
+/// folds the rest in, yet the count a reset's verdict reports is every retransmission the
+/// kernel made (counted independently through a tracefs instance). With a ten-minute gap only
+/// the first retransmission has an event of its own: the rest reach userspace only through the
+/// flush that the reset makes.
+#[test]
+fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    // The router drops one in four of the server's segments on this port, and its reset, so
+    // that only the server's kernel (the send tracepoint) can flush the held count: the
+    // tracepoints are kernel-wide, and the client accepting the reset would flush it too.
+    let r = lab.router.as_str();
+    nft(r, "add table inet rstlab_loss");
+    nft(
+        r,
+        "add chain inet rstlab_loss lossy { type filter hook forward priority 0; policy accept; }",
+    );
+    nft(
+        r,
+        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport 8308 numgen random mod 4 == 0 drop"),
+    );
+    nft(
+        r,
+        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport 8308 tcp flags & rst != 0 drop"),
+    );
+    let tracer = lab.start_tracer(&["--sample-gap", "600000"]);
+    let kernel = TraceCount::start("tcp/tcp_retransmit_skb", 8308);
+    let (mut c, s) = lab.pair(8308);
+    // The server streams until told to stop, then aborts in the middle of the stream, while
+    // the lossy path still has it retransmitting: retransmissions held in the kernel's tally
+    // must be flushed with the reset.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut s = s;
+            let chunk = vec![0x5a; 64 << 10];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.write_all(&chunk).unwrap();
+            }
+            abort(&s);
+        })
+    };
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = vec![0u8; 4 << 20];
+    c.read_exact(&mut got).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Read on until the stream goes quiet (the reset never reaches the client).
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut rest = [0u8; 64 << 10];
+    while matches!(c.read(&mut rest), Ok(n) if n > 0) {}
+    writer.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let retransmitted = kernel.count();
+    let out = tracer.stop();
+    drop(c);
+
+    assert!(
+        retransmitted >= 10,
+        "the lossy path made only {retransmitted} retransmissions"
+    );
+    // The abort is the first egress reset; the server answers what the client sends after it
+    // with more (the router keeps the resets from the client).
+    let r = out
+        .iter()
+        .filter(|o| o["type"] == "reset" && o["direction"] == "egress")
+        .filter(|o| o["flow"]["sport"] == 8308)
+        .min_by_key(|o| o["ts_ns"].as_u64())
+        .expect("the server's abort");
+    let finding = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "stack_retransmits")
+        .unwrap_or_else(|| panic!("no stack_retransmits finding: {r:#}"));
+    assert!(
+        finding["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("retransmitted {retransmitted} time(s)")),
+        "the kernel retransmitted {retransmitted} times: {finding:#}"
+    );
+    let stats = out.iter().rev().find(|o| o["type"] == "stats").unwrap();
+    let folded = stats["counters"]["stack_retransmits_folded"]
+        .as_u64()
+        .unwrap();
+    // Other tests' flows may fold theirs too (the tracepoints are kernel-wide).
+    assert!(
+        folded as usize >= retransmitted - 1,
+        "{folded} of {retransmitted} retransmissions folded: {stats:#}"
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             out.push(Finding::new(
                 "stack_retransmits",
                 Strength::Info,
-                format!("this host's stack retransmitted {n} segment(s) from the reset's {whose} before it"),
+                format!("this host's stack retransmitted {n} time(s) from the reset's {whose} before it"),
             ));
         }
     }
@@ -108,7 +108,7 @@ mod tests {
         assert!(
             found[2]
                 .detail
-                .contains("3 segment(s) from the reset's receiver"),
+                .contains("retransmitted 3 time(s) from the reset's receiver"),
             "{found:?}"
         );
         c.stack.accepted = Some(true);

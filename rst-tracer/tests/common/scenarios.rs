@@ -263,7 +263,7 @@ fn black_hole(lab: &Lab) -> Vec<Rst> {
 }
 
 /// Runs `nft` in namespace `ns`.
-fn nft(ns: &str, rule: &str) {
+pub fn nft(ns: &str, rule: &str) {
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "nft"])
         .arg(rule)
