@@ -349,7 +349,7 @@ mod tests {
     fn golden_reset_bytes() -> Vec<u8> {
         let mut b = Vec::new();
         // EventHeader (64 bytes)
-        b.push(2); // version
+        b.push(3); // version
         b.push(1); // kind = Rst
         b.extend_from_slice(&400u16.to_le_bytes()); // len
         b.extend_from_slice(&7u32.to_le_bytes()); // ifindex
@@ -391,6 +391,33 @@ mod tests {
         payload[..3].copy_from_slice(b"abc");
         b.extend_from_slice(&payload);
         b
+    }
+
+    #[test]
+    fn decodes_a_folded_stack_retransmission_laid_out_by_hand() {
+        let mut b = vec![3, 7]; // version, kind = StackRetransmit
+        b.extend_from_slice(&72u16.to_le_bytes()); // len
+        b.extend_from_slice(&1u32.to_le_bytes()); // state = TCP_ESTABLISHED
+        b.extend_from_slice(&9_000u64.to_le_bytes()); // ts_ns
+        b.extend_from_slice(&[10, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_lo
+        b.extend_from_slice(&[10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_hi
+        b.extend_from_slice(&40000u16.to_le_bytes()); // port_lo
+        b.extend_from_slice(&80u16.to_le_bytes()); // port_hi
+        b.extend_from_slice(&4u16.to_le_bytes()); // family
+        b.extend_from_slice(&[0; 2]); // key padding
+        b.push(1); // side = Hi (the server 10.0.2.2:80)
+        b.extend_from_slice(&[0; 3]); // padding
+        b.extend_from_slice(&u32::MAX.to_le_bytes()); // reason: none
+        b.extend_from_slice(&5u32.to_le_bytes()); // count: itself and four folded in
+        b.extend_from_slice(&[0; 4]); // padding
+        assert_eq!(b.len(), size_of::<StackEvent>());
+        let Event::Stack(n) = decode(&b, &CLOCK).unwrap() else {
+            panic!("not a stack note")
+        };
+        assert_eq!(n.act, StackAct::Retransmitted);
+        assert_eq!(n.side, Side::Hi);
+        assert_eq!((n.kernel_ts_ns, n.state, n.count), (9_000, 1, 5));
+        assert_eq!(n.key.port_hi, 80);
     }
 
     #[test]
