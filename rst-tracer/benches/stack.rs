@@ -68,7 +68,7 @@ impl Attached {
             tracepoints: view.offsets,
             ..LoadOptions::default()
         };
-        let mut ebpf = attach::load(object, &opts)?;
+        let mut ebpf = attach::open(object, &opts)?;
         let notes = attach::attach_stack(&mut ebpf, view);
         if !notes.is_empty() {
             bail!("stack tracepoints not attached: {notes:?}");

@@ -83,16 +83,16 @@ pub fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<()> {
     result.map_err(|e| verifier_error(name, e))
 }
 
-/// Creates the maps and loads every packet program (nothing is attached yet).
+/// Packet program `name`, loaded into the kernel first if it is not yet (the verifier runs
+/// then), so each run verifies only the programs it uses.
 ///
 /// # Errors
-/// As [`open`] and [`load_program`].
-pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
-    let mut ebpf = open(object, opts)?;
-    for name in [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS] {
-        load_program(&mut ebpf, name)?;
+/// A program missing from the object, or one the kernel refuses (see [`load_program`]).
+pub fn loaded<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    if program(ebpf, name)?.fd().is_err() {
+        load_program(ebpf, name)?;
     }
-    Ok(ebpf)
+    program(ebpf, name)
 }
 
 /// Instructions the verifier processed for each loaded packet program (its cost of proving the
@@ -226,7 +226,7 @@ pub fn attach(ebpf: &mut Ebpf, iface_name: &str, mode: IngressMode) -> Result<At
 }
 
 fn attach_xdp(ebpf: &mut Ebpf, iface_name: &str) -> Result<(FdLink, &'static str)> {
-    let prog: &mut Xdp = program(ebpf, PROG_XDP)?.try_into()?;
+    let prog: &mut Xdp = loaded(ebpf, PROG_XDP)?.try_into()?;
     let (id, how) = match prog.attach(iface_name, XdpMode::Driver) {
         Ok(id) => (id, "xdp (driver)"),
         Err(e) if another_program(&e) => return Err(another_xdp(iface_name, e)),
@@ -248,7 +248,7 @@ fn attach_xdp(ebpf: &mut Ebpf, iface_name: &str) -> Result<(FdLink, &'static str
 }
 
 fn attach_tc(ebpf: &mut Ebpf, name: &str, iface_name: &str, kind: TcAttachType) -> Result<FdLink> {
-    let prog: &mut SchedClassifier = program(ebpf, name)?.try_into()?;
+    let prog: &mut SchedClassifier = loaded(ebpf, name)?.try_into()?;
     let id = prog
         .attach_with_options(
             iface_name,

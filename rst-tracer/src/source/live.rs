@@ -83,15 +83,15 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         tracepoints: view.offsets,
         ..opts.load
     };
-    let mut ebpf = attach::load(object, &load)?;
-    log::debug!(
-        "verifier cost (instructions processed): {:?}",
-        attach::verifier_cost(&ebpf)?
-    );
+    let mut ebpf = attach::open(object, &load)?;
     let mut attachments = Vec::new();
     for name in &ifaces {
         attachments.push(attach::attach(&mut ebpf, name, opts.ingress)?);
     }
+    log::debug!(
+        "verifier cost (instructions processed): {:?}",
+        attach::verifier_cost(&ebpf)?
+    );
     stack_notes.extend(attach::attach_stack(&mut ebpf, &view));
     for note in &stack_notes {
         eprintln!("rst-tracer: stack view: {note}");

@@ -79,7 +79,7 @@ impl ProgRun {
         } else {
             PROG_XDP
         };
-        let prog: &Xdp = self.loaded(name)?.try_into()?;
+        let prog: &mut Xdp = attach::loaded(&mut self.ebpf, name)?.try_into()?;
         let mut data = Vec::with_capacity(frame.len() + 16);
         let meta_len = match meta {
             Some(m) => {
@@ -114,7 +114,7 @@ impl ProgRun {
             Hook::TcEgress => PROG_TC_EGRESS,
             other => return Err(anyhow!("{} is not a TC hook", other.name())),
         };
-        let prog: &SchedClassifier = self.loaded(name)?.try_into()?;
+        let prog: &mut SchedClassifier = attach::loaded(&mut self.ebpf, name)?.try_into()?;
         let out = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
@@ -142,18 +142,6 @@ impl ProgRun {
     /// When a map cannot be read.
     pub fn counters(&self) -> Result<CounterSnapshot> {
         counters::snapshot(&self.ebpf, true)
-    }
-
-    /// Program `name`, loaded into the kernel on first use.
-    fn loaded(&mut self, name: &str) -> Result<&aya::programs::Program> {
-        let prog = self
-            .ebpf
-            .program(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
-        if prog.fd().is_err() {
-            attach::load_program(&mut self.ebpf, name)?;
-        }
-        Ok(self.ebpf.program(name).expect("present: checked above"))
     }
 }
 
