@@ -276,17 +276,16 @@ fn main() -> Result<()> {
         println!("{what:<58} {c:>9.1} {b:>11.1} {ratio:>6.2}x");
     }
     let ack_ratio = rows[0].3;
-    let verdict = if ack_ratio <= ACK_BUDGET {
-        "within budget"
-    } else {
-        "OVER BUDGET"
-    };
-    println!("budget: established ACK <= {ACK_BUDGET:.1}x XDP_PASS: {ack_ratio:.2}x, {verdict}");
     println!(
         "reset events dropped on a full ring (the ring-full case drops on purpose): {dropped}"
     );
-
     summary.insert("established_ack_ratio".into(), json!(ack_ratio));
+    summary::budget(
+        &mut summary,
+        &format!("established ACK <= {ACK_BUDGET:.1}x XDP_PASS"),
+        &format!("{ack_ratio:.2}x"),
+        ack_ratio <= ACK_BUDGET,
+    );
     summary::write_section(&summary::out_dir(), "kernel", summary)
 }
 

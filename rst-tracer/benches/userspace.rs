@@ -283,21 +283,15 @@ fn main() -> Result<()> {
         "  decode + pipeline + JSON            {rate:>12.0} events/s  ({:.2}x of decode only)",
         rate / decode_rate
     );
-    let verdict = |r: f64| {
-        if r >= BUDGET_EVENTS_PER_S {
-            "within budget"
-        } else {
-            "UNDER BUDGET"
-        }
-    };
-    println!(
-        "  budget: >= {BUDGET_EVENTS_PER_S:.0} events/s: with JSON {}; output discarded {}",
-        verdict(rate),
-        verdict(discard_rate)
-    );
     println!("  memory per flow: kernel {kernel:.0} B, userspace {user:.0} B");
 
     let mut values = serde_json::Map::new();
+    summary::budget(
+        &mut values,
+        &format!(">= {BUDGET_EVENTS_PER_S:.0} events/s on one core, JSON written"),
+        &format!("{rate:.0} (output discarded: {discard_rate:.0})"),
+        rate >= BUDGET_EVENTS_PER_S,
+    );
     values.insert("events_per_s".into(), json!(rate));
     values.insert("decode_only_events_per_s".into(), json!(decode_rate));
     values.insert("no_output_events_per_s".into(), json!(discard_rate));

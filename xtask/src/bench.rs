@@ -1,9 +1,10 @@
 //! `cargo xtask bench`: benchmarks, each measured beside its baseline in the same run. Prints a
-//! table and writes `target/bench/summary.json`. Needs root.
+//! table and writes `target/bench/summary.json`, then lists every budget's verdict and fails
+//! when one was missed. Needs root.
 
-use std::process::Command;
+use std::{fs, path::Path, process::Command};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
     build,
@@ -25,13 +26,16 @@ pub struct Options {
 /// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth.
 ///
 /// # Errors
-/// Not root, a failed build, or a failed benchmark.
+/// Not root, a failed build, a failed benchmark, or a missed budget.
 pub fn run(opts: &Options) -> Result<()> {
     if !is_root() {
         bail!("the benchmarks load eBPF programs: run `sudo -E cargo xtask bench`");
     }
     let dir = build::build_ebpf()?;
     toolchain::ensure_bench_tools()?;
+    let out = workspace_root().join("target/bench");
+    // Each benchmark adds its section: start from none, so no verdict is left from a past run.
+    let _ = fs::remove_file(out.join("summary.json"));
     exec(
         Command::new("cargo")
             .current_dir(workspace_root())
@@ -59,9 +63,55 @@ pub fn run(opts: &Options) -> Result<()> {
             )
             .env("RST_TRACER_BENCH_REPEAT", opts.repeat.to_string())
             .env("RST_TRACER_BENCH_ROUNDS", opts.rounds.to_string())
-            .env(
-                "RST_TRACER_BENCH_OUT",
-                workspace_root().join("target/bench"),
-            ),
-    )
+            .env("RST_TRACER_BENCH_OUT", &out),
+    )?;
+    verdicts(&out.join("summary.json"))
+}
+
+/// Prints every section's budget verdict from `summary`; fails when one was missed.
+fn verdicts(summary: &Path) -> Result<()> {
+    let text =
+        fs::read_to_string(summary).with_context(|| format!("reading {}", summary.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
+    let sections = doc.as_object().context("summary.json is not an object")?;
+    let mut missed = Vec::new();
+    println!("budgets ({}):", summary.display());
+    for (section, values) in sections {
+        let (Some(what), Some(met)) = (values["budget"].as_str(), values["budget_met"].as_bool())
+        else {
+            continue;
+        };
+        println!(
+            "  {section:<10} {:<7} {what}",
+            if met { "met" } else { "MISSED" }
+        );
+        if !met {
+            missed.push(section.as_str());
+        }
+    }
+    if !missed.is_empty() {
+        bail!("budget missed in: {}", missed.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdicts;
+
+    #[test]
+    fn a_missed_budget_fails_and_is_named() {
+        let dir = std::env::temp_dir().join(format!("xtask-verdicts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.json");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        write(
+            r#"{"kernel": {"budget": "ack", "budget_met": false}, "replay": {"records_per_s": 1.0}, "veth": {"budget": "gbps", "budget_met": true}}"#,
+        );
+        let err = verdicts(&path).unwrap_err().to_string();
+        assert!(err.contains("kernel") && !err.contains("veth"), "{err}");
+        write(r#"{"veth": {"budget": "gbps", "budget_met": true}}"#);
+        assert!(verdicts(&path).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -27,6 +27,16 @@ pub fn write_section(out_dir: &Path, section: &str, values: Map<String, Value>) 
     Ok(())
 }
 
+/// Records a budget in a section's `values` (`budget`, `budget_met`) and prints its verdict.
+/// Benchmarks never fail on a missed budget, so every section is measured; `cargo xtask bench`
+/// reads the verdicts from `summary.json` at the end and fails when one was missed.
+pub fn budget(values: &mut Map<String, Value>, what: &str, measured: &str, met: bool) {
+    let verdict = if met { "met" } else { "MISSED" };
+    println!("  budget: {what}: {measured}: {verdict}");
+    values.insert("budget".into(), json!(what));
+    values.insert("budget_met".into(), json!(met));
+}
+
 /// A numeric setting from the environment (`cargo xtask bench` sets them), or `default`.
 pub fn env_u32(name: &str, default: u32) -> u32 {
     env::var(name)
