@@ -354,12 +354,7 @@ mod tests {
         b.extend_from_slice(&400u16.to_le_bytes()); // len
         b.extend_from_slice(&7u32.to_le_bytes()); // ifindex
         b.extend_from_slice(&5_000u64.to_le_bytes()); // ts_ns (monotonic)
-        b.extend_from_slice(&[10, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_lo
-        b.extend_from_slice(&[10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_hi
-        b.extend_from_slice(&40000u16.to_le_bytes()); // port_lo
-        b.extend_from_slice(&80u16.to_le_bytes()); // port_hi
-        b.extend_from_slice(&4u16.to_le_bytes()); // family
-        b.extend_from_slice(&[0; 2]); // key padding
+        push_golden_key(&mut b);
         b.push(2); // hook = TcIngress
         b.push(1); // direction = Ingress
         b.push(0); // side = Lo (the client 10.0.1.2:40000)
@@ -393,18 +388,23 @@ mod tests {
         b
     }
 
-    #[test]
-    fn decodes_a_folded_stack_retransmission_laid_out_by_hand() {
-        let mut b = vec![3, 7]; // version, kind = StackRetransmit
-        b.extend_from_slice(&72u16.to_le_bytes()); // len
-        b.extend_from_slice(&1u32.to_le_bytes()); // state = TCP_ESTABLISHED
-        b.extend_from_slice(&9_000u64.to_le_bytes()); // ts_ns
+    /// The flow key of the hand-written records (40 bytes): 10.0.1.2:40000 <-> 10.0.2.2:80.
+    fn push_golden_key(b: &mut Vec<u8>) {
         b.extend_from_slice(&[10, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_lo
         b.extend_from_slice(&[10, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // addr_hi
         b.extend_from_slice(&40000u16.to_le_bytes()); // port_lo
         b.extend_from_slice(&80u16.to_le_bytes()); // port_hi
         b.extend_from_slice(&4u16.to_le_bytes()); // family
         b.extend_from_slice(&[0; 2]); // key padding
+    }
+
+    #[test]
+    fn decodes_a_folded_stack_retransmission_laid_out_by_hand() {
+        let mut b = vec![3, 7]; // version, kind = StackRetransmit
+        b.extend_from_slice(&72u16.to_le_bytes()); // len
+        b.extend_from_slice(&1u32.to_le_bytes()); // state = TCP_ESTABLISHED
+        b.extend_from_slice(&9_000u64.to_le_bytes()); // ts_ns
+        push_golden_key(&mut b);
         b.push(1); // side = Hi (the server 10.0.2.2:80)
         b.extend_from_slice(&[0; 3]); // padding
         b.extend_from_slice(&u32::MAX.to_le_bytes()); // reason: none

@@ -13,7 +13,7 @@ use std::{
 use serde_json::Value;
 
 use super::{
-    forge::{inject, Rst, Sniffer},
+    forge::{inject, Rst, Seen, Sniffer},
     lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
 };
 
@@ -123,7 +123,7 @@ const CLIENT: fn() -> Ipv4Addr = || CLIENT_IP.parse().unwrap();
 const SERVER: fn() -> Ipv4Addr = || SERVER_IP.parse().unwrap();
 
 /// A connection with a request the server has read; returns (client, server, sniffed request).
-fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, super::forge::Seen) {
+fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, Seen) {
     let (mut c, mut s) = lab.pair(port);
     c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let mut buf = [0u8; 18];
@@ -142,6 +142,22 @@ fn toward_server(sport: u16, dport: u16, seq: u32) -> Rst {
         ack: None,
         ttl: 64,
         ip_id: 0x5151,
+        window: 0,
+    }
+}
+
+/// A reset toward the client claiming to come from the server, at exactly what the client
+/// expects after its request `req`.
+fn toward_client(req: &Seen) -> Rst {
+    Rst {
+        src: SERVER(),
+        sport: req.dport,
+        dst: CLIENT(),
+        dport: req.sport,
+        seq: req.ack,
+        ack: Some(req.next_seq()),
+        ttl: 64,
+        ip_id: 0x6161,
         window: 0,
     }
 }
@@ -169,13 +185,10 @@ fn censor(lab: &Lab) -> Vec<Rst> {
     };
     // And one to the client, claiming the server (the server-side tracer does not see it).
     let to_client = Rst {
-        src: SERVER(),
-        sport: req.dport,
-        dst: CLIENT(),
-        dport: req.sport,
-        seq: req.ack,
-        ack: Some(req.next_seq()),
-        ..to_server
+        ttl: to_server.ttl,
+        ip_id: to_server.ip_id,
+        window: to_server.window,
+        ..toward_client(&req)
     };
     inject(&lab.router, &to_server);
     inject(&lab.router, &to_client);
@@ -301,17 +314,7 @@ fn firewall(lab: &Lab) -> Vec<Rst> {
     let (c, mut s, req) = request(lab, &sniffer, 8150);
     // A device resets the client side, claiming the server, at exactly what the client expects:
     // the client closes, and conntrack marks the session closed.
-    let to_client = Rst {
-        src: SERVER(),
-        sport: req.dport,
-        dst: CLIENT(),
-        dport: req.sport,
-        seq: req.ack,
-        ack: Some(req.next_seq()),
-        ttl: 64,
-        ip_id: 0x6161,
-        window: 0,
-    };
+    let to_client = toward_client(&req);
     inject(r, &to_client);
     // The firewall ages the closed session out; then the server, which never saw a reset, answers.
     std::thread::sleep(Duration::from_millis(1200));
