@@ -277,6 +277,8 @@ impl Drop for TraceCount {
 #[test]
 fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
     require_root_and_object();
+    // A port no other test here uses: the tracepoints, and the count below, are kernel-wide.
+    const PORT: u16 = 8309;
     let lab = Lab::new(TRACER);
     // The router drops one in four of the server's segments on this port, and its reset, so
     // that only the server's kernel (the send tracepoint) can flush the held count: the
@@ -289,15 +291,15 @@ fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
     );
     nft(
         r,
-        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport 8308 numgen random mod 4 == 0 drop"),
+        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport {PORT} numgen random mod 4 == 0 drop"),
     );
     nft(
         r,
-        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport 8308 tcp flags & rst != 0 drop"),
+        &format!("add rule inet rstlab_loss lossy ip saddr {SERVER_IP} tcp sport {PORT} tcp flags & rst != 0 drop"),
     );
     let tracer = lab.start_tracer(&["--sample-gap", "600000"]);
-    let kernel = TraceCount::start("tcp/tcp_retransmit_skb", 8308);
-    let (mut c, s) = lab.pair(8308);
+    let kernel = TraceCount::start("tcp/tcp_retransmit_skb", PORT);
+    let (mut c, s) = lab.pair(PORT);
     // The server streams until told to stop, then aborts in the middle of the stream, while
     // the lossy path still has it retransmitting: retransmissions held in the kernel's tally
     // must be flushed with the reset.
@@ -337,7 +339,7 @@ fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
     let r = out
         .iter()
         .filter(|o| o["type"] == "reset" && o["direction"] == "egress")
-        .filter(|o| o["flow"]["sport"] == 8308)
+        .filter(|o| o["flow"]["sport"] == PORT)
         .min_by_key(|o| o["ts_ns"].as_u64())
         .expect("the server's abort");
     let finding = r["findings"]
