@@ -17,8 +17,9 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let ms = |ns: u64| ns as f64 / 1e6;
 
     // The claimed sender still sending something new after its own reset. Not new: a later
-    // copy of its last packet (a capture duplicate), or its answer to a new connection the
-    // receiver opened on the same ports.
+    // copy of its last packet (a capture duplicate), its answer to a new connection the
+    // receiver opened on the same ports, or a new connection it opens itself on them (an
+    // abort leaves no TIME_WAIT, so its port can come round again at once).
     let reopened = case
         .after
         .iter()
@@ -33,7 +34,8 @@ pub fn check(case: &Case) -> Vec<Finding> {
             && p.payload_len == s.last_len
             && p.flags == s.last_flags;
         let answers_reopen = reopened && p.flags & TCP_SYN != 0;
-        from_sender && !copy && !answers_reopen
+        let opens_anew = p.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        from_sender && !copy && !answers_reopen && !opens_anew
     });
     if let Some(a) = continues {
         out.push(Finding::new(
@@ -255,6 +257,45 @@ mod tests {
             ..case(&r)
         };
         assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+    }
+
+    /// Seen in the lab's benign load: a client aborted, and 38 ms later its next connection got
+    /// the same ephemeral port, so its SYN was the first packet of "the flow" after the reset.
+    #[test]
+    fn the_sender_opening_a_new_connection_on_the_same_ports_is_not_continuing() {
+        let r = reset();
+        let syn = after(
+            Side::Lo,
+            38,
+            PacketInfo {
+                seq: 77,
+                flags: TCP_SYN,
+                ip_id: 101,
+                ttl: 62,
+                ..Default::default()
+            },
+        );
+        let c = Case {
+            after: std::slice::from_ref(&syn),
+            ..case(&r)
+        };
+        assert!(!check(&c).iter().any(|f| f.code == "sender_continues"));
+        // Data from it is still continuing.
+        let data = after(
+            Side::Lo,
+            38,
+            PacketInfo {
+                seq: 1000,
+                flags: TCP_ACK,
+                payload_len: 10,
+                ..Default::default()
+            },
+        );
+        let c = Case {
+            after: std::slice::from_ref(&data),
+            ..case(&r)
+        };
+        assert!(check(&c).iter().any(|f| f.code == "sender_continues"));
     }
 
     #[test]
