@@ -277,16 +277,7 @@ fn black_hole(lab: &Lab) -> Vec<Rst> {
 
 /// Runs `nft` in namespace `ns`.
 pub fn nft(ns: &str, rule: &str) {
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "nft"])
-        .arg(rule)
-        .output()
-        .expect("nft (nftables)");
-    assert!(
-        out.status.success(),
-        "nft {rule}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::lab::ip(&["netns", "exec", ns, "nft", rule]);
 }
 
 fn firewall(lab: &Lab) -> Vec<Rst> {
