@@ -17,16 +17,20 @@ use summary::median;
 )]
 mod frames;
 
-use std::{env, path::PathBuf, time::Duration};
+use std::{env, net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
+    maps::HashMap,
     programs::{TestRun, TestRunOptions, Xdp},
-    Ebpf,
+    Ebpf, EbpfLoader,
 };
 use frames::Seg;
 use rst_tracer::{attach::LoadOptions, source::prog_run::ProgRun};
-use rst_tracer_common::event::Hook;
+use rst_tracer_common::{
+    event::Hook,
+    flow::{FlowKey, FlowState, FAMILY_IPV4},
+};
 use serde_json::json;
 
 /// Budget: an established flow's ACK costs at most this many times XDP_PASS.
@@ -38,26 +42,54 @@ const RING_FILL: u32 = 4_000;
 
 /// Name of the baseline program in its object.
 const BASELINE_PROG: &str = "rst_baseline";
+/// The floors in the baseline's object (see `rst-tracer-ebpf/src/baseline.rs`): summary key,
+/// what it shows, program.
+const FLOORS: [(&str, &str, &str); 3] = [
+    (
+        "floor_clock_ns",
+        "floor: the clock alone",
+        "rst_floor_clock",
+    ),
+    (
+        "floor_lookup_ns",
+        "floor: one flow-table look-up alone",
+        "rst_floor_lookup",
+    ),
+    (
+        "floor_lookup_clock_ns",
+        "floor: one look-up and the clock",
+        "rst_floor_lookup_clock",
+    ),
+];
+/// The floors' flow table.
+const FLOOR_FLOWS_MAP: &str = "RST_FLOOR_FLOWS";
 
-/// Loads the trivial XDP_PASS program.
-fn load_baseline() -> Result<Ebpf> {
+/// Loads the trivial XDP_PASS program and the floors, with the floors' table as large as the
+/// tracer's.
+fn load_baseline(flow_table_size: u32) -> Result<Ebpf> {
     let path = env::var_os("RST_TRACER_BASELINE_OBJECT")
         .map(PathBuf::from)
         .ok_or_else(|| anyhow!("RST_TRACER_BASELINE_OBJECT is not set: run `cargo xtask bench`"))?;
-    let mut ebpf = Ebpf::load_file(&path).with_context(|| format!("loading {}", path.display()))?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(BASELINE_PROG)
-        .ok_or_else(|| anyhow!("no {BASELINE_PROG} in {}", path.display()))?
-        .try_into()?;
-    prog.load()?;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries(FLOOR_FLOWS_MAP, flow_table_size)
+        .load_file(&path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    for name in FLOORS.iter().map(|f| f.2).chain([BASELINE_PROG]) {
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no {name} in {}", path.display()))?
+            .try_into()?;
+        prog.load()?;
+    }
     Ok(ebpf)
 }
 
-/// Kernel time of `repeat` baseline runs over `frame`, with the context ProgRun passes.
-fn time_baseline(ebpf: &Ebpf, frame: &[u8], repeat: u32) -> Result<Duration> {
+/// Kernel time of `repeat` runs of the baseline object's program `name` over `frame`, with the
+/// context ProgRun passes.
+fn time_baseline(ebpf: &Ebpf, name: &str, frame: &[u8], repeat: u32) -> Result<Duration> {
     let prog: &Xdp = ebpf
-        .program(BASELINE_PROG)
-        .ok_or_else(|| anyhow!("no {BASELINE_PROG}"))?
+        .program(name)
+        .ok_or_else(|| anyhow!("no {name}"))?
         .try_into()?;
     // struct xdp_md with data = 0, data_end = frame length, as ProgRun::xdp without metadata.
     let mut ctx = [0u8; 24];
@@ -123,7 +155,7 @@ impl Case {
         }
         let (mut cost, mut base) = (0.0, 0.0);
         for frame in &frames {
-            base += time_baseline(baseline, frame, self.repeat)?.as_nanos() as f64;
+            base += time_baseline(baseline, BASELINE_PROG, frame, self.repeat)?.as_nanos() as f64;
             cost += match self.prog {
                 Prog::Xdp => run.xdp(frame, None, self.repeat)?.1,
                 Prog::TcEgress => run.tc(Hook::TcEgress, frame, self.repeat)?.1,
@@ -155,14 +187,43 @@ fn new_data(round: u32) -> Vec<Vec<u8>> {
     (0..DATA_SEGMENTS).map(|i| data(start + i * 1000)).collect()
 }
 
+/// The client address and port of the `i`th flow put in the table first; the server is
+/// `SERVER_PREFILL`:443.
+fn prefill_client(i: u32) -> (Ipv4Addr, u16) {
+    let [_, a, b, c] = i.to_be_bytes();
+    (Ipv4Addr::new(10, 100 + a, b, c), 1024 + (i % 50_000) as u16)
+}
+const SERVER_PREFILL: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+
 /// Puts `PREFILL_FLOWS` flows (one SYN each, distinct client address and port) in the table.
 fn prefill(run: &mut ProgRun) -> Result<()> {
     for i in 0..PREFILL_FLOWS {
-        let client = format!("10.{}.{}.{}", 100 + (i >> 16), (i >> 8) & 0xff, i & 0xff);
-        let frame = Seg::new(&client, 1024 + (i % 50_000) as u16, "10.0.2.2", 443)
+        let (client, port) = prefill_client(i);
+        let frame = Seg::new(&client.to_string(), port, &SERVER_PREFILL.to_string(), 443)
             .syn()
             .frame();
         run.xdp(&frame, None, 1)?;
+    }
+    Ok(())
+}
+
+/// Fills the floors' table with the same flows as the tracer's, and the measured flow.
+fn prefill_floors(baseline: &mut Ebpf) -> Result<()> {
+    let mut table: HashMap<_, FlowKey, FlowState> = HashMap::try_from(
+        baseline
+            .map_mut(FLOOR_FLOWS_MAP)
+            .ok_or_else(|| anyhow!("no {FLOOR_FLOWS_MAP}"))?,
+    )?;
+    let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];
+    let measured: (Ipv4Addr, u16) = (CLIENT.parse()?, 40000);
+    let flows = (0..PREFILL_FLOWS)
+        .map(|i| (prefill_client(i), (SERVER_PREFILL, 443)))
+        .chain([(measured, (SERVER.parse()?, 80))]);
+    for ((client, cport), (server, sport)) in flows {
+        let (key, _) =
+            FlowKey::canonical(FAMILY_IPV4, &words(client), cport, &words(server), sport);
+        // SAFETY: FlowState is plain old data; all zeroes is an empty entry.
+        table.insert(key, unsafe { std::mem::zeroed::<FlowState>() }, 0)?;
     }
     Ok(())
 }
@@ -181,8 +242,9 @@ fn main() -> Result<()> {
         flow_table_size: 2 * PREFILL_FLOWS,
         ..LoadOptions::default()
     })?;
-    let baseline = load_baseline()?;
+    let mut baseline = load_baseline(2 * PREFILL_FLOWS)?;
     prefill(&mut run)?;
+    prefill_floors(&mut baseline)?;
 
     // An established flow: the handshake runs once before anything is measured.
     let (c, s) = (CLIENT, SERVER);
@@ -241,7 +303,7 @@ fn main() -> Result<()> {
             ..Case::one(
                 "tc_egress_ack_ns",
                 "ACK, established flow, tcx egress",
-                ack,
+                ack.clone(),
                 repeat,
             )
         },
@@ -261,6 +323,17 @@ fn main() -> Result<()> {
         let (b, c) = (median(base), median(cost));
         summary.insert(case.key.into(), json!(c));
         rows.push((case.what, c, b, c / b));
+    }
+    // The floors, on the ACK, each beside the baseline in the same round.
+    for (key, what, prog) in FLOORS {
+        let (mut base, mut cost) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            base.push(time_baseline(&baseline, BASELINE_PROG, &ack, repeat)?.as_nanos() as f64);
+            cost.push(time_baseline(&baseline, prog, &ack, repeat)?.as_nanos() as f64);
+        }
+        let (b, c) = (median(base), median(cost));
+        summary.insert(key.into(), json!(c));
+        rows.push((what, c, b, c / b));
     }
     summary.insert("xdp_pass_ns".into(), json!(rows[0].2));
     let dropped = run
