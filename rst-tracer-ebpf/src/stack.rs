@@ -92,6 +92,10 @@ pub fn accepted_reset(ctx: &TracePointContext) {
 /// tcp:tcp_retransmit_skb: the stack retransmitted a segment. The first retransmission of a
 /// flow side after a sample gap writes an event carrying itself and those held since; the
 /// others are held in the tally.
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value would copy the key and tally onto the stack"
+)]
 pub fn retransmit(ctx: &TracePointContext) {
     let Some((key, side, state)) = socket(ctx, &offsets().retransmit, false) else {
         return;
