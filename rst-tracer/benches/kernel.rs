@@ -5,6 +5,10 @@
 //! The cost reported is the kernel's own measurement (`duration` of the test run divided by the
 //! repeat count), the median of several rounds, each round measuring the baseline and the case
 //! back to back.
+//!
+//! Beside the tracer's cases it measures the floors (the clock alone, one flow-table look-up,
+//! both; see `rst-tracer-ebpf/src/baseline.rs`): what any per-flow design pays on this machine
+//! before its own work, so the report can tell the two apart.
 
 #[path = "common/summary.rs"]
 mod summary;
