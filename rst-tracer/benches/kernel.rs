@@ -25,7 +25,7 @@ use std::{env, net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::HashMap,
+    maps::{HashMap, MapData},
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
@@ -33,7 +33,7 @@ use frames::Seg;
 use rst_tracer::{attach::LoadOptions, source::prog_run::ProgRun};
 use rst_tracer_common::{
     event::Hook,
-    flow::{FlowKey, FlowState, FAMILY_IPV4},
+    flow::{FlowKey, FlowState, Side, FAMILY_IPV4},
 };
 use serde_json::json;
 
@@ -211,23 +211,53 @@ fn prefill(run: &mut ProgRun) -> Result<()> {
     Ok(())
 }
 
+/// The canonical key of a flow from `client` to `server`, and the client's side.
+fn ipv4_flow(client: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) -> (FlowKey, Side) {
+    let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];
+    FlowKey::canonical(
+        FAMILY_IPV4,
+        &words(client.0),
+        client.1,
+        &words(server.0),
+        server.1,
+    )
+}
+
+/// The measured ACK's flow (client to server): its key and the client's side.
+fn measured_flow() -> Result<(FlowKey, Side)> {
+    Ok(ipv4_flow((CLIENT.parse()?, 40000), (SERVER.parse()?, 80)))
+}
+
+/// The floors' flow table.
+fn floor_table(baseline: &mut Ebpf) -> Result<HashMap<&mut MapData, FlowKey, FlowState>> {
+    let map = baseline
+        .map_mut(FLOOR_FLOWS_MAP)
+        .ok_or_else(|| anyhow!("no {FLOOR_FLOWS_MAP}"))?;
+    Ok(HashMap::try_from(map)?)
+}
+
 /// Fills the floors' table with the same flows as the tracer's, and the measured flow.
 fn prefill_floors(baseline: &mut Ebpf) -> Result<()> {
-    let mut table: HashMap<_, FlowKey, FlowState> = HashMap::try_from(
-        baseline
-            .map_mut(FLOOR_FLOWS_MAP)
-            .ok_or_else(|| anyhow!("no {FLOOR_FLOWS_MAP}"))?,
-    )?;
-    let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];
-    let measured: (Ipv4Addr, u16) = (CLIENT.parse()?, 40000);
-    let flows = (0..PREFILL_FLOWS)
-        .map(|i| (prefill_client(i), (SERVER_PREFILL, 443)))
-        .chain([(measured, (SERVER.parse()?, 80))]);
-    for ((client, cport), (server, sport)) in flows {
-        let (key, _) =
-            FlowKey::canonical(FAMILY_IPV4, &words(client), cport, &words(server), sport);
+    let mut table = floor_table(baseline)?;
+    let keys = (0..PREFILL_FLOWS)
+        .map(|i| ipv4_flow(prefill_client(i), (SERVER_PREFILL, 443)).0)
+        .chain([measured_flow()?.0]);
+    for key in keys {
         // SAFETY: FlowState is plain old data; all zeroes is an empty entry.
         table.insert(key, unsafe { std::mem::zeroed::<FlowState>() }, 0)?;
+    }
+    Ok(())
+}
+
+/// Fails unless every run of the look-up floor found the measured flow's entry: a floor that
+/// missed would hash but not touch the entry, and understate the cost.
+fn check_floor_hits(baseline: &mut Ebpf, runs: u32) -> Result<()> {
+    let (key, side) = measured_flow()?;
+    let counted = floor_table(baseline)?.get(&key, 0)?.side(side).packets;
+    if counted != runs {
+        return Err(anyhow!(
+            "the look-up floor found the measured flow {counted} times in {runs} runs"
+        ));
     }
     Ok(())
 }
@@ -339,6 +369,7 @@ fn main() -> Result<()> {
         summary.insert(key.into(), json!(c));
         rows.push((what, c, b, c / b));
     }
+    check_floor_hits(&mut baseline, rounds.wrapping_mul(repeat))?;
     summary.insert("xdp_pass_ns".into(), json!(rows[0].2));
     let dropped = run
         .counters()?
