@@ -3,8 +3,8 @@
 //! - `rst_baseline` does nothing but pass the packet. Every kernel cost rst-tracer reports is
 //!   measured beside it in the same run.
 //! - The floors are the least any per-flow design pays: reading the clock, and one look-up of the
-//!   canonical flow key in an LRU hash of the tracer's layout. They parse only Ethernet + IPv4 +
-//!   TCP at fixed offsets and keep nothing else, so the benchmark can say how much of the
+//!   canonical flow key in an LRU hash of the tracer's layout. The look-ups parse only Ethernet +
+//!   IPv4 + TCP at fixed offsets and keep nothing else, so the benchmark can say how much of the
 //!   tracer's cost is the floor and how much its own work.
 #![no_std]
 #![no_main]
