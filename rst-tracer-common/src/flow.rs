@@ -22,6 +22,13 @@ pub fn addr_from_bytes(b: &[u8; 16]) -> AddrWords {
     [w(0), w(4), w(8), w(12)]
 }
 
+/// The words of an IPv4 address: its 4 bytes first, the rest zero.
+pub fn addr_from_ipv4(octets: [u8; 4]) -> AddrWords {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&octets);
+    addr_from_bytes(&b)
+}
+
 /// The 16 address bytes of `words`.
 pub fn addr_to_bytes(words: &AddrWords) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -297,16 +304,10 @@ impl FlowState {
 mod tests {
     use super::*;
 
-    fn v4(a: [u8; 4]) -> AddrWords {
-        let mut out = [0u8; 16];
-        out[..4].copy_from_slice(&a);
-        addr_from_bytes(&out)
-    }
-
     #[test]
     fn both_directions_share_one_key_with_opposite_sides() {
-        let c = v4([10, 0, 1, 2]);
-        let s = v4([10, 0, 2, 2]);
+        let c = addr_from_ipv4([10, 0, 1, 2]);
+        let s = addr_from_ipv4([10, 0, 2, 2]);
         let (k1, s1) = FlowKey::canonical(FAMILY_IPV4, &c, 40000, &s, 80);
         let (k2, s2) = FlowKey::canonical(FAMILY_IPV4, &s, 80, &c, 40000);
         assert_eq!(k1, k2);
@@ -320,28 +321,28 @@ mod tests {
     fn addresses_compare_as_big_endian_numbers_then_ports() {
         // 10.0.0.255 < 10.0.1.0 even though the last byte is larger.
         assert!(endpoint_is_lower(
-            &v4([10, 0, 0, 255]),
+            &addr_from_ipv4([10, 0, 0, 255]),
             1,
-            &v4([10, 0, 1, 0]),
+            &addr_from_ipv4([10, 0, 1, 0]),
             1
         ));
         assert!(!endpoint_is_lower(
-            &v4([10, 0, 1, 0]),
+            &addr_from_ipv4([10, 0, 1, 0]),
             1,
-            &v4([10, 0, 0, 255]),
+            &addr_from_ipv4([10, 0, 0, 255]),
             1
         ));
         // Same address: the port decides.
         assert!(endpoint_is_lower(
-            &v4([127, 0, 0, 1]),
+            &addr_from_ipv4([127, 0, 0, 1]),
             80,
-            &v4([127, 0, 0, 1]),
+            &addr_from_ipv4([127, 0, 0, 1]),
             81
         ));
         assert!(!endpoint_is_lower(
-            &v4([127, 0, 0, 1]),
+            &addr_from_ipv4([127, 0, 0, 1]),
             81,
-            &v4([127, 0, 0, 1]),
+            &addr_from_ipv4([127, 0, 0, 1]),
             80
         ));
         // IPv6: a difference in the last word still counts.

@@ -33,7 +33,7 @@ use frames::Seg;
 use rst_tracer::{attach::LoadOptions, source::prog_run::ProgRun};
 use rst_tracer_common::{
     event::Hook,
-    flow::{FlowKey, FlowState, Side, FAMILY_IPV4},
+    flow::{addr_from_ipv4, FlowKey, FlowState, Side, FAMILY_IPV4},
 };
 use serde_json::json;
 
@@ -213,7 +213,7 @@ fn prefill(run: &mut ProgRun) -> Result<()> {
 
 /// The canonical key of a flow from `client` to `server`, and the client's side.
 fn ipv4_flow(client: (Ipv4Addr, u16), server: (Ipv4Addr, u16)) -> (FlowKey, Side) {
-    let words = |a: Ipv4Addr| [u32::from_ne_bytes(a.octets()), 0, 0, 0];
+    let words = |a: Ipv4Addr| addr_from_ipv4(a.octets());
     FlowKey::canonical(
         FAMILY_IPV4,
         &words(client.0),
