@@ -14,9 +14,10 @@ use crate::{
     flows::{FlowTable, PacketMap},
     forensics::{
         self,
+        ipid::IpIdShare,
         silence::{self, Silence},
         stack::StackFacts,
-        Case,
+        ttl, Case,
     },
     report::{
         record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
@@ -46,6 +47,7 @@ pub struct Pipeline {
     kernel_flow_capacity: u32,
     decode_errors: u64,
     local_networks: Vec<IpNet>,
+    host_addrs: Vec<IpAddr>,
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
@@ -55,8 +57,6 @@ pub struct Pipeline {
 /// What the pipeline needs of the stack view to join tracepoint notes with resets.
 struct StackContext {
     view: StackView,
-    /// This host's addresses: a reset to one of them had a socket here to accept it, or not.
-    local_addrs: Vec<IpAddr>,
 }
 
 impl Pipeline {
@@ -77,6 +77,7 @@ impl Pipeline {
             kernel_flow_capacity,
             decode_errors: 0,
             local_networks: Vec::new(),
+            host_addrs: Vec::new(),
             replay: None,
             settle: SettleQueue::default(),
             ip_ids: IpIdRegistry::default(),
@@ -85,9 +86,16 @@ impl Pipeline {
     }
 
     /// Turns on the join with the stack's tracepoint notes (live tracing): `view` says which
-    /// tracepoints are attached, `local_addrs` are this host's addresses.
-    pub fn set_stack(&mut self, view: StackView, local_addrs: Vec<IpAddr>) {
-        self.stack = Some(StackContext { view, local_addrs });
+    /// tracepoints are attached.
+    pub fn set_stack(&mut self, view: StackView) {
+        self.stack = Some(StackContext { view });
+    }
+
+    /// This host's addresses (live tracing, in the traced network namespace): a reset from one of
+    /// them is this host's own (`local`), a reset to one of them had a socket here to accept it,
+    /// or not. Packets between other addresses are forwarded, and judged like any other.
+    pub fn set_host_addresses(&mut self, addrs: Vec<IpAddr>) {
+        self.host_addrs = addrs;
     }
 
     /// Networks of the traced host. Replayed packets have no hook direction; with these, a
@@ -152,7 +160,8 @@ impl Pipeline {
             Event::Reset(r) => {
                 let ipv4 = r.rst.ip_flags & IP_V6 == 0;
                 if ipv4 && r.rst.ip_id != 0 {
-                    self.ip_ids.note(r.rst.ip_id, &r.seen.key);
+                    self.ip_ids
+                        .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
                 let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
@@ -272,19 +281,19 @@ impl Pipeline {
         self.sink.flush()
     }
 
-    /// What the stack said about reset `r`: the kernel's reason when this host sent it (the
-    /// tracepoint fires just before the egress hook sees the packet), whether a socket accepted
-    /// it when it was addressed to this host (the tracepoint fires after ingress), and what the
-    /// stack retransmitted in the flow.
-    fn stack_facts(&self, r: &Reset) -> StackFacts {
+    /// What the stack said about reset `r`: the kernel's reason when this host sent it
+    /// (`sent_here`; the tracepoint fires just before the egress hook sees the packet), whether a
+    /// socket accepted it when it was addressed to this host (the tracepoint fires after
+    /// ingress), and what the stack retransmitted in the flow.
+    fn stack_facts(&self, r: &Reset, sent_here: bool) -> StackFacts {
         let Some(ctx) = &self.stack else {
             return StackFacts::default();
         };
         let flow = self.flows.get(&r.seen.key);
-        let sent = flow.and_then(|f| f.sent_note(r));
+        let sent = flow.filter(|_| sent_here).and_then(|f| f.sent_note(r));
         let took = flow.is_some_and(|f| f.was_accepted(r));
         let to_here = r.seen.direction == Direction::Ingress
-            && ctx.local_addrs.contains(&r.seen.receiver().0);
+            && self.host_addrs.contains(&r.seen.receiver().0);
         StackFacts {
             kernel_reason: sent.filter(|n| n.reason != REASON_UNKNOWN).map(|n| {
                 ctx.view
@@ -308,6 +317,20 @@ impl Pipeline {
         }
     }
 
+    /// Whether this host sent reset `r`. Live: its source is one of the host's addresses; a
+    /// reset merely forwarded (a router, a Kubernetes node, a bridge) is not, whatever its
+    /// direction. (The stack's tcp_send_reset cannot vouch alone: tracepoints fire for every
+    /// network namespace on the kernel, and a forwarded reset's sender may be one of them.)
+    /// Replay: its source is in `--local`, or, without `--local`, the capture host sent it (see
+    /// [`ttl::sent_by_capture_host`]).
+    fn sent_by_this_host(&self, r: &Reset) -> bool {
+        match r.seen.hook {
+            Hook::Replay if self.local_networks.is_empty() => ttl::sent_by_capture_host(r),
+            Hook::Replay => r.seen.direction == Direction::Egress,
+            _ => self.host_addrs.contains(&r.seen.sender().0),
+        }
+    }
+
     /// Judges a settled reset and writes it.
     fn verdict(&mut self, p: Pending) -> io::Result<()> {
         let r = &p.reset;
@@ -317,19 +340,22 @@ impl Pipeline {
             .get(&r.seen.key)
             .map(|f| f.neighbours(p.id, r, window))
             .unwrap_or_default();
-        let ipid_flows = if r.rst.ip_flags & IP_V6 == 0 && r.rst.ip_id != 0 {
-            self.ip_ids.note(r.rst.ip_id, &r.seen.key)
+        let ipid_share = if r.rst.ip_flags & IP_V6 == 0 && r.rst.ip_id != 0 {
+            self.ip_ids
+                .share(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns)
         } else {
-            1
+            IpIdShare::default()
         };
+        let sent_locally = self.sent_by_this_host(r);
+        let stack = self.stack_facts(r, sent_locally);
         let case = Case {
             reset: r,
-            sent_locally: r.seen.direction == Direction::Egress,
+            sent_locally,
             after: &p.after,
             neighbours: &neighbours,
-            ipid_flows,
+            ipid_share,
             retransmits_after: p.retransmits_after,
-            stack: self.stack_facts(r),
+            stack,
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);

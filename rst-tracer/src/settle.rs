@@ -3,13 +3,17 @@
 //! void, more resets), then goes to the verdict. Time is the events' own clock (kernel time
 //! live, capture time in replay), so live tracing and replay settle alike.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+};
 
 use rst_tracer_common::flow::{FlowKey, FlowState};
 
 use crate::{
     event::{Reset, Sample},
     flows::PacketMap,
+    forensics::ipid::{IpIdShare, SHARE_WINDOW_NS},
 };
 
 /// Settle window when the flow's round trip is unknown (ns).
@@ -161,24 +165,66 @@ impl SettleQueue {
     }
 }
 
-/// Flows counted per IP ID at most (enough to call a value shared).
-const IPID_FLOWS_MAX: usize = 8;
+/// Notes held at most; beyond it the oldest are forgotten early (and counted).
+pub const IPID_MAX_NOTES: usize = 100_000;
 
-/// Which flows' resets carried each IPv4 ID: a device that stamps one fixed ID on every reset
-/// it forges shows up across flows.
+/// Which flows' resets carried each IPv4 ID recently: a device that stamps one fixed ID on
+/// every reset it forges shows up across flows. Notes older than [`SHARE_WINDOW_NS`] are
+/// forgotten, and at most [`IPID_MAX_NOTES`] are held.
 #[derive(Debug, Default)]
 pub struct IpIdRegistry {
-    flows: PacketMap<u16, Vec<FlowKey>>,
+    by_id: PacketMap<u16, Vec<(FlowKey, u64)>>,
+    order: VecDeque<(u64, u16)>,
+    forgotten_early: u64,
 }
 
 impl IpIdRegistry {
-    /// Notes that a reset of `key` carried `id`; returns how many flows' resets carried it.
-    pub fn note(&mut self, id: u16, key: &FlowKey) -> usize {
-        let flows = self.flows.entry(id).or_default();
-        if !flows.contains(key) && flows.len() < IPID_FLOWS_MAX {
-            flows.push(*key);
+    /// Notes that a reset of `key` seen at `ts_ns` (event clock) carried `id`.
+    pub fn note(&mut self, id: u16, key: &FlowKey, ts_ns: u64) {
+        self.forget_before(ts_ns.saturating_sub(SHARE_WINDOW_NS));
+        if self.order.len() >= IPID_MAX_NOTES {
+            self.forgotten_early += 1;
+            self.forget_oldest();
         }
-        flows.len()
+        self.by_id.entry(id).or_default().push((*key, ts_ns));
+        self.order.push_back((ts_ns, id));
+    }
+
+    /// How many flows' resets carried `id` within the window around `ts_ns`, `key`'s included.
+    pub fn share(&self, id: u16, key: &FlowKey, ts_ns: u64) -> IpIdShare {
+        let mut flows: Vec<&FlowKey> = vec![key];
+        for (k, t) in self.by_id.get(&id).into_iter().flatten() {
+            if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows.contains(&k) {
+                flows.push(k);
+            }
+        }
+        IpIdShare {
+            flows: flows.len(),
+            noted: self.order.len().max(1),
+        }
+    }
+
+    /// Notes forgotten before their window ended because the registry was full.
+    pub fn forgotten_early(&self) -> u64 {
+        self.forgotten_early
+    }
+
+    fn forget_before(&mut self, cutoff_ns: u64) {
+        while self.order.front().is_some_and(|(t, _)| *t < cutoff_ns) {
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some((_, id)) = self.order.pop_front() else {
+            return;
+        };
+        if let Some(notes) = self.by_id.get_mut(&id) {
+            notes.remove(0);
+            if notes.is_empty() {
+                self.by_id.remove(&id);
+            }
+        }
     }
 }
 
@@ -221,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn ip_ids_are_counted_per_flow() {
+    fn ip_ids_are_counted_per_flow_within_the_window() {
         let mut reg = IpIdRegistry::default();
         let a = FlowKey {
             port_lo: 1,
@@ -231,9 +277,31 @@ mod tests {
             port_lo: 2,
             ..Default::default()
         };
-        assert_eq!(reg.note(242, &a), 1);
-        assert_eq!(reg.note(242, &a), 1);
-        assert_eq!(reg.note(242, &b), 2);
-        assert_eq!(reg.note(7, &b), 1);
+        reg.note(242, &a, T);
+        reg.note(242, &a, T + MS);
+        assert_eq!(reg.share(242, &a, T).flows, 1);
+        reg.note(242, &b, T + 2 * MS);
+        reg.note(7, &b, T + 3 * MS);
+        assert_eq!(reg.share(242, &a, T), IpIdShare { flows: 2, noted: 4 });
+        assert_eq!(reg.share(7, &b, T).flows, 1);
+        // Long after, the old notes are forgotten: a new reset with 242 is alone.
+        let later = T + SHARE_WINDOW_NS + 10 * MS;
+        reg.note(242, &a, later);
+        assert_eq!(reg.share(242, &a, later), IpIdShare { flows: 1, noted: 1 });
+    }
+
+    #[test]
+    fn the_registry_is_bounded_and_counts_what_it_forgot() {
+        let mut reg = IpIdRegistry::default();
+        let k = FlowKey::default();
+        for i in 0..IPID_MAX_NOTES + 5 {
+            reg.note(i as u16, &k, T);
+        }
+        assert_eq!(reg.order.len(), IPID_MAX_NOTES);
+        assert_eq!(reg.forgotten_early(), 5);
+        assert_eq!(
+            reg.by_id.values().map(Vec::len).sum::<usize>(),
+            IPID_MAX_NOTES
+        );
     }
 }

@@ -8,6 +8,26 @@ use rst_tracer_common::{
 };
 
 use super::{Case, Finding, Strength};
+use crate::event::Reset;
+
+/// Resets toward both ends of a flow this close together (ns) are one injector's work.
+const BOTH_ENDS_NS: u64 = 10_000_000;
+
+/// Whether a packet passed between this reset and `other` (a reset toward the other end) that
+/// the later of the two could be answering: then it is a reply, not the second half of a pair.
+fn answered_between(case: &Case, other: &Reset) -> bool {
+    let r = case.reset;
+    let (t, u) = (r.seen.kernel_ts_ns, other.seen.kernel_ts_ns);
+    if u <= t {
+        // `other` came first: did this reset's receiver send anything after it?
+        r.flow.side(r.seen.side.other()).last_ns > u
+    } else {
+        // This one came first: did this reset's sender send anything before `other`?
+        case.after
+            .iter()
+            .any(|a| a.seen.side == r.seen.side && a.seen.kernel_ts_ns < u)
+    }
+}
 
 /// Findings from the packets and resets around this one.
 pub fn check(case: &Case) -> Vec<Finding> {
@@ -51,16 +71,36 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     }
 
-    let toward_other_end = case
+    let toward_other_end: Vec<&Reset> = case
         .neighbours
         .iter()
         .filter(|n| n.seen.side != side)
-        .count();
-    if toward_other_end > 0 {
+        .collect();
+    let t = r.seen.kernel_ts_ns;
+    if let Some(closest) = toward_other_end
+        .iter()
+        .map(|n| n.seen.kernel_ts_ns.abs_diff(t))
+        .min()
+    {
+        // No stack answers a reset with a reset, and two ends rarely abort in the same
+        // moment: resets both ways within milliseconds, with nothing between them that one
+        // could answer, are an injector resetting both ends.
+        let at_once = toward_other_end
+            .iter()
+            .any(|n| n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS && !answered_between(case, n));
+        let (strength, what) = if at_once {
+            (Strength::Strong, "an injector resets both ends at once")
+        } else {
+            (Strength::Info, "each end reset the other")
+        };
         out.push(Finding::new(
             "both_directions",
-            Strength::Info,
-            format!("{toward_other_end} reset(s) toward the other end of the flow around this one"),
+            strength,
+            format!(
+                "{} reset(s) toward the other end of the flow, the closest {:.3} ms from this one: {what}",
+                toward_other_end.len(),
+                ms(closest)
+            ),
         ));
     }
     let same_side = case

@@ -10,8 +10,8 @@ use rst_tracer_common::{
 
 use super::{Case, Finding, Strength};
 
-/// Within a factor of four of each other.
-fn near(a: u16, b: u16) -> bool {
+/// Within a factor of four of each other (a window a stack may put on its own abort).
+pub fn near(a: u16, b: u16) -> bool {
     let (a, b) = (a as u32, b as u32);
     a <= b * 4 && b <= a * 4
 }

@@ -8,6 +8,56 @@ use super::{Case, Finding, Strength};
 
 /// An IP ID this far past the sender's last one is a jump, not a continuation.
 const CONTINUATION: u16 = 1024;
+/// How long an IP ID seen on a reset counts toward a share (ns): a device stamping one value on
+/// the resets it forges does so within moments; over longer spans, unrelated resets meet on one
+/// of the 65,536 values by chance.
+pub const SHARE_WINDOW_NS: u64 = 30_000_000_000;
+/// A value shared across flows counts as fixed only when chance would make such a share rarer
+/// than this (per reset).
+const CHANCE: f64 = 1e-3;
+
+/// How many flows' resets carried one IP ID around a reset, and how many IP IDs were noted in
+/// the same window: enough to tell a fixed value from a coincidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpIdShare {
+    /// Distinct flows whose resets carried the ID within the window (this reset's included).
+    pub flows: usize,
+    /// Non-zero IPv4 IDs noted on resets within the window, this one included.
+    pub noted: usize,
+}
+
+impl Default for IpIdShare {
+    /// A reset alone with its ID.
+    fn default() -> Self {
+        IpIdShare { flows: 1, noted: 1 }
+    }
+}
+
+impl IpIdShare {
+    /// The chance that resets with random IDs would put this reset's ID on this many flows or
+    /// more: a Poisson tail, the other noted IDs each landing on it with probability 1/65,536.
+    pub fn chance(&self) -> f64 {
+        let others = self.flows.saturating_sub(1);
+        if others == 0 {
+            return 1.0;
+        }
+        let lambda = self.noted.saturating_sub(1) as f64 / 65_536.0;
+        // P(X >= others) = 1 - sum_{k < others} e^-l l^k / k!
+        let mut term = (-lambda).exp();
+        let mut below = 0.0;
+        for k in 0..others {
+            below += term;
+            term *= lambda / (k + 1) as f64;
+        }
+        (1.0 - below).max(0.0)
+    }
+}
+
+/// True when IP ID `id` continues a count whose last value was `last` (the same value, for stacks
+/// that stamp one constant, or a step forward of at most [`CONTINUATION`]).
+pub fn continues(id: u16, last: u16) -> bool {
+    id.wrapping_sub(last) <= CONTINUATION
+}
 
 /// IP ID findings.
 pub fn check(case: &Case) -> Vec<Finding> {
@@ -38,14 +88,18 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     // Shared: the same value on resets of several flows, and not this sender's own next value
     // (two stacks' counters meet by chance often enough: 300 aborts collide half the time).
-    let continues_own = sender.packets > 0 && id.wrapping_sub(sender.last_ip_id) <= CONTINUATION;
-    if id != 0 && case.ipid_flows >= 2 && !continues_own {
+    let continues_own = sender.packets > 0 && continues(id, sender.last_ip_id);
+    let share = case.ipid_share;
+    if id != 0 && share.flows >= 2 && !continues_own && share.chance() < CHANCE {
         out.push(Finding::new(
             "ipid_shared",
             Strength::Strong,
             format!(
-                "ip id {id:#06x} on resets of {} flows: a fixed value, not a stack's counter",
-                case.ipid_flows
+                "ip id {id:#06x} on resets of {} flows within {} s (chance {:.1e} among {} noted): a fixed value, not a stack's counter",
+                share.flows,
+                SHARE_WINDOW_NS / 1_000_000_000,
+                share.chance(),
+                share.noted
             ),
         ));
     }
@@ -61,7 +115,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     } else if id != 0 && !out.iter().any(|f| f.code == "ipid_copied") {
         let step = id.wrapping_sub(last);
-        if step == 0 || step <= CONTINUATION {
+        if continues(id, last) {
             out.push(Finding::new(
                 "ipid_continues",
                 Strength::Info,
@@ -83,9 +137,12 @@ mod tests {
     use super::*;
     use crate::forensics::testing::{case, codes, reset};
 
-    fn codes_with(r: &crate::event::Reset, ipid_flows: usize) -> Vec<(&'static str, Strength)> {
+    fn codes_with(r: &crate::event::Reset, flows: usize) -> Vec<(&'static str, Strength)> {
         codes(check(&Case {
-            ipid_flows,
+            ipid_share: IpIdShare {
+                flows,
+                noted: flows + 4,
+            },
             ..case(r)
         }))
     }
@@ -128,6 +185,47 @@ mod tests {
         r.rst.ip_id = 40_000;
         assert!(codes_with(&r, 3).contains(&("ipid_shared", Strength::Strong)));
         assert!(!codes_with(&r, 1).iter().any(|(c, _)| *c == "ipid_shared"));
+    }
+
+    #[test]
+    fn a_share_that_chance_explains_is_not_evidence() {
+        let mut r = reset();
+        r.rst.ip_id = 40_000;
+        // Two flows among 20,000 resets in the window: a birthday coincidence.
+        let c = Case {
+            ipid_share: IpIdShare {
+                flows: 2,
+                noted: 20_000,
+            },
+            ..case(&r)
+        };
+        assert!(!codes(check(&c)).iter().any(|(c, _)| *c == "ipid_shared"));
+        // Five flows among as many: chance cannot do that.
+        let c = Case {
+            ipid_share: IpIdShare {
+                flows: 5,
+                noted: 20_000,
+            },
+            ..case(&r)
+        };
+        assert!(codes(check(&c)).contains(&("ipid_shared", Strength::Strong)));
+    }
+
+    #[test]
+    fn chance_is_a_poisson_tail() {
+        let alone = IpIdShare {
+            flows: 1,
+            noted: 100,
+        };
+        assert_eq!(alone.chance(), 1.0);
+        let pair = IpIdShare {
+            flows: 2,
+            noted: 65_537,
+        };
+        // One expected other: P(X >= 1) = 1 - 1/e.
+        assert!((pair.chance() - (1.0 - (-1.0f64).exp())).abs() < 1e-9);
+        let few = IpIdShare { flows: 2, noted: 8 };
+        assert!(few.chance() < 1e-3, "{}", few.chance());
     }
 
     #[test]

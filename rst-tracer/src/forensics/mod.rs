@@ -4,17 +4,28 @@
 //! and what followed within the settle window) to [`Finding`]s with stable codes and details in
 //! numbers. [`judge`] is the one place that weighs them into a [`Verdict`].
 //!
-//! Weighing: every finding has a [`Strength`]. `Strong` findings are facts the claimed sender
-//! cannot produce (a TTL outside its baseline, an IP ID copied from the packet it answers, the
-//! sender still sending after "its" reset). `Medium` ones are middlebox habits (a window no
-//! stack puts on a RST, reserved bits, a payload). `Weak` ones are oddities honest stacks also
-//! show (IP ID 0). A reset is suspicious when the weights add up to at least
-//! [`SUSPICIOUS_SCORE`]: one strong finding, or a medium and a weak one. Never on no evidence: a
-//! reset from a sender that sent nothing before has origin `unknown` unless a finding that needs
-//! no baseline (copied IP ID, reserved bits, a sender that keeps sending) says otherwise.
+//! Judging explains first. Most resets are honest, and the honest mechanisms that make them
+//! ([`explain`]: an abort, a reply from a host without a socket, a refused connect, ...) leave
+//! their marks in the numbers. Suspicion needs a contradiction no honest mechanism produces: a
+//! `Strong` finding (a TTL outside the sender's baseline, an IP ID copied from the packet it
+//! answers or fixed across flows, the sender still sending after "its" reset, a reset faster than
+//! the path allows, resets toward both ends at once). So a reset is:
+//!
+//! - `local` when this host sent it (the caller says so: its source is one of the host's
+//!   addresses, or in replay the capture host sent it); suspicious only when this host kept
+//!   sending in the flow after it, so that its TCP stack cannot have built it;
+//! - suspicious (`on-path`) on any strong finding;
+//! - honest when a mechanism explains it, and the verdict names the mechanism;
+//! - suspicious when nothing explains it and middlebox habits (`Medium` findings: a window no
+//!   stack uses, reserved bits, a payload, a sequence number at neither stream point) add up to
+//!   [`SUSPICIOUS_SCORE`];
+//! - otherwise honest but unexplained. `Weak` oddities that honest stacks show every day (IP ID
+//!   0, a jump in IP IDs) never decide alone. Never on no evidence: a reset from a sender that
+//!   sent nothing before has origin `unknown` unless a finding says otherwise.
 
 pub mod aftermath;
 pub mod duplicate;
+pub mod explain;
 pub mod fingerprint;
 pub mod ipid;
 pub mod sequence;
@@ -26,6 +37,8 @@ pub mod ttl;
 use serde::Serialize;
 
 use crate::event::{Reset, Sample};
+use explain::Explanation;
+use ipid::IpIdShare;
 use stack::StackFacts;
 
 /// How much a finding says that the claimed sender did not send the reset.
@@ -33,15 +46,16 @@ use stack::StackFacts;
 pub enum Strength {
     /// Context only: says nothing about who sent it (or says the sender did).
     Info = 0,
-    /// An oddity honest stacks also show.
+    /// An oddity honest stacks also show; never decides alone.
     Weak = 1,
-    /// A middlebox habit.
+    /// A middlebox habit: counts only when no honest mechanism explains the reset.
     Medium = 2,
-    /// A fact the claimed sender cannot produce.
+    /// A contradiction: a fact the claimed sender cannot produce.
     Strong = 3,
 }
 
-/// Total weight from which a reset is suspicious.
+/// Total weight of `Medium` and `Weak` findings from which a reset no mechanism explains is
+/// suspicious (a medium and a weak one, or two medium ones).
 pub const SUSPICIOUS_SCORE: u32 = 3;
 
 /// One piece of evidence.
@@ -108,6 +122,8 @@ pub struct Verdict {
     pub suspicious: bool,
     /// Every finding, strongest first.
     pub findings: Vec<Finding>,
+    /// The honest mechanism that explains the reset, when one does (not for suspicious ones).
+    pub explanation: Option<Explanation>,
 }
 
 /// Everything known about one reset when its settle window closes.
@@ -121,15 +137,16 @@ pub struct Case<'a> {
     pub after: &'a [Sample],
     /// The flow's other resets within the window, before and after this one.
     pub neighbours: &'a [Reset],
-    /// How many flows had resets carrying this reset's IP ID (this one included).
-    pub ipid_flows: usize,
+    /// How many flows' resets carried this reset's IP ID around it, among how many noted.
+    pub ipid_share: IpIdShare,
     /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
     pub retransmits_after: [u32; 2],
     /// What this host's stack said about the flow (tracepoints).
     pub stack: StackFacts,
 }
 
-/// Weighs the evidence of a case into a verdict.
+/// Weighs the evidence of a case into a verdict: explanations first, suspicion only on a
+/// contradiction or on middlebox habits that nothing honest explains.
 pub fn judge(case: &Case) -> Verdict {
     if let Some(f) = duplicate::check(case) {
         return Verdict {
@@ -137,6 +154,7 @@ pub fn judge(case: &Case) -> Verdict {
             hops_closer: None,
             suspicious: false,
             findings: vec![f],
+            explanation: None,
         };
     }
     let mut findings = Vec::new();
@@ -148,12 +166,25 @@ pub fn judge(case: &Case) -> Verdict {
     findings.extend(aftermath::check(case));
     findings.extend(stack::check(case));
     findings.sort_by_key(|f| std::cmp::Reverse(f.strength));
-    let score: u32 = findings.iter().map(|f| f.strength as u32).sum();
+    let contradicted = findings.iter().any(|f| f.strength == Strength::Strong);
+    let explanation = if contradicted {
+        None
+    } else if case.sent_locally {
+        local_explanation(case)
+    } else {
+        explain::explain(case)
+    };
+    let habits: u32 = findings.iter().map(|f| f.strength as u32).sum();
+    let has_medium = findings.iter().any(|f| f.strength == Strength::Medium);
     let sender_seen = case.reset.flow.side(case.reset.seen.side).packets > 0;
     let (origin, suspicious) = if case.sent_locally {
-        // This host's stack put it on the wire; nothing on the path could have.
-        (Origin::Local, false)
-    } else if score >= SUSPICIOUS_SCORE {
+        // This host put it on the wire; nothing on the path could have. Only this host still
+        // sending in the flow after it says its stack did not build it (a raw-socket tool did).
+        (
+            Origin::Local,
+            findings.iter().any(|f| f.code == "sender_continues"),
+        )
+    } else if contradicted || (explanation.is_none() && has_medium && habits >= SUSPICIOUS_SCORE) {
         (Origin::OnPath, true)
     } else if sender_seen {
         (Origin::Peer, false)
@@ -170,7 +201,32 @@ pub fn judge(case: &Case) -> Verdict {
         hops_closer,
         suspicious,
         findings,
+        explanation,
     }
+}
+
+/// What explains a reset this host sent: the kernel's own reason where the stack view gave one,
+/// else the packets' marks.
+fn local_explanation(case: &Case) -> Option<Explanation> {
+    let from_packets = explain::explain(case);
+    let Some(reason) = case.stack.kernel_reason.as_deref() else {
+        return from_packets;
+    };
+    let mechanism = explain::from_kernel_reason(reason)?;
+    // The packets may name the situation more closely (a refused connect is NO_SOCKET too).
+    Some(match from_packets {
+        Some(e)
+            if e.mechanism == mechanism
+                || (mechanism == explain::Mechanism::NoSocket
+                    && e.mechanism != explain::Mechanism::Abort) =>
+        {
+            e
+        }
+        _ => Explanation {
+            mechanism,
+            detail: format!("the kernel's reason: {reason}"),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -266,7 +322,7 @@ pub(crate) mod testing {
             sent_locally: false,
             after: &[],
             neighbours: &[],
-            ipid_flows: 1,
+            ipid_share: super::IpIdShare::default(),
             retransmits_after: [0, 0],
             stack: super::StackFacts::default(),
         }
@@ -347,6 +403,89 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_to_a_retransmission_train_is_explained_not_accused() {
+        // The additive judge's commonest false accusation: a peer without the socket answers a
+        // retransmitted segment. Its seq is the ACK of that older segment (behind the sender's
+        // stream: "stale"), its IP ID 0 ("zero"), and two more replies followed ("burst").
+        let mut r = reset();
+        r.flow.sides[1].last_ack = 900;
+        r.flow.sides[1].retransmits = 4;
+        r.rst.seq = 900;
+        r.rst.ip_id = 0;
+        r.rst.flags = rst_tracer_common::event::TCP_RST;
+        let burst = [r.clone(), r.clone()];
+        let v = judge(&Case {
+            neighbours: &burst,
+            ..case(&r)
+        });
+        assert_eq!(
+            (v.origin, v.suspicious),
+            (Origin::Peer, false),
+            "{:?}",
+            v.findings
+        );
+        assert_eq!(
+            v.explanation.map(|e| e.mechanism),
+            Some(explain::Mechanism::RetransmissionReply)
+        );
+    }
+
+    #[test]
+    fn a_contradiction_outweighs_any_explanation() {
+        // Exact sequence number, as an abort carries; but one hop closer than the sender.
+        let mut r = reset();
+        r.rst.ttl = 63;
+        let v = judge(&case(&r));
+        assert!(v.suspicious);
+        assert_eq!(v.explanation, None);
+    }
+
+    #[test]
+    fn unexplained_middlebox_habits_add_up_explained_ones_do_not() {
+        // At neither stream point (seq ahead: medium) with a window no stack uses (medium).
+        let mut r = reset();
+        r.rst.seq = 1010;
+        r.rst.window = 16;
+        let v = judge(&case(&r));
+        assert_eq!(
+            (v.origin, v.suspicious),
+            (Origin::OnPath, true),
+            "{:?}",
+            v.findings
+        );
+        // A lone weak oddity on an unexplained reset decides nothing: a one-sided view (the
+        // receiver never seen) and an IP ID jump.
+        let mut r = reset();
+        r.flow.sides[1] = Default::default();
+        r.rst.seq = 1010;
+        r.rst.ip_id = 9000;
+        let v = judge(&case(&r));
+        assert!(!v.suspicious, "{:?}", v.findings);
+        assert_eq!(v.explanation, None);
+    }
+
+    #[test]
+    fn a_local_reset_is_explained_by_the_kernels_word() {
+        let mut r = reset();
+        r.rst.ip_id = 0;
+        r.rst.flags = rst_tracer_common::event::TCP_RST;
+        let mut c = Case {
+            sent_locally: true,
+            ..case(&r)
+        };
+        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        let v = judge(&c);
+        assert_eq!(
+            (v.origin, v.explanation.map(|e| e.mechanism)),
+            (Origin::Local, Some(explain::Mechanism::NoSocket))
+        );
+        c.stack.kernel_reason = Some("TCP_ABORT_ON_CLOSE".into());
+        let e = judge(&c).explanation.expect("explained");
+        assert_eq!(e.mechanism, explain::Mechanism::Abort);
+        assert!(e.detail.contains("TCP_ABORT_ON_CLOSE"), "{}", e.detail);
+    }
+
+    #[test]
     fn the_sender_still_talking_after_its_reset_is_strong() {
         let r = reset();
         let more = after(
@@ -367,5 +506,11 @@ mod tests {
         let v = judge(&c);
         assert!(v.suspicious, "{:?}", v.findings);
         assert!(v.findings.iter().any(|f| f.code == "sender_continues"));
+        // This host still sending after its own reset: its stack did not build it.
+        let v = judge(&Case {
+            sent_locally: true,
+            ..c
+        });
+        assert_eq!((v.origin, v.suspicious), (Origin::Local, true));
     }
 }

@@ -53,7 +53,8 @@ pub fn check(case: &Case) -> Vec<Finding> {
     if sender.packets > 0 && receiver.packets > 0 && !case.sent_locally {
         let expect = sender.seq_next;
         let d = seq_diff(r.rst.seq, expect);
-        let answers = receiver_acked && r.rst.seq == receiver.last_ack;
+        // A reply carries the ACK of whichever of the receiver's segments it answers.
+        let answers = super::explain::answers_receiver(case).is_some();
         if d < 0 && !answers {
             out.push(Finding::new(
                 "seq_stale",
@@ -115,7 +116,9 @@ mod tests {
     #[test]
     fn stale_sequence_and_invented_ack() {
         let mut r = reset();
-        r.rst.seq = 700;
+        // Further behind the receiver's ACK than its window (1000 << 7): no segment in flight
+        // was acknowledged there.
+        r.rst.seq = 1000u32.wrapping_sub(200_000);
         r.rst.ack = 5100;
         let c = codes(check(&case(&r)));
         assert!(c.contains(&("seq_stale", Strength::Medium)), "{c:?}");
@@ -126,6 +129,17 @@ mod tests {
     fn a_one_sided_view_does_not_judge_the_sequence() {
         let mut r = reset();
         r.flow.sides[1] = Default::default();
+        r.rst.seq = 700;
+        assert!(!codes(check(&case(&r)))
+            .iter()
+            .any(|(c, _)| *c == "seq_stale"));
+    }
+
+    #[test]
+    fn a_reply_to_an_earlier_segment_is_not_stale() {
+        let mut r = reset();
+        // 300 bytes behind the receiver's latest ACK, within its window: the ACK of an earlier
+        // segment (a retransmission answered by a host without the socket).
         r.rst.seq = 700;
         assert!(!codes(check(&case(&r)))
             .iter()

@@ -2,9 +2,10 @@
 //! on every hop, so packets of one sender on one path arrive with one TTL; a reset with another
 //! was built by another box, and the initial-TTL guess says how far that box is.
 
-use rst_tracer_common::ttl::{hops_from_initial, initial_ttl};
+use rst_tracer_common::ttl::{hops_from_initial, initial_ttl, INITIAL_TTLS};
 
 use super::{Case, Finding, Strength};
+use crate::event::Reset;
 
 /// Baseline samples from which a one-hop difference counts as strong evidence.
 const STABLE_SAMPLES: u32 = 3;
@@ -75,6 +76,21 @@ pub fn check(case: &Case) -> Vec<Finding> {
             s.ttl_samples
         ),
     )]
+}
+
+/// Whether a replayed reset was sent by the capture host itself: a host's own packets are
+/// captured before any router decrements them, so they carry an initial TTL exactly (64, 128,
+/// 255: 0 hops). The reset must: its sender's other packets must carry that same TTL (when it
+/// sent any), and the receiver's must have travelled at least one hop, so that the two ends are
+/// told apart. Such a reset can never be an on-path forgery: it never crossed the path.
+pub fn sent_by_capture_host(r: &Reset) -> bool {
+    let sender = r.flow.side(r.seen.side);
+    let receiver = r.flow.side(r.seen.side.other());
+    let ttl = r.rst.ttl;
+    let at_zero_hops = INITIAL_TTLS.contains(&ttl);
+    let sender_agrees = sender.ttl_samples == 0 || (sender.ttl_min == ttl && sender.ttl_max == ttl);
+    let receiver_far = receiver.ttl_samples > 0 && hops_from_initial(receiver.ttl_max) >= 1;
+    at_zero_hops && sender_agrees && receiver_far
 }
 
 /// Hops between the reset's sender and the claimed sender, positive when the reset's sender is
@@ -156,6 +172,23 @@ mod tests {
             f[0].detail
         );
         assert_eq!(hops_closer(&case(&r)), None);
+    }
+
+    #[test]
+    fn the_capture_hosts_own_resets_are_at_zero_hops() {
+        // The fixture's client arrives with 62 (2 hops), the server with 64 (0 hops).
+        let mut r = reset();
+        assert!(!sent_by_capture_host(&r), "the client is 2 hops away");
+        r.seen.side = rst_tracer_common::flow::Side::Hi;
+        r.rst.ttl = 64;
+        assert!(sent_by_capture_host(&r), "the server is the capture host");
+        r.rst.ttl = 63;
+        assert!(!sent_by_capture_host(&r), "a reset that travelled a hop");
+        // Both ends at 0 hops (one LAN): neither is told apart.
+        r.rst.ttl = 64;
+        r.flow.sides[0].ttl_min = 64;
+        r.flow.sides[0].ttl_max = 64;
+        assert!(!sent_by_capture_host(&r));
     }
 
     #[test]

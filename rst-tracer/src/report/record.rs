@@ -364,6 +364,11 @@ pub struct ResetRecord {
     pub suspicious: bool,
     /// The evidence, strongest first: `{code, detail}`.
     pub findings: Vec<Finding>,
+    /// The honest mechanism that explains the reset (`abort`, `no_socket`, `refused`, ...);
+    /// null when none does, and always for suspicious resets.
+    pub explanation: Option<&'static str>,
+    /// The evidence for the explanation, in numbers; null with it.
+    pub explanation_detail: Option<String>,
     /// What this host's TCP stack said about it.
     #[serde(flatten)]
     pub stack: StackJoin,
@@ -427,6 +432,8 @@ impl ResetRecord {
             hops_closer: verdict.hops_closer,
             suspicious: verdict.suspicious,
             findings: verdict.findings.clone(),
+            explanation: verdict.explanation.as_ref().map(|e| e.mechanism.code()),
+            explanation_detail: verdict.explanation.as_ref().map(|e| e.detail.clone()),
             stack: StackJoin {
                 kernel_reason: stack.kernel_reason.clone(),
                 socket_state: stack.socket_state.clone(),

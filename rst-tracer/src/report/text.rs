@@ -139,7 +139,8 @@ pub fn reset_line(r: &ResetRecord) -> String {
     parts.join(" | ")
 }
 
-/// The verdict part of a reset line: origin, and for a suspicious reset the strongest evidence.
+/// The verdict part of a reset line: origin, and for a suspicious reset the strongest evidence,
+/// for an honest one the mechanism that explains it.
 fn verdict(r: &ResetRecord) -> String {
     let origin = match (r.origin, r.hops_closer) {
         (Origin::OnPath, Some(h)) if h > 0 => {
@@ -164,10 +165,16 @@ fn verdict(r: &ResetRecord) -> String {
             r.findings[0].detail,
             weighty.join(" ")
         )
-    } else if weighty.is_empty() {
-        format!("=> {origin}")
     } else {
-        format!("=> {origin} [{}]", weighty.join(" "))
+        let why = match (r.explanation, &r.explanation_detail) {
+            (Some(code), Some(detail)) => format!(": {code}, {detail}"),
+            _ => String::new(),
+        };
+        if weighty.is_empty() {
+            format!("=> {origin}{why}")
+        } else {
+            format!("=> {origin}{why} [{}]", weighty.join(" "))
+        }
     }
 }
 
@@ -374,6 +381,7 @@ mod tests {
             hops_closer: None,
             suspicious: false,
             findings: Vec::new(),
+            explanation: None,
         };
         let mut window = SummaryWindow::new(0);
         let mut sent = reset();

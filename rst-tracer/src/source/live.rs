@@ -113,7 +113,8 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         opts.load.flow_table_size,
         epoch_now_ns(),
     );
-    pipeline.set_stack(view, iface::local_addresses());
+    pipeline.set_stack(view);
+    pipeline.set_host_addresses(iface::local_addresses());
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
     let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -134,6 +135,8 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
             // hold back summaries.
             _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
             _ = ticker.tick() => {
+                // Addresses come and go (DHCP, pods): read them again every interval.
+                pipeline.set_host_addresses(iface::local_addresses());
                 check_silences(&ebpf, &mut pipeline)?;
                 let snap = counters::snapshot(&ebpf, true)?;
                 pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
