@@ -250,6 +250,10 @@ pub const WSCALE_UNKNOWN: u8 = 0xff;
 pub const FLOW_MIDSTREAM: u32 = 1 << 0;
 /// [`FlowState::flags`]: a SYN, SYN-ACK and completing ACK were all seen.
 pub const FLOW_HANDSHAKE: u32 = 1 << 1;
+/// [`FlowState::flags`]: a SYN or SYN-ACK was sent again before the handshake completed. Which
+/// copy an answer belongs to is then ambiguous (Karn's rule), so the handshake's times are no
+/// measure of the round trip.
+pub const FLOW_HANDSHAKE_RETRANSMITTED: u32 = 1 << 2;
 
 /// Everything the kernel keeps per flow (232 bytes).
 #[repr(C)]

@@ -16,8 +16,8 @@ use rst_tracer_common::{
         EventKind, HDR_NEW_FLOW, OPT_TIMESTAMPS, OPT_WSCALE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
     flow::{
-        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_MIDSTREAM, SIDE_FIN, SIDE_RST, SIDE_SEEN,
-        SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
+        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM,
+        SIDE_FIN, SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
     },
     seq::{seq_before, seq_before_eq, seq_len},
 };
@@ -216,8 +216,12 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
         state.sides[other].probe_ns = 0;
     }
 
-    // The last SYN before the SYN-ACK and the last SYN-ACK before the completing ACK: with
-    // retransmissions, the round trip this gives is a lower bound, never an inflated one.
+    // A second SYN or SYN-ACK before the handshake completed: which copy was answered is
+    // ambiguous (Karn), so the handshake's times are marked as no measure of the round trip.
+    if syn && state.ack_ns == 0 && ((!ack && state.syn_ns != 0) || (ack && state.synack_ns != 0)) {
+        state.flags |= FLOW_HANDSHAKE_RETRANSMITTED;
+    }
+    // The last SYN before the SYN-ACK and the last SYN-ACK before the completing ACK.
     if syn && !ack && state.synack_ns == 0 {
         state.syn_ns = now_ns;
         state.syn_side = side as u8;

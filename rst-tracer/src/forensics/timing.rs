@@ -4,27 +4,34 @@
 
 use rst_tracer_common::{
     event::{TCP_ACK, TCP_FIN, TCP_SYN},
-    flow::Side,
+    flow::{Side, FLOW_HANDSHAKE_RETRANSMITTED},
 };
 
 use super::{Case, Finding, Strength};
 
-/// Round trip from the observer to the claimed sender and back (ns), and where it comes from:
-/// the handshake (SYN-ACK to ACK for the client, SYN to SYN-ACK for the server), else the
-/// shortest data/ACK pair the kernel timed (the sender acknowledging the receiver's data).
+/// Round trip from the observer to the claimed sender and back (ns), and where it comes from: the
+/// shortest clean sample. The handshake gives one (SYN-ACK to ACK for the client, SYN to
+/// SYN-ACK for the server) unless a SYN or SYN-ACK was retransmitted (Karn's rule: the answer
+/// may belong to the first copy, and a lost SYN makes a one-second "round trip"); the kernel
+/// times data/ACK pairs too, never retransmitted segments. The smaller wins: loss only ever
+/// makes a round trip look longer.
 pub fn leg_rtt_ns(case: &Case) -> Option<(u64, &'static str)> {
     let f = &case.reset.flow;
-    if f.syn_ns != 0 && f.synack_ns > f.syn_ns && f.ack_ns > f.synack_ns {
-        let client = Side::from_u8(f.syn_side);
-        let leg = if case.reset.seen.side == client {
-            f.ack_ns - f.synack_ns
-        } else {
-            f.synack_ns - f.syn_ns
-        };
-        return Some((leg, "handshake"));
+    let clean = f.flags & FLOW_HANDSHAKE_RETRANSMITTED == 0;
+    let handshake = (clean && f.syn_ns != 0 && f.synack_ns > f.syn_ns && f.ack_ns > f.synack_ns)
+        .then(|| {
+            let client = Side::from_u8(f.syn_side);
+            if case.reset.seen.side == client {
+                f.ack_ns - f.synack_ns
+            } else {
+                f.synack_ns - f.syn_ns
+            }
+        });
+    let measured = u64::from(f.side(case.reset.seen.side).leg_min_ns);
+    match handshake {
+        Some(leg) if measured == 0 || leg <= measured => Some((leg, "handshake")),
+        _ => (measured > 0).then_some((measured, "data/ACK pairs")),
     }
-    let measured = f.side(case.reset.seen.side).leg_min_ns;
-    (measured > 0).then_some((measured as u64, "data/ACK pairs"))
 }
 
 /// Timing findings.
@@ -126,6 +133,40 @@ mod tests {
             "{}",
             f[0].detail
         );
+    }
+
+    #[test]
+    fn a_retransmitted_syn_makes_the_handshake_no_measure() {
+        // A lost SYN: the handshake "round trip" is a second, and an honest reply looks fast.
+        let mut r = reset();
+        r.flow.syn_ns = T - 900 * MS;
+        r.flow.synack_ns = T - 100 * MS;
+        r.flow.ack_ns = T - 90 * MS;
+        r.seen.side = Side::Hi;
+        r.flow.sides[0].last_ns = T - 50 * MS;
+        r.flow.sides[0].last_len = 100;
+        r.flow.sides[0].seq_next = 1000;
+        r.rst.ack = 1000;
+        assert_eq!(codes(check(&case(&r))), [("too_fast", Strength::Strong)]);
+        r.flow.flags |= FLOW_HANDSHAKE_RETRANSMITTED;
+        assert!(codes(check(&case(&r))).is_empty(), "no clean sample");
+        // A clean data/ACK sample still serves.
+        r.flow.sides[1].leg_min_ns = (200 * MS) as u32;
+        assert_eq!(codes(check(&case(&r))), [("too_fast", Strength::Strong)]);
+        r.flow.sides[1].leg_min_ns = (20 * MS) as u32;
+        assert_eq!(
+            codes(check(&case(&r))),
+            [("timing_plausible", Strength::Info)]
+        );
+    }
+
+    #[test]
+    fn the_shorter_clean_sample_wins() {
+        let mut r = reset();
+        r.flow.sides[0].leg_min_ns = (4 * MS) as u32;
+        assert_eq!(leg_rtt_ns(&case(&r)), Some((4 * MS, "data/ACK pairs")));
+        r.flow.sides[0].leg_min_ns = (40 * MS) as u32;
+        assert_eq!(leg_rtt_ns(&case(&r)), Some((10 * MS, "handshake")));
     }
 
     #[test]
