@@ -22,7 +22,10 @@ use rst_tracer_common::{
         Direction, Hook, IP_DF, IP_MF, IP_V6, OPT_MPTCP, OPT_MSS, OPT_SACK_OK, OPT_TIMESTAMPS,
         OPT_WSCALE, TCP_ACK, TCP_RST,
     },
-    flow::{Side, FLOW_HANDSHAKE, FLOW_MIDSTREAM, SIDE_SEEN, SIDE_TIMESTAMPS},
+    flow::{
+        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_SEEN,
+        SIDE_TIMESTAMPS,
+    },
     names,
     replay::ReplayMeta,
 };
@@ -219,7 +222,7 @@ fn a_reset_carries_its_headers_and_the_flow_before_it() {
 
     let flow = &r.flow;
     assert_eq!(flow.flags & FLOW_HANDSHAKE, FLOW_HANDSHAKE);
-    assert_eq!(flow.flags & FLOW_MIDSTREAM, 0);
+    assert_eq!(flow.flags & (FLOW_MIDSTREAM | FLOW_HANDSHAKE_RETRANSMITTED), 0);
     assert_eq!(flow.handshake_rtt_ns(), Some(4 * MS));
     assert_eq!(flow.rst_count, 0);
     let server = flow.side(r.seen.side);
@@ -670,6 +673,35 @@ fn retransmissions_and_ttl_changes_are_sampled_and_rate_limited() {
     assert_eq!(c["retransmit_written"], 2);
     assert_eq!(c["ttl_change_written"], 1);
     assert_eq!(c["samples_rate_limited"], 1);
+}
+
+/// A handshake in which `resent` (a SYN from the client, or a SYN-ACK from the server) went out
+/// twice, a second apart, then a reset from the server; returns the reset's flow state.
+fn handshake_with_a_copy(resent: &Seg) -> rst_tracer_common::flow::FlowState {
+    let mut k = Kernel::new();
+    let syn = Seg::new(CLIENT, 40000, SERVER, 80).seq(100).syn().ttl(63);
+    let synack = Seg::new(SERVER, 80, CLIENT, 40000).seq(5000).ack(101).syn();
+    k.seg(&syn, T0);
+    k.seg(resent, T0 + 1000 * MS);
+    k.seg(&synack, T0 + 1002 * MS);
+    let ack = Seg::new(CLIENT, 40000, SERVER, 80).seq(101).ack(5001).ttl(63);
+    k.seg(&ack, T0 + 1004 * MS);
+    k.seg(&Seg::new(SERVER, 80, CLIENT, 40000).seq(5001).rst(), T0 + 1010 * MS);
+    k.resets().remove(0).flow
+}
+
+#[test]
+fn a_handshake_sent_twice_is_marked_as_no_measure_of_the_round_trip() {
+    let syn = Seg::new(CLIENT, 40000, SERVER, 80).seq(100).syn().ttl(63);
+    let synack = Seg::new(SERVER, 80, CLIENT, 40000).seq(5000).ack(101).syn();
+    for (what, resent) in [("SYN", syn), ("SYN-ACK", synack)] {
+        let flow = handshake_with_a_copy(&resent);
+        assert_eq!(
+            flow.flags & (FLOW_HANDSHAKE | FLOW_HANDSHAKE_RETRANSMITTED),
+            FLOW_HANDSHAKE | FLOW_HANDSHAKE_RETRANSMITTED,
+            "a {what} sent twice"
+        );
+    }
 }
 
 #[test]
