@@ -184,6 +184,9 @@ pub const SIDE_FIN: u8 = 1 << 2;
 pub const SIDE_TIMESTAMPS: u8 = 1 << 3;
 /// [`SideState::flags`]: this side sent a RST.
 pub const SIDE_RST: u8 = 1 << 4;
+/// [`SideState::flags`]: two of this side's consecutive IPv4 packets carried IDs one apart: its
+/// stack numbers the flow's packets with a counter (Linux keeps one per connection).
+pub const SIDE_IPID_COUNTER: u8 = 1 << 5;
 
 /// What one endpoint of a flow has sent, as seen by the observer (80 bytes).
 ///

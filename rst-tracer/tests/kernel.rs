@@ -23,8 +23,8 @@ use rst_tracer_common::{
         OPT_WSCALE, TCP_ACK, TCP_RST,
     },
     flow::{
-        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_SEEN,
-        SIDE_TIMESTAMPS,
+        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_IPID_COUNTER,
+        SIDE_SEEN, SIDE_TIMESTAMPS,
     },
     names,
     replay::ReplayMeta,
@@ -222,11 +222,17 @@ fn a_reset_carries_its_headers_and_the_flow_before_it() {
 
     let flow = &r.flow;
     assert_eq!(flow.flags & FLOW_HANDSHAKE, FLOW_HANDSHAKE);
-    assert_eq!(flow.flags & (FLOW_MIDSTREAM | FLOW_HANDSHAKE_RETRANSMITTED), 0);
+    assert_eq!(
+        flow.flags & (FLOW_MIDSTREAM | FLOW_HANDSHAKE_RETRANSMITTED),
+        0
+    );
     assert_eq!(flow.handshake_rtt_ns(), Some(4 * MS));
     assert_eq!(flow.rst_count, 0);
     let server = flow.side(r.seen.side);
     let client = flow.side(r.seen.side.other());
+    // The client numbered its packets 10, 11, 12: a counter; the server's 0 then 20 are not.
+    assert_eq!(client.flags & SIDE_IPID_COUNTER, SIDE_IPID_COUNTER);
+    assert_eq!(server.flags & SIDE_IPID_COUNTER, 0);
     assert_eq!(
         (server.ttl_min, server.ttl_max, server.ttl_samples),
         (64, 64, 2)
@@ -684,9 +690,15 @@ fn handshake_with_a_copy(resent: &Seg) -> rst_tracer_common::flow::FlowState {
     k.seg(&syn, T0);
     k.seg(resent, T0 + 1000 * MS);
     k.seg(&synack, T0 + 1002 * MS);
-    let ack = Seg::new(CLIENT, 40000, SERVER, 80).seq(101).ack(5001).ttl(63);
+    let ack = Seg::new(CLIENT, 40000, SERVER, 80)
+        .seq(101)
+        .ack(5001)
+        .ttl(63);
     k.seg(&ack, T0 + 1004 * MS);
-    k.seg(&Seg::new(SERVER, 80, CLIENT, 40000).seq(5001).rst(), T0 + 1010 * MS);
+    k.seg(
+        &Seg::new(SERVER, 80, CLIENT, 40000).seq(5001).rst(),
+        T0 + 1010 * MS,
+    );
     k.resets().remove(0).flow
 }
 

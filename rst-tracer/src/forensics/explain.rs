@@ -18,11 +18,10 @@
 
 use rst_tracer_common::{
     event::{IP_V6, TCP_ACK, TCP_FIN, TCP_RESERVED, TCP_SYN},
-    flow::{SideState, SIDE_FIN, WSCALE_UNKNOWN},
-    seq::{seq_diff, seq_len},
+    flow::SIDE_FIN,
 };
 
-use super::{fingerprint, ipid, Case};
+use super::{fingerprint, ipid, sequence, Case};
 
 /// An honest mechanism that makes resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +83,6 @@ pub struct Explanation {
 
 /// A sender silent at least this long before answering is taken to have lost the connection.
 const HALF_OPEN_SILENCE_NS: u64 = 2_000_000_000;
-/// The least span of acknowledgements a reply may answer: one unscaled maximum window.
-const MIN_ACK_SPAN: u32 = 65_535;
 
 /// The honest mechanism that explains the reset of `case`, if any: a reply first when the numbers
 /// say the reset answers a segment and nothing of the sender's own socket is on it, an abort
@@ -178,7 +175,7 @@ fn refused(case: &Case) -> Option<Explanation> {
     let sender = r.flow.side(r.seen.side);
     let syn = receiver.packets > 0 && receiver.last_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let silent = sender.packets == 0 || sender.last_ns <= receiver.last_ns;
-    let acks_it = r.rst.flags & TCP_ACK != 0 && r.rst.ack == segment_end(receiver);
+    let acks_it = r.rst.flags & TCP_ACK != 0 && r.rst.ack == sequence::segment_end(receiver);
     (syn && silent && acks_it).then(|| Explanation {
         mechanism: Mechanism::Refused,
         detail: format!(
@@ -189,63 +186,9 @@ fn refused(case: &Case) -> Option<Explanation> {
     })
 }
 
-/// Where the receiver's last segment ends (seq + length, SYN and FIN counting one).
-fn segment_end(side: &SideState) -> u32 {
-    side.last_seq.wrapping_add(seq_len(
-        side.last_len,
-        side.last_flags & TCP_SYN != 0,
-        side.last_flags & TCP_FIN != 0,
-    ))
-}
-
-/// How far behind the receiver's latest ACK an ACK of one of its recent segments may lie: what
-/// the sender may have had in flight, at most the receiver's window (at least 64 KiB).
-fn ack_span(receiver: &SideState, sender: &SideState) -> u32 {
-    let shift = if receiver.wscale != WSCALE_UNKNOWN && sender.wscale != WSCALE_UNKNOWN {
-        u32::from(receiver.wscale.min(14))
-    } else {
-        0
-    };
-    (u32::from(receiver.window) << shift).max(MIN_ACK_SPAN)
-}
-
-/// How the reset's numbers answer one of the receiver's segments, if they do: its sequence
-/// number is an ACK the receiver sent (the latest, or an earlier one within what was in flight),
-/// or, for a segment without ACK, it acknowledges the segment's end.
-pub fn answers_receiver(case: &Case) -> Option<String> {
-    let r = case.reset;
-    let sender = r.flow.side(r.seen.side);
-    let receiver = r.flow.side(r.seen.side.other());
-    if receiver.packets == 0 {
-        return None;
-    }
-    if receiver.last_flags & TCP_ACK != 0 {
-        let behind = seq_diff(receiver.last_ack, r.rst.seq);
-        if behind == 0 {
-            return Some(format!(
-                "seq {} is the ACK of the receiver's last segment",
-                r.rst.seq
-            ));
-        }
-        if behind > 0 && behind as u32 <= ack_span(receiver, sender) {
-            return Some(format!(
-                "seq {} is {behind} bytes behind the receiver's latest ACK: the ACK of an earlier segment still in flight",
-                r.rst.seq
-            ));
-        }
-        return None;
-    }
-    (r.rst.flags & TCP_ACK != 0 && r.rst.ack == segment_end(receiver)).then(|| {
-        format!(
-            "ack {} is the end of the receiver's last segment, which had no ACK",
-            r.rst.ack
-        )
-    })
-}
-
 /// A reply from a host without a socket for the flow, named by what led to the missing socket.
 fn reply(case: &Case) -> Option<Explanation> {
-    let how = answers_receiver(case)?;
+    let how = sequence::answers_receiver(case)?;
     let r = case.reset;
     let sender = r.flow.side(r.seen.side);
     let receiver = r.flow.side(r.seen.side.other());

@@ -2,9 +2,13 @@
 //! reset whose IP ID copies the packet it answers, or that carries the same value on resets of
 //! many flows, was built by a device, not by the sender's stack. IPv6 has no IP ID.
 
-use rst_tracer_common::event::IP_V6;
+use rst_tracer_common::{
+    event::IP_V6,
+    flow::{SideState, SIDE_IPID_COUNTER},
+    ttl::initial_ttl,
+};
 
-use super::{Case, Finding, Strength};
+use super::{sequence, Case, Finding, Strength};
 
 /// An IP ID this far past the sender's last one is a jump, not a continuation.
 const CONTINUATION: u16 = 1024;
@@ -59,6 +63,14 @@ pub fn continues(id: u16, last: u16) -> bool {
     id.wrapping_sub(last) <= CONTINUATION
 }
 
+/// Whether the sender's stack numbers this flow's packets with a counter of its own, so that its
+/// resets either continue it or carry 0: consecutive packets one apart (Linux keeps a counter per
+/// connection), from a stack whose initial TTL is 64 (Linux, the BSDs). Windows numbers all its
+/// packets with one global counter, which other traffic moves on between a flow's packets.
+fn keeps_a_counter(sender: &SideState) -> bool {
+    sender.flags & SIDE_IPID_COUNTER != 0 && initial_ttl(sender.ttl_max) == 64
+}
+
 /// IP ID findings.
 pub fn check(case: &Case) -> Vec<Finding> {
     let r = case.reset;
@@ -107,13 +119,29 @@ pub fn check(case: &Case) -> Vec<Finding> {
         return out;
     }
     let last = sender.last_ip_id;
+    let copied = out.iter().any(|f| f.code == "ipid_copied");
+    // A reply without a socket (the reset answers one of the receiver's segments) may carry any
+    // ID: Linux puts 0 there, other stacks a per-destination or global value. Only a reset that
+    // can be nothing but the sender's own abort must continue its count.
+    let abort_only = sequence::answers_receiver(case).is_none();
+    if id != 0 && !copied && abort_only && !continues(id, last) && keeps_a_counter(sender) {
+        out.push(Finding::new(
+            "ipid_foreign",
+            Strength::Strong,
+            format!(
+                "ip id {id:#06x} after the sender's {last:#06x} (+{}), whose stack numbers this connection's packets one by one: its own reset would continue the count (an abort) or carry 0 (a reply without a socket)",
+                id.wrapping_sub(last)
+            ),
+        ));
+        return out;
+    }
     if id == 0 && last != 0 {
         out.push(Finding::new(
             "ipid_zero",
             Strength::Weak,
             format!("ip id 0 after the sender's {last:#06x} (Linux reply resets also carry 0)"),
         ));
-    } else if id != 0 && !out.iter().any(|f| f.code == "ipid_copied") {
+    } else if id != 0 && !copied {
         let step = id.wrapping_sub(last);
         if continues(id, last) {
             out.push(Finding::new(
@@ -239,6 +267,28 @@ mod tests {
         r.flow.sides[0].last_ip_id = 0;
         r.rst.ip_id = 0;
         assert!(codes_with(&r, 1).is_empty());
+    }
+
+    #[test]
+    fn a_jump_past_a_per_connection_counter_is_foreign() {
+        let mut r = reset();
+        r.flow.sides[0].flags |= SIDE_IPID_COUNTER;
+        r.rst.ip_id = 100 + 5000;
+        // As a reply to the server's last segment (seq 1000 = its ACK) any ID goes.
+        assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
+        // The server had acknowledged only 900: seq 1000 is the client's next byte, an abort.
+        r.flow.sides[1].last_ack = 900;
+        assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
+        // Continuing it, or 0 (a reply without a socket), is the stack's own.
+        r.rst.ip_id = 101;
+        assert_eq!(codes_with(&r, 1), [("ipid_continues", Strength::Info)]);
+        r.rst.ip_id = 0;
+        assert_eq!(codes_with(&r, 1), [("ipid_zero", Strength::Weak)]);
+        // A Windows sender (initial TTL 128) numbers everything with one counter: a jump.
+        r.rst.ip_id = 100 + 5000;
+        r.flow.sides[0].ttl_min = 120;
+        r.flow.sides[0].ttl_max = 120;
+        assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
     }
 
     #[test]

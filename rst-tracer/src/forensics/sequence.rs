@@ -3,9 +3,70 @@
 //! a reset only when its sequence is exactly RCV.NXT (RFC 5961): inside the window it sends a
 //! challenge ACK instead, outside it drops the reset.
 
-use rst_tracer_common::{event::TCP_ACK, flow::WSCALE_UNKNOWN, seq::seq_diff};
+use rst_tracer_common::{
+    event::{TCP_ACK, TCP_FIN, TCP_SYN},
+    flow::{SideState, WSCALE_UNKNOWN},
+    seq::{seq_diff, seq_len},
+};
 
 use super::{Case, Finding, Strength};
+
+/// The least span of acknowledgements a reply may answer: one unscaled maximum window.
+const MIN_ACK_SPAN: u32 = 65_535;
+
+/// Where the receiver's last segment ends (seq + length, SYN and FIN counting one).
+pub fn segment_end(side: &SideState) -> u32 {
+    side.last_seq.wrapping_add(seq_len(
+        side.last_len,
+        side.last_flags & TCP_SYN != 0,
+        side.last_flags & TCP_FIN != 0,
+    ))
+}
+
+/// How far behind the receiver's latest ACK an ACK of one of its recent segments may lie: what
+/// the sender may have had in flight, at most the receiver's window (at least 64 KiB).
+fn ack_span(receiver: &SideState, sender: &SideState) -> u32 {
+    let shift = if receiver.wscale != WSCALE_UNKNOWN && sender.wscale != WSCALE_UNKNOWN {
+        u32::from(receiver.wscale.min(14))
+    } else {
+        0
+    };
+    (u32::from(receiver.window) << shift).max(MIN_ACK_SPAN)
+}
+
+/// How the reset's numbers answer one of the receiver's segments, if they do: its sequence
+/// number is an ACK the receiver sent (the latest, or an earlier one within what was in flight),
+/// or, for a segment without ACK, it acknowledges the segment's end.
+pub fn answers_receiver(case: &Case) -> Option<String> {
+    let r = case.reset;
+    let sender = r.flow.side(r.seen.side);
+    let receiver = r.flow.side(r.seen.side.other());
+    if receiver.packets == 0 {
+        return None;
+    }
+    if receiver.last_flags & TCP_ACK != 0 {
+        let behind = seq_diff(receiver.last_ack, r.rst.seq);
+        if behind == 0 {
+            return Some(format!(
+                "seq {} is the ACK of the receiver's last segment",
+                r.rst.seq
+            ));
+        }
+        if behind > 0 && behind as u32 <= ack_span(receiver, sender) {
+            return Some(format!(
+                "seq {} is {behind} bytes behind the receiver's latest ACK: the ACK of an earlier segment still in flight",
+                r.rst.seq
+            ));
+        }
+        return None;
+    }
+    (r.rst.flags & TCP_ACK != 0 && r.rst.ack == segment_end(receiver)).then(|| {
+        format!(
+            "ack {} is the end of the receiver's last segment, which had no ACK",
+            r.rst.ack
+        )
+    })
+}
 
 /// Sequence findings: what a Linux receiver does with the reset, and whether its numbers are
 /// where the streams are.
@@ -54,7 +115,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let expect = sender.seq_next;
         let d = seq_diff(r.rst.seq, expect);
         // A reply carries the ACK of whichever of the receiver's segments it answers.
-        let answers = super::explain::answers_receiver(case).is_some();
+        let answers = answers_receiver(case).is_some();
         if d < 0 && !answers {
             out.push(Finding::new(
                 "seq_stale",
