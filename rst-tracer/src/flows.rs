@@ -105,16 +105,18 @@ impl FlowRecord {
         if reset.seen.direction != Direction::Egress {
             return None;
         }
-        let t = reset.seen.kernel_ts_ns;
-        self.stack_notes
-            .iter()
-            .filter(|n| {
-                n.act == StackAct::SentReset
-                    && n.side == reset.seen.side
-                    && n.kernel_ts_ns <= t + JOIN_SLACK_NS
-                    && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
-            })
-            .last()
+        self.sent_note_by(reset.seen.side, reset.seen.kernel_ts_ns)
+    }
+
+    /// The latest tcp_send_reset note of `side` that fired shortly before an egress hook saw a
+    /// reset at kernel time `t`.
+    pub fn sent_note_by(&self, side: Side, t: u64) -> Option<&StackNote> {
+        self.stack_notes.iter().rfind(|n| {
+            n.act == StackAct::SentReset
+                && n.side == side
+                && n.kernel_ts_ns <= t + JOIN_SLACK_NS
+                && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
+        })
     }
 
     /// This host's SYN-ACK retransmissions before `reset` that came after the packet view saw

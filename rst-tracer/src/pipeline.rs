@@ -6,7 +6,7 @@ use std::{io, net::IpAddr, sync::Arc};
 use ipnet::IpNet;
 use rst_tracer_common::{
     event::{Direction, Hook, IP_V6, REASON_UNKNOWN},
-    flow::{FlowKey, FlowState, Side},
+    flow::{AddrWords, FlowKey, FlowState, Side, FAMILY_IPV6},
 };
 
 use crate::{
@@ -163,11 +163,15 @@ impl Pipeline {
                     self.ip_ids
                         .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
+                let listener = self.listener_note(&r);
                 let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
                 rec.remember(id, &r);
+                if let Some(note) = listener {
+                    rec.note(note);
+                }
                 match evicted {
                     Some(p) => self.verdict(p),
                     None => Ok(()),
@@ -214,6 +218,43 @@ impl Pipeline {
         self.advance(note.kernel_ts_ns)?;
         self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
         Ok(())
+    }
+
+    /// The tcp_send_reset note of egress reset `r` when a listening socket sent it, re-keyed to
+    /// `r`'s flow. The tracepoint takes its addresses from the socket when there is one, and a
+    /// listener's are its own: its bound address (often the wildcard) and port, and no peer
+    /// (0.0.0.0:0 or [::]:0). So its note lands on that pseudo-flow, never on the reset's. A
+    /// listener answers segments for connections it does not have (TCP_FLAGS), e.g. after a
+    /// reset killed the connection's socket. The note comes just before the reset in the reset
+    /// ring (same CPU, just before the egress hook), so the latest note of the listener on the
+    /// reset's source port, bound to its address, to any, or dual-stack to any IPv6 address, is
+    /// the reset's own; none when the flow already has a later note of its own.
+    fn listener_note(&self, r: &Reset) -> Option<StackNote> {
+        if self.stack.is_none() || r.seen.direction != Direction::Egress {
+            return None;
+        }
+        let t = r.seen.kernel_ts_ns;
+        let own = self
+            .flows
+            .get(&r.seen.key)
+            .and_then(|f| f.sent_note(r))
+            .map(|n| n.kernel_ts_ns);
+        let (addr, port) = r.seen.key.endpoint(r.seen.side);
+        let any: AddrWords = [0; 4];
+        let family = r.seen.key.family;
+        [(family, *addr), (family, any), (FAMILY_IPV6, any)]
+            .iter()
+            .filter_map(|(family, local)| {
+                let (key, side) = FlowKey::canonical(*family, local, port, &any, 0);
+                self.flows.get(&key)?.sent_note_by(side, t)
+            })
+            .max_by_key(|n| n.kernel_ts_ns)
+            .filter(|n| own.is_none_or(|own| own < n.kernel_ts_ns))
+            .map(|n| StackNote {
+                key: r.seen.key,
+                side: r.seen.side,
+                ..*n
+            })
     }
 
     /// Moves the settle clock to `now_kernel_ns` (the events' clock) and writes the verdicts of

@@ -171,6 +171,64 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
     assert_eq!(rejected, 1, "{summaries:#?}");
 }
 
+/// The seed case of a server that goes on listening: a device resets the server side of a live
+/// flow (its socket dies), the client sends on, and the server answers. No connection socket is
+/// left, so the segment reaches the port's listener, which resets it: tcp_send_reset fires with
+/// the listener (state TCP_LISTEN, reason TCP_FLAGS on Linux 6.10+), whose addresses are its own
+/// (0.0.0.0:port, peer 0.0.0.0:0), not the flow's. The kernel's word must still reach the reset
+/// and the summary. (With the listener closed the answer is NO_SOCKET, sent without a socket:
+/// port 8305 above.)
+#[test]
+fn a_listeners_reset_for_a_connection_gone_here_carries_the_kernels_reason() {
+    require_root_and_object();
+    // A port of its own: the tracepoints are kernel-wide.
+    const PORT: u16 = 8310;
+    let lab = Lab::new(TRACER);
+    let tracer = lab.start_tracer(&[]);
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let listener = lab.listen(PORT);
+    let mut c = lab.connect(PORT).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    c.write_all(b"abcd").unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    let seen = sniffer.data_to(PORT);
+    // Forged toward the server at exactly the client's next sequence number: the server's socket
+    // accepts it and is gone; the listener stays.
+    inject(
+        &lab.router,
+        &Rst {
+            src: CLIENT_IP.parse().unwrap(),
+            sport: seen.sport,
+            dst: SERVER_IP.parse().unwrap(),
+            dport: PORT,
+            seq: seen.next_seq(),
+            ack: None,
+            ttl: 64,
+            ip_id: 9,
+            window: 0,
+        },
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    c.write_all(b"more").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    drop((c, s, listener));
+
+    let r = reset_on(&out, PORT, "egress");
+    assert_eq!(r["kernel_reason"], "TCP_FLAGS", "{r:#}");
+    assert_eq!(r["socket_state"], "TCP_LISTEN", "{r:#}");
+    assert_eq!(r["origin"], "local", "{r:#}");
+    let listener_resets: u64 = out
+        .iter()
+        .filter(|o| o["type"] == "summary")
+        .flat_map(|s| s["local_by_kernel_reason"].as_array().unwrap())
+        .filter(|r| r["reason"] == "TCP_FLAGS" && r["remote"] == CLIENT_IP)
+        .map(|r| r["resets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(listener_resets, 1, "{out:#?}");
+}
+
 /// A tracer on the router sees the server's abort arrive (ingress) on its way to the client. The
 /// client's socket accepts it on this same kernel, but no socket of the router is involved:
 /// `accepted` is null, and the server's reason is not the router's to report.
