@@ -219,6 +219,16 @@ fn a_listeners_reset_for_a_connection_gone_here_carries_the_kernels_reason() {
     assert_eq!(r["kernel_reason"], "TCP_FLAGS", "{r:#}");
     assert_eq!(r["socket_state"], "TCP_LISTEN", "{r:#}");
     assert_eq!(r["origin"], "local", "{r:#}");
+    // A reply to a segment of a connection that is gone here, and the verdict says so.
+    assert_eq!(r["explanation"], "no_socket", "{r:#}");
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "no_socket_midstream"),
+        "{r:#}"
+    );
     let listener_resets: u64 = out
         .iter()
         .filter(|o| o["type"] == "summary")

@@ -108,7 +108,8 @@ pub fn explain(case: &Case) -> Option<Explanation> {
 /// (`enum sk_rst_reason`).
 pub fn from_kernel_reason(reason: &str) -> Option<Mechanism> {
     Some(match reason {
-        "NO_SOCKET" => Mechanism::NoSocket,
+        // TCP_FLAGS: a listener answering a segment that is not a SYN: no connection here.
+        "NO_SOCKET" | "TCP_FLAGS" => Mechanism::NoSocket,
         "TCP_TIMEWAIT_SOCKET" => Mechanism::AfterClose,
         r if r.starts_with("TCP_ABORT_ON_")
             || r == "TCP_STATE"
@@ -348,6 +349,7 @@ mod tests {
             from_kernel_reason("TCP_TIMEWAIT_SOCKET"),
             Some(Mechanism::AfterClose)
         );
+        assert_eq!(from_kernel_reason("TCP_FLAGS"), Some(Mechanism::NoSocket));
         assert_eq!(from_kernel_reason("NOT_SPECIFIED"), None);
     }
 }

@@ -209,10 +209,12 @@ pub fn judge(case: &Case) -> Verdict {
 /// else the packets' marks.
 fn local_explanation(case: &Case) -> Option<Explanation> {
     let from_packets = explain::explain(case);
-    let Some(reason) = case.stack.kernel_reason.as_deref() else {
+    let reason = case.stack.kernel_reason.as_deref();
+    let Some((reason, mechanism)) =
+        reason.and_then(|r| explain::from_kernel_reason(r).map(|m| (r, m)))
+    else {
         return from_packets;
     };
-    let mechanism = explain::from_kernel_reason(reason)?;
     // The packets may name the situation more closely (a refused connect is NO_SOCKET too).
     Some(match from_packets {
         Some(e)
@@ -483,6 +485,12 @@ mod tests {
         let e = judge(&c).explanation.expect("explained");
         assert_eq!(e.mechanism, explain::Mechanism::Abort);
         assert!(e.detail.contains("TCP_ABORT_ON_CLOSE"), "{}", e.detail);
+        // A reason that names no mechanism leaves the packets to speak.
+        c.stack.kernel_reason = Some("NOT_SPECIFIED".into());
+        assert_eq!(
+            judge(&c).explanation.map(|e| e.mechanism),
+            Some(explain::Mechanism::NoSocket)
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     let r = case.reset;
     let peer = r.flow.side(r.seen.side.other());
-    if s.kernel_reason.as_deref() == Some("NO_SOCKET")
+    // A listener answering a mid-stream segment (TCP_FLAGS from a socket in TCP_LISTEN) has no
+    // connection for it either.
+    let listener = s.kernel_reason.as_deref() == Some("TCP_FLAGS")
+        && s.socket_state.as_deref() == Some("TCP_LISTEN");
+    if (s.kernel_reason.as_deref() == Some("NO_SOCKET") || listener)
         && peer.packets > 0
         && peer.last_flags & TCP_SYN == 0
     {
@@ -56,7 +60,10 @@ pub fn check(case: &Case) -> Vec<Finding> {
         out.push(Finding::new(
             "no_socket_midstream",
             Strength::Info,
-            format!("the kernel had no socket for this mid-stream segment (NO_SOCKET): {start}; a routing or lifecycle problem, not the application"),
+            format!(
+                "the kernel had no connection for this mid-stream segment ({}): {start}; a routing or lifecycle problem, not the application",
+                if listener { "only the port's listener, TCP_FLAGS" } else { "NO_SOCKET" }
+            ),
         ));
     }
     let (sender, receiver) = (r.seen.side.index(), r.seen.side.other().index());
@@ -131,5 +138,12 @@ mod tests {
         let mut c = case(&syn);
         c.stack.kernel_reason = Some("NO_SOCKET".into());
         assert!(check(&c).is_empty());
+        // The port's listener answering the mid-stream segment says the same.
+        let mut c = case(&r);
+        c.stack.kernel_reason = Some("TCP_FLAGS".into());
+        c.stack.socket_state = Some("TCP_LISTEN".into());
+        let found = check(&c);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].detail.contains("listener"), "{found:?}");
     }
 }
