@@ -2,7 +2,7 @@
 //! (`rst-tracer/examples/lab.rs`): the demo, or every scenario with the table written to
 //! `docs/lab-report.md`. Needs root.
 
-use std::process::Command;
+use std::{ffi::OsString, process::Command};
 
 use anyhow::{bail, Result};
 
@@ -24,8 +24,22 @@ pub struct Options {
 /// # Errors
 /// Not root, a failed build, or a failed scenario.
 pub fn run(opts: &Options) -> Result<()> {
+    let mut args = Vec::new();
+    if opts.report {
+        args.push("--report".into());
+        args.push(workspace_root().join("docs/lab-report.md").into_os_string());
+    }
+    run_example("lab", &args)
+}
+
+/// Builds the tracer, then runs the namespace-lab example `example` of the rst-tracer crate with
+/// `args`, telling it where the tracer binary and the eBPF object are. Needs root.
+///
+/// # Errors
+/// Not root, a failed build, or a failed run.
+pub fn run_example(example: &str, args: &[OsString]) -> Result<()> {
     if !is_root() {
-        bail!("the lab makes network namespaces and loads eBPF programs: run `sudo -E cargo xtask lab`");
+        bail!("the {example} makes network namespaces and loads eBPF programs: run `sudo -E cargo xtask {example}`");
     }
     let binary = build::run(&build::Options { debug: false })?;
     let root = workspace_root();
@@ -38,16 +52,14 @@ pub fn run(opts: &Options) -> Result<()> {
             "-p",
             "rst-tracer",
             "--example",
-            "lab",
+            example,
             "--",
         ])
+        .args(args)
         .env("RST_TRACER_BIN", &binary)
         .env(
             "RST_TRACER_EBPF_OBJECT",
             root.join("target/bpfel-unknown-none/release/rst-tracer-ebpf"),
         );
-    if opts.report {
-        cmd.arg("--report").arg(root.join("docs/lab-report.md"));
-    }
     exec(&mut cmd)
 }

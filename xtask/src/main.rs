@@ -5,10 +5,12 @@
 //! - `run [-- ARGS]`: build, then run the tracer (default: the default-route interface);
 //! - `test`: build, then the whole test suite (unit, kernel and lab tests; needs root);
 //! - `bench`: build, then the benchmarks, each beside its baseline;
-//! - `lab [--report]`: build, then the namespace lab (demo, or every scenario scored).
+//! - `lab [--report]`: build, then the namespace lab (demo, or every scenario scored);
+//! - `eval [--scale N]`: build, then the labelled lab corpus, verdicts counted per class.
 
 mod bench;
 mod build;
+mod eval;
 mod exec;
 mod lab;
 mod run;
@@ -39,6 +41,8 @@ enum Command {
     Bench(bench::Options),
     /// Build, then run the namespace lab: the demo, or every scenario with --report. Needs root.
     Lab(lab::Options),
+    /// Build, then score the verdicts on a labelled lab corpus (docs/eval.md). Needs root.
+    Eval(eval::Options),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Command::Test(o) => test::run(&o),
         Command::Bench(o) => bench::run(&o),
         Command::Lab(o) => lab::run(&o),
+        Command::Eval(o) => eval::run(&o),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

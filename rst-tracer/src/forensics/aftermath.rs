@@ -7,7 +7,7 @@ use rst_tracer_common::{
     flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
 };
 
-use super::{Case, Finding, Strength};
+use super::{explain, Case, Finding, Strength};
 use crate::event::Reset;
 
 /// Resets toward both ends of a flow this close together (ns) are one injector's work.
@@ -85,9 +85,13 @@ pub fn check(case: &Case) -> Vec<Finding> {
         // No stack answers a reset with a reset, and two ends rarely abort in the same
         // moment: resets both ways within milliseconds, with nothing between them that one
         // could answer, are an injector resetting both ends.
-        let at_once = toward_other_end
-            .iter()
-            .any(|n| n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS && !answered_between(case, n));
+        // Two aborts that each bear their own socket's marks are both ends closing at once.
+        let own = explain::is_own_abort(r);
+        let at_once = toward_other_end.iter().any(|n| {
+            n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS
+                && !answered_between(case, n)
+                && !(own && explain::is_own_abort(n))
+        });
         let (strength, what) = if at_once {
             (Strength::Strong, "an injector resets both ends at once")
         } else {
@@ -184,7 +188,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{after, case, reset};
+    use crate::forensics::testing::{after, case, reset, MS, T};
     use rst_tracer_common::{
         event::{PacketInfo, TCP_ACK},
         flow::Side,
@@ -359,6 +363,38 @@ mod tests {
             "{}",
             f.detail
         );
+    }
+
+    #[test]
+    fn resets_both_ways_at_once_are_an_injectors_unless_both_are_their_stacks_aborts() {
+        // The fixture's reset is the client's own abort (next byte, IP ID 101 after 100).
+        let r = reset();
+        let mut other = reset();
+        other.seen.side = Side::Hi;
+        other.seen.kernel_ts_ns = T + MS / 10;
+        other.rst.seq = 5000;
+        other.rst.ip_id = 8; // the server's count: 7 before
+        let pair = [other];
+        let strength = |c: &Case| {
+            check(c)
+                .into_iter()
+                .find(|f| f.code == "both_directions")
+                .map(|f| f.strength)
+        };
+        let c = Case {
+            neighbours: &pair,
+            ..case(&r)
+        };
+        assert_eq!(strength(&c), Some(Strength::Info), "both ends aborted");
+        // The other carries an ID of no counter: an injector's pair.
+        let mut forged = pair[0].clone();
+        forged.rst.ip_id = 0x3412;
+        let pair = [forged];
+        let c = Case {
+            neighbours: &pair,
+            ..case(&r)
+        };
+        assert_eq!(strength(&c), Some(Strength::Strong));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use rst_tracer_common::{
 };
 
 use super::{fingerprint, ipid, sequence, Case};
+use crate::event::Reset;
 
 /// An honest mechanism that makes resets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +98,7 @@ pub fn explain(case: &Case) -> Option<Explanation> {
     let abort = abort(case);
     if abort
         .as_ref()
-        .is_some_and(|_| carries_the_senders_socket(case))
+        .is_some_and(|_| carries_the_senders_socket(case.reset))
     {
         return abort;
     }
@@ -131,14 +132,20 @@ fn stack_shaped(case: &Case) -> bool {
     r.rst.flags & TCP_RESERVED == 0 && r.rst.payload_len == 0 && window_ok
 }
 
-/// Marks only the sender's own socket puts on a reset: an IP ID continuing its count (not 0),
-/// its own window, or an ACK of everything the receiver sent.
-fn carries_the_senders_socket(case: &Case) -> bool {
-    let r = case.reset;
+/// Marks only the sender's own socket puts on a reset: an IP ID continuing its count (not 0), or
+/// its own window.
+fn carries_the_senders_socket(r: &Reset) -> bool {
     let sender = r.flow.side(r.seen.side);
     let ipv4 = r.rst.ip_flags & IP_V6 == 0;
     (ipv4 && r.rst.ip_id != 0 && ipid::continues(r.rst.ip_id, sender.last_ip_id))
         || (r.rst.window != 0 && r.rst.window == sender.window)
+}
+
+/// Whether `r` bears every mark of its sender's own abort: the sender's next byte, and its
+/// socket's IP ID count or window.
+pub fn is_own_abort(r: &Reset) -> bool {
+    let sender = r.flow.side(r.seen.side);
+    sender.packets > 0 && r.rst.seq == sender.seq_next && carries_the_senders_socket(r)
 }
 
 /// An abort: the reset's sequence number is exactly the sender's next byte.

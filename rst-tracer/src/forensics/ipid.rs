@@ -8,7 +8,7 @@ use rst_tracer_common::{
     ttl::initial_ttl,
 };
 
-use super::{sequence, Case, Finding, Strength};
+use super::{sequence, timing, Case, Finding, Strength};
 
 /// An IP ID this far past the sender's last one is a jump, not a continuation.
 const CONTINUATION: u16 = 1024;
@@ -122,8 +122,10 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let copied = out.iter().any(|f| f.code == "ipid_copied");
     // A reply without a socket (the reset answers one of the receiver's segments) may carry any
     // ID: Linux puts 0 there, other stacks a per-destination or global value. Only a reset that
-    // can be nothing but the sender's own abort must continue its count.
-    let abort_only = sequence::answers_receiver(case).is_none();
+    // can be nothing but the sender's own abort must continue its count: one that answers
+    // nothing, or one that came too soon after the sender's data for any answer to reach it.
+    let abort_only =
+        sequence::answers_receiver(case).is_none() || timing::too_soon_for_a_reply(case);
     if id != 0 && !copied && abort_only && !continues(id, last) && keeps_a_counter(sender) {
         out.push(Finding::new(
             "ipid_foreign",
@@ -278,6 +280,12 @@ mod tests {
         assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
         // The server had acknowledged only 900: seq 1000 is the client's next byte, an abort.
         r.flow.sides[1].last_ack = 900;
+        assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
+        // Acknowledged, but the client's data left 2 ms before on a 10 ms path: no answer of the
+        // server's can have reached it yet, so this too can only be its abort.
+        r.flow.sides[1].last_ack = 1000;
+        r.flow.sides[0].last_ns = crate::forensics::testing::T - 2 * crate::forensics::testing::MS;
+        r.flow.sides[0].last_len = 100;
         assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
         // Continuing it, or 0 (a reply without a socket), is the stack's own.
         r.rst.ip_id = 101;

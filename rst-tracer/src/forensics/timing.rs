@@ -9,6 +9,9 @@ use rst_tracer_common::{
 
 use super::{Case, Finding, Strength};
 
+/// How much shorter than the round trip a reset's delay must be to count as too fast (ns).
+const TIMING_MARGIN_NS: u64 = 1_000_000;
+
 /// Round trip from the observer to the claimed sender and back (ns), and where it comes from: the
 /// shortest clean sample. The handshake gives one (SYN-ACK to ACK for the client, SYN to
 /// SYN-ACK for the server) unless a SYN or SYN-ACK was retransmitted (Karn's rule: the answer
@@ -32,6 +35,21 @@ pub fn leg_rtt_ns(case: &Case) -> Option<(u64, &'static str)> {
         Some(leg) if measured == 0 || leg <= measured => Some((leg, "handshake")),
         _ => (measured > 0).then_some((measured, "data/ACK pairs")),
     }
+}
+
+/// Whether the reset came too soon after the claimed sender's own last data to be a reply to
+/// anything the receiver sent after that data: the receiver's answer would still have been on
+/// its way to the sender (a round trip, less the margin). Then only the sender's own abort can
+/// explain it.
+pub fn too_soon_for_a_reply(case: &Case) -> bool {
+    let r = case.reset;
+    let sender = r.flow.side(r.seen.side);
+    let Some((leg, _)) = leg_rtt_ns(case) else {
+        return false;
+    };
+    let data = sender.last_len > 0 || sender.last_flags & TCP_FIN != 0;
+    let elapsed = r.seen.kernel_ts_ns.saturating_sub(sender.last_ns);
+    sender.packets > 0 && data && r.rst.seq == sender.seq_next && elapsed + TIMING_MARGIN_NS < leg
 }
 
 /// Timing findings.
@@ -58,7 +76,8 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     let elapsed = r.seen.kernel_ts_ns.saturating_sub(receiver.last_ns);
     let ms = |ns: u64| ns as f64 / 1e6;
-    if elapsed * 2 < leg {
+    // Below a millisecond of margin, scheduling and queueing jitter decide, not distance.
+    if elapsed * 2 + TIMING_MARGIN_NS < leg {
         vec![Finding::new(
             "too_fast",
             Strength::Strong,
@@ -158,6 +177,20 @@ mod tests {
             codes(check(&case(&r))),
             [("timing_plausible", Strength::Info)]
         );
+    }
+
+    #[test]
+    fn a_reset_right_after_the_senders_data_is_no_reply() {
+        // The client's data (seq_next 1000) 2 ms before its "reset"; the client is 10 ms away.
+        let mut r = reset();
+        r.flow.sides[0].last_ns = T - 2 * MS;
+        r.flow.sides[0].last_len = 100;
+        assert!(too_soon_for_a_reply(&case(&r)));
+        r.flow.sides[0].last_ns = T - 12 * MS;
+        assert!(!too_soon_for_a_reply(&case(&r)), "a round trip later");
+        r.flow.sides[0].last_ns = T - 2 * MS;
+        r.flow.sides[0].last_len = 0;
+        assert!(!too_soon_for_a_reply(&case(&r)), "a pure ACK moves nothing");
     }
 
     #[test]

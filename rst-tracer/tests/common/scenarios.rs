@@ -123,7 +123,7 @@ const CLIENT: fn() -> Ipv4Addr = || CLIENT_IP.parse().unwrap();
 const SERVER: fn() -> Ipv4Addr = || SERVER_IP.parse().unwrap();
 
 /// A connection with a request the server has read; returns (client, server, sniffed request).
-fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, Seen) {
+pub fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, Seen) {
     let (mut c, mut s) = lab.pair(port);
     c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     let mut buf = [0u8; 18];
@@ -132,7 +132,7 @@ fn request(lab: &Lab, sniffer: &Sniffer, port: u16) -> (TcpStream, TcpStream, Se
 }
 
 /// A reset toward the server claiming to come from the client.
-fn toward_server(sport: u16, dport: u16, seq: u32) -> Rst {
+pub fn toward_server(sport: u16, dport: u16, seq: u32) -> Rst {
     Rst {
         src: CLIENT(),
         sport,
@@ -148,7 +148,7 @@ fn toward_server(sport: u16, dport: u16, seq: u32) -> Rst {
 
 /// A reset toward the client claiming to come from the server, at exactly what the client
 /// expects after its request `req`.
-fn toward_client(req: &Seen) -> Rst {
+pub fn toward_client(req: &Seen) -> Rst {
     Rst {
         src: SERVER(),
         sport: req.dport,
@@ -162,7 +162,8 @@ fn toward_client(req: &Seen) -> Rst {
     }
 }
 
-fn settle() {
+/// Lets the tracer and the stacks see what just happened.
+pub fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -390,7 +391,7 @@ pub struct Outcome {
 }
 
 /// The finding codes of a record.
-fn codes_of(r: &Value) -> Vec<String> {
+pub fn codes_of(r: &Value) -> Vec<String> {
     r["findings"]
         .as_array()
         .unwrap()
@@ -408,7 +409,8 @@ fn explains(scenario: &Scenario, codes: &[String]) -> bool {
             .all(|c| codes.iter().any(|x| x == c))
 }
 
-fn is(r: &Value, f: &Rst) -> bool {
+/// Whether reset record `r` is the forged reset `f`.
+pub fn is(r: &Value, f: &Rst) -> bool {
     r["flow"]["src"] == f.src.to_string()
         && r["flow"]["sport"] == f.sport
         && r["flow"]["dport"] == f.dport
