@@ -184,9 +184,6 @@ pub const SIDE_FIN: u8 = 1 << 2;
 pub const SIDE_TIMESTAMPS: u8 = 1 << 3;
 /// [`SideState::flags`]: this side sent a RST.
 pub const SIDE_RST: u8 = 1 << 4;
-/// [`SideState::flags`]: two of this side's consecutive IPv4 packets carried IDs one apart: its
-/// stack numbers the flow's packets with a counter (Linux keeps one per connection).
-pub const SIDE_IPID_COUNTER: u8 = 1 << 5;
 
 /// What one endpoint of a flow has sent, as seen by the observer (80 bytes).
 ///
@@ -234,8 +231,13 @@ pub struct SideState {
     pub flags: u8,
     /// Window-scale shift from this side's SYN, or [`WSCALE_UNKNOWN`].
     pub wscale: u8,
+    /// How many of this side's latest packets in a row carried the IPv4 ID one above the
+    /// packet before (saturating at 255; 0 after any other step): a run of them says its stack
+    /// numbers this connection's packets with a counter of its own (Linux keeps one per
+    /// connection); random IDs make a run of two once in four billion packets.
+    pub ipid_run: u8,
     /// Padding, always zero.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
     /// When this side's data segment being timed was seen (0: none being timed).
     pub probe_ns: u64,
     /// Where that segment ends (seq + len): the other side's ACK covering it ends the timing.

@@ -17,8 +17,7 @@ use rst_tracer_common::{
     },
     flow::{
         FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM,
-        SIDE_FIN, SIDE_IPID_COUNTER, SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS,
-        WSCALE_UNKNOWN,
+        SIDE_FIN, SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
     },
     seq::{seq_before, seq_before_eq, seq_len},
 };
@@ -169,7 +168,11 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
         sd.last_ack = info.ack;
     }
     sd.last_len = info.payload_len;
-    let counted = seen && info.ip_id == sd.last_ip_id.wrapping_add(1);
+    sd.ipid_run = if seen && info.ip_id == sd.last_ip_id.wrapping_add(1) {
+        sd.ipid_run.saturating_add(1)
+    } else {
+        0
+    };
     sd.last_ip_id = info.ip_id;
     sd.window = info.window;
     sd.last_flags = info.flags;
@@ -184,9 +187,6 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
     sd.ttl_samples += 1;
     sd.ttl_last = info.ttl;
     let mut flags = sd.flags | SIDE_SEEN;
-    if counted {
-        flags |= SIDE_IPID_COUNTER;
-    }
     if info.tcp_options & OPT_TIMESTAMPS != 0 {
         flags |= SIDE_TIMESTAMPS;
         sd.ts_val = info.ts_val;

@@ -12,7 +12,7 @@ mod common;
 
 use std::{env, fmt::Write as _, fs, process::ExitCode};
 
-use common::eval::{self, Kind, Tally, Viewpoint, CLASSES, LOSS_PERCENT};
+use common::eval::{self, Kind, Tally, Viewpoint, CLASSES, DELAY, LOSS_PERCENT};
 
 fn main() -> ExitCode {
     common::require_root_and_object();
@@ -72,16 +72,19 @@ fn table(scale: usize, tallies: &[(Kind, Tally)]) -> String {
     let mut md = format!(
         "# Evaluation: verdicts on a labelled lab corpus\n\n\
          Produced by `cargo xtask eval` (scale {scale}). Namespaces client -- router -- server\n\
-         with real Linux stacks; while the honest classes run, the router drops {LOSS_PERCENT}% of\n\
-         forwarded TCP packets at random (nftables `numgen`). Each class runs in a fresh lab with\n\
+         with real Linux stacks; the router holds every packet toward the client {} ms (a TUN\n\
+         delay line: this kernel has no netem), and while the honest classes run it drops\n\
+         {LOSS_PERCENT}% of forwarded TCP packets at random (nftables `numgen`). Each class runs in a fresh lab with\n\
          the tracer on the server's interface, then on the router's server-side interface. A\n\
          forged reset is one the forger sent (matched by addresses, ports, sequence number and IP\n\
          ID); every other reset is a stack's own. *Called local* counts honest resets given origin\n\
-         `local` that the traced host did not send (on the router, every reset is forwarded).\n\n\
-         | class | viewpoint | honest resets | suspicious | called local | explained | forged resets seen | caught |\n\
-         |---|---|---|---|---|---|---|---|\n"
+         `local` that the traced host did not send (on the router, every reset is forwarded);\n\
+         *own not local* the server's resets, traced on the server, given another origin.\n\n\
+         | class | viewpoint | honest resets | suspicious | called local | own not local | explained | forged resets seen | caught |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        DELAY.as_millis()
     );
-    let (mut honest, mut fp, mut local, mut forged, mut caught) = (0, 0, 0, 0, 0);
+    let (mut honest, mut fp, mut local, mut unclaimed, mut forged, mut caught) = (0, 0, 0, 0, 0, 0);
     for (kind, t) in tallies {
         let (h, f) = match kind {
             Kind::Honest => (t.honest.to_string(), "-".to_string()),
@@ -89,11 +92,12 @@ fn table(scale: usize, tallies: &[(Kind, Tally)]) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {h} | {} | {} | {} | {f} | {} |",
+            "| {} | {} | {h} | {} | {} | {} | {} | {f} | {} |",
             t.class,
             t.viewpoint,
             t.false_positives,
             t.misattributed_local,
+            t.unclaimed_local,
             t.explained,
             if *kind == Kind::Forged {
                 t.caught.to_string()
@@ -104,6 +108,7 @@ fn table(scale: usize, tallies: &[(Kind, Tally)]) -> String {
         honest += t.honest;
         fp += t.false_positives;
         local += t.misattributed_local;
+        unclaimed += t.unclaimed_local;
         forged += t.forged;
         caught += t.caught;
     }
@@ -116,7 +121,8 @@ fn table(scale: usize, tallies: &[(Kind, Tally)]) -> String {
     };
     let _ = write!(
         md,
-        "\nHonest resets: {honest}, called suspicious: {fp} ({}), called local wrongly: {local}.\n\
+        "\nHonest resets: {honest}, called suspicious: {fp} ({}), called local wrongly: {local}, the \
+         traced host's own not called local: {unclaimed}.\n\
          Forged resets seen: {forged}, caught: {caught} (recall {}). Precision of `suspicious`: {}.\n",
         pct(fp, honest),
         pct(caught, forged),

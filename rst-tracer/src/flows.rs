@@ -56,6 +56,14 @@ const SENT_BEFORE_NS: u64 = 10_000_000;
 /// Clock slack between a tracepoint and a packet hook on another CPU (ns).
 const JOIN_SLACK_NS: u64 = 1_000_000;
 
+/// Whether `n` is a tcp_send_reset note from `side` that fired shortly before a reset seen at `t`.
+fn sent_before(n: &StackNote, side: Side, t: u64) -> bool {
+    n.act == StackAct::SentReset
+        && n.side == side
+        && n.kernel_ts_ns <= t + JOIN_SLACK_NS
+        && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
+}
+
 impl FlowRecord {
     /// Remembers a reset, forgetting the oldest beyond [`RECENT_RESETS`].
     pub fn remember(&mut self, id: u64, reset: &Reset) {
@@ -111,12 +119,16 @@ impl FlowRecord {
     /// The latest tcp_send_reset note of `side` that fired shortly before an egress hook saw a
     /// reset at kernel time `t`.
     pub fn sent_note_by(&self, side: Side, t: u64) -> Option<&StackNote> {
-        self.stack_notes.iter().rfind(|n| {
-            n.act == StackAct::SentReset
-                && n.side == side
-                && n.kernel_ts_ns <= t + JOIN_SLACK_NS
-                && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
-        })
+        self.stack_notes.iter().rfind(|n| sent_before(n, side, t))
+    }
+
+    /// As [`FlowRecord::sent_note_by`], and forgets the note: it has joined its reset.
+    pub fn take_sent_note_by(&mut self, side: Side, t: u64) -> Option<StackNote> {
+        let i = self
+            .stack_notes
+            .iter()
+            .rposition(|n| sent_before(n, side, t))?;
+        Some(self.stack_notes.remove(i))
     }
 
     /// This host's SYN-ACK retransmissions before `reset` that came after the packet view saw

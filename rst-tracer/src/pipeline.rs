@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use rst_tracer_common::{
     event::{Direction, Hook, IP_V6, REASON_UNKNOWN},
     flow::{AddrWords, FlowKey, FlowState, Side, FAMILY_IPV6},
+    ttl::INITIAL_TTLS,
 };
 
 use crate::{
@@ -163,7 +164,7 @@ impl Pipeline {
                     self.ip_ids
                         .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
-                let listener = self.listener_note(&r);
+                let listener = self.take_listener_note(&r);
                 let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
@@ -228,33 +229,38 @@ impl Pipeline {
     /// reset killed the connection's socket. The note comes just before the reset in the reset
     /// ring (same CPU, just before the egress hook), so the latest note of the listener on the
     /// reset's source port, bound to its address, to any, or dual-stack to any IPv6 address, is
-    /// the reset's own; none when the flow already has a later note of its own.
-    fn listener_note(&self, r: &Reset) -> Option<StackNote> {
+    /// the reset's own, unless the flow has a note of its own (an established socket's reset).
+    /// A note joins one reset only: it is taken from the listener's record.
+    fn take_listener_note(&mut self, r: &Reset) -> Option<StackNote> {
         if self.stack.is_none() || r.seen.direction != Direction::Egress {
             return None;
         }
         let t = r.seen.kernel_ts_ns;
-        let own = self
+        if self
             .flows
             .get(&r.seen.key)
             .and_then(|f| f.sent_note(r))
-            .map(|n| n.kernel_ts_ns);
+            .is_some()
+        {
+            return None;
+        }
         let (addr, port) = r.seen.key.endpoint(r.seen.side);
         let any: AddrWords = [0; 4];
         let family = r.seen.key.family;
-        [(family, *addr), (family, any), (FAMILY_IPV6, any)]
+        let (key, side, _) = [(family, *addr), (family, any), (FAMILY_IPV6, any)]
             .iter()
             .filter_map(|(family, local)| {
                 let (key, side) = FlowKey::canonical(*family, local, port, &any, 0);
-                self.flows.get(&key)?.sent_note_by(side, t)
+                let n = self.flows.get(&key)?.sent_note_by(side, t)?;
+                Some((key, side, n.kernel_ts_ns))
             })
-            .max_by_key(|n| n.kernel_ts_ns)
-            .filter(|n| own.is_none_or(|own| own < n.kernel_ts_ns))
-            .map(|n| StackNote {
-                key: r.seen.key,
-                side: r.seen.side,
-                ..*n
-            })
+            .max_by_key(|(_, _, ts)| *ts)?;
+        let note = self.flows.get_mut(&key)?.take_sent_note_by(side, t)?;
+        Some(StackNote {
+            key: r.seen.key,
+            side: r.seen.side,
+            ..note
+        })
     }
 
     /// Moves the settle clock to `now_kernel_ns` (the events' clock) and writes the verdicts of
@@ -358,17 +364,20 @@ impl Pipeline {
         }
     }
 
-    /// Whether this host sent reset `r`. Live: its source is one of the host's addresses; a
-    /// reset merely forwarded (a router, a Kubernetes node, a bridge) is not, whatever its
-    /// direction. (The stack's tcp_send_reset cannot vouch alone: tracepoints fire for every
-    /// network namespace on the kernel, and a forwarded reset's sender may be one of them.)
+    /// Whether this host sent reset `r`. Live: its source is one of the host's addresses and it
+    /// carries an initial TTL (64, 128, 255) exactly, as a packet this host built does; a reset
+    /// merely forwarded (a router, a Kubernetes node, a bridge) is not, whatever its direction,
+    /// and neither is one forwarded and then source-NATed to this host's address (masquerade),
+    /// since forwarding took a hop off its TTL. (The stack's tcp_send_reset cannot vouch alone:
+    /// tracepoints fire for every network namespace on the kernel, and a forwarded reset's
+    /// sender may be one of them.)
     /// Replay: its source is in `--local`, or, without `--local`, the capture host sent it (see
     /// [`ttl::sent_by_capture_host`]).
     fn sent_by_this_host(&self, r: &Reset) -> bool {
         match r.seen.hook {
             Hook::Replay if self.local_networks.is_empty() => ttl::sent_by_capture_host(r),
             Hook::Replay => r.seen.direction == Direction::Egress,
-            _ => self.host_addrs.contains(&r.seen.sender().0),
+            _ => INITIAL_TTLS.contains(&r.rst.ttl) && self.host_addrs.contains(&r.seen.sender().0),
         }
     }
 
@@ -419,6 +428,7 @@ impl Pipeline {
         stats.replay = self.replay.clone();
         stats.resets_waiting = self.settle.len();
         stats.settled_early = self.settle.settled_early();
+        stats.ipid_forgotten_early = self.ip_ids.forgotten_early();
         self.sink.summary(&summary, &stats)
     }
 

@@ -23,8 +23,8 @@ use rst_tracer_common::{
         OPT_WSCALE, TCP_ACK, TCP_RST,
     },
     flow::{
-        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_IPID_COUNTER,
-        SIDE_SEEN, SIDE_TIMESTAMPS,
+        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_SEEN,
+        SIDE_TIMESTAMPS,
     },
     names,
     replay::ReplayMeta,
@@ -230,9 +230,8 @@ fn a_reset_carries_its_headers_and_the_flow_before_it() {
     assert_eq!(flow.rst_count, 0);
     let server = flow.side(r.seen.side);
     let client = flow.side(r.seen.side.other());
-    // The client numbered its packets 10, 11, 12: a counter; the server's 0 then 20 are not.
-    assert_eq!(client.flags & SIDE_IPID_COUNTER, SIDE_IPID_COUNTER);
-    assert_eq!(server.flags & SIDE_IPID_COUNTER, 0);
+    // The client numbered its packets 10, 11, 12: a run of two steps; the server's 0, 20 none.
+    assert_eq!((client.ipid_run, server.ipid_run), (2, 0));
     assert_eq!(
         (server.ttl_min, server.ttl_max, server.ttl_samples),
         (64, 64, 2)

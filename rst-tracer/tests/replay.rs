@@ -437,10 +437,9 @@ fn several_files_replay_as_one_stream() {
     assert_eq!(stats["replay"]["records"], 10 + 19);
 }
 
-fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rst-tracer-replay-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+/// Writes `bytes` to `name` in `dir` (the test's own directory, removed when it ends).
+fn scratch(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.path().join(name);
     std::fs::write(&p, bytes).unwrap();
     p
 }
@@ -448,13 +447,15 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 #[test]
 fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
     require_root_and_object();
+    let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read(corpus().join("censor/gfw-test1.pcap")).unwrap();
 
-    let p = scratch("empty.pcap", &[]);
+    let p = scratch(&dir, "empty.pcap", &[]);
     let (ok, _, err) = replay(&[p.to_str().unwrap()]);
     assert!(!ok && err.contains("empty file"), "{err}");
 
     let p = scratch(
+        &dir,
         "wrong-magic.pcap",
         b"this is a text file, not a capture at all",
     );
@@ -465,14 +466,14 @@ fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
     );
 
     // Header only: an empty capture, not an error.
-    let p = scratch("header-only.pcap", &good[..24]);
+    let p = scratch(&dir, "header-only.pcap", &good[..24]);
     let (ok, records, err) = replay(&[p.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(resets(&records).is_empty());
 
     // Cut in the middle of the last record (a RST): the four resets before it are reported.
     let cut = good.len() - 20;
-    let p = scratch("truncated.pcap", &good[..cut]);
+    let p = scratch(&dir, "truncated.pcap", &good[..cut]);
     let (ok, records, err) = replay(&[p.to_str().unwrap()]);
     assert!(!ok, "a truncated file is an error");
     assert!(err.contains("truncated at byte"), "{err}");
@@ -492,7 +493,7 @@ fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
         huge.extend_from_slice(&v.to_le_bytes());
     }
     huge.extend_from_slice(&[0; 100]);
-    let p = scratch("huge.pcap", &huge);
+    let p = scratch(&dir, "huge.pcap", &huge);
     let (ok, _, err) = replay(&[p.to_str().unwrap()]);
     assert!(!ok && err.contains("byte 24"), "{err}");
 }

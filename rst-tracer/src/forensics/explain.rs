@@ -12,9 +12,10 @@
 //!   connection (half-open), a retransmission met by a host that forgot the flow.
 //!
 //! Each mechanism is a small pure function of a [`Case`] that returns the evidence it rests on, or
-//! nothing. None of them judges the TTL or the IP ID against a forgery: contradictions (another
-//! hop distance, a copied IP ID, the sender still sending) are findings of their own, and the
-//! verdict weighs them first.
+//! nothing. The IP ID and window only choose between an abort and a reply where the sequence
+//! number fits both; none of them judges a forgery: contradictions (another hop distance, a
+//! copied IP ID, the sender still sending) are findings of their own, and the verdict weighs
+//! them first.
 
 use rst_tracer_common::{
     event::{IP_V6, TCP_ACK, TCP_FIN, TCP_RESERVED, TCP_SYN},
@@ -60,17 +61,6 @@ impl Mechanism {
             Mechanism::RetransmissionReply => "retransmission_reply",
         }
     }
-
-    /// Every mechanism, in the order the README lists them.
-    pub const ALL: [Mechanism; 7] = [
-        Mechanism::Abort,
-        Mechanism::Refused,
-        Mechanism::NoSocket,
-        Mechanism::AfterClose,
-        Mechanism::ChallengeAck,
-        Mechanism::HalfOpen,
-        Mechanism::RetransmissionReply,
-    ];
 }
 
 /// Why a reset is honest: the mechanism and the evidence it rests on, in numbers.
@@ -111,13 +101,14 @@ pub fn from_kernel_reason(reason: &str) -> Option<Mechanism> {
     Some(match reason {
         // TCP_FLAGS: a listener answering a segment that is not a SYN: no connection here.
         "NO_SOCKET" | "TCP_FLAGS" => Mechanism::NoSocket,
-        "TCP_TIMEWAIT_SOCKET" => Mechanism::AfterClose,
-        r if r.starts_with("TCP_ABORT_ON_")
-            || r == "TCP_STATE"
-            || r == "TCP_DISCONNECT_WITH_DATA" =>
-        {
-            Mechanism::Abort
-        }
+        // Data after the application shut the connection down is answered like a reply.
+        "TCP_TIMEWAIT_SOCKET" | "TCP_ABORT_ON_DATA" => Mechanism::AfterClose,
+        "TCP_ABORT_ON_CLOSE"
+        | "TCP_ABORT_ON_LINGER"
+        | "TCP_ABORT_ON_MEMORY"
+        | "TCP_STATE"
+        | "TCP_DISCONNECT_WITH_DATA"
+        | "TCP_KEEPALIVE_TIMEOUT" => Mechanism::Abort,
         _ => return None,
     })
 }
@@ -127,18 +118,23 @@ pub fn from_kernel_reason(reason: &str) -> Option<Mechanism> {
 fn stack_shaped(case: &Case) -> bool {
     let r = case.reset;
     let sender = r.flow.side(r.seen.side);
-    let window_ok =
-        r.rst.window == 0 || (sender.packets > 0 && fingerprint::near(r.rst.window, sender.window));
+    // After a zero window, the stack's next window may be anything.
+    let window_ok = r.rst.window == 0
+        || (sender.packets > 0
+            && (sender.window == 0 || fingerprint::near(r.rst.window, sender.window)));
     r.rst.flags & TCP_RESERVED == 0 && r.rst.payload_len == 0 && window_ok
 }
 
 /// Marks only the sender's own socket puts on a reset: an IP ID continuing its count (not 0), or
-/// its own window.
+/// its own window (over IPv6, which has no IP ID, a window near its own: Linux's abort window
+/// drifts from the last one advertised).
 fn carries_the_senders_socket(r: &Reset) -> bool {
     let sender = r.flow.side(r.seen.side);
     let ipv4 = r.rst.ip_flags & IP_V6 == 0;
-    (ipv4 && r.rst.ip_id != 0 && ipid::continues(r.rst.ip_id, sender.last_ip_id))
-        || (r.rst.window != 0 && r.rst.window == sender.window)
+    let own_window = r.rst.window != 0
+        && (r.rst.window == sender.window
+            || (!ipv4 && fingerprint::near(r.rst.window, sender.window)));
+    (ipv4 && r.rst.ip_id != 0 && ipid::continues(r.rst.ip_id, sender.last_ip_id)) || own_window
 }
 
 /// Whether `r` bears every mark of its sender's own abort: the sender's next byte, and its
@@ -203,7 +199,22 @@ fn reply(case: &Case) -> Option<Explanation> {
     let f = &r.flow;
     let pure_ack = receiver.last_len == 0 && receiver.last_flags & (TCP_SYN | TCP_FIN) == 0;
     let silence = receiver.last_ns.saturating_sub(sender.last_ns);
-    let (mechanism, why) = if f.rst_count > 0 && f.last_rst_side == r.seen.side as u8 && pure_ack {
+    // A keepalive probe (Linux's): no data, one below the receiver's next, to draw an ACK.
+    let probe = receiver.last_len == 0
+        && receiver.last_flags & (TCP_SYN | TCP_FIN) == 0
+        && receiver.last_seq.wrapping_add(1) == receiver.seq_next;
+    // The receiver's pure ACK came after the sender's earlier reset: its answer to it.
+    let after_own_reset =
+        f.rst_count > 0 && f.last_rst_side == r.seen.side as u8 && receiver.last_ns > f.last_rst_ns;
+    let (mechanism, why) = if probe && sender.packets > 0 {
+        (
+            Mechanism::HalfOpen,
+            format!(
+                "it answers the receiver's keepalive probe after {:.1} s of the sender's silence: the sender lost the connection (a restart, a crash) while the receiver kept it",
+                silence as f64 / 1e9
+            ),
+        )
+    } else if after_own_reset && pure_ack && !probe {
         (
             Mechanism::ChallengeAck,
             "the receiver answered the sender's earlier reset with a challenge ACK (RFC 5961), and the sender, which has no socket any more, answered that".to_string(),
@@ -322,6 +333,13 @@ mod tests {
         r.flow.rst_count = 1;
         r.flow.last_rst_side = 0;
         assert_eq!(mechanism(&r), Some(Mechanism::ChallengeAck));
+        // The receiver's last ACK came before that reset: not its answer to it.
+        r.flow.last_rst_ns = T - 5 * MS;
+        assert_eq!(mechanism(&r), Some(Mechanism::NoSocket));
+        // A keepalive probe (one below the receiver's next byte) draws the reply.
+        r.flow.rst_count = 0;
+        r.flow.sides[1].last_seq = 4999;
+        assert_eq!(mechanism(&r), Some(Mechanism::HalfOpen));
     }
 
     #[test]
@@ -357,6 +375,14 @@ mod tests {
             Some(Mechanism::AfterClose)
         );
         assert_eq!(from_kernel_reason("TCP_FLAGS"), Some(Mechanism::NoSocket));
+        assert_eq!(
+            from_kernel_reason("TCP_ABORT_ON_DATA"),
+            Some(Mechanism::AfterClose)
+        );
+        assert_eq!(
+            from_kernel_reason("TCP_KEEPALIVE_TIMEOUT"),
+            Some(Mechanism::Abort)
+        );
         assert_eq!(from_kernel_reason("NOT_SPECIFIED"), None);
     }
 }

@@ -2,11 +2,7 @@
 //! reset whose IP ID copies the packet it answers, or that carries the same value on resets of
 //! many flows, was built by a device, not by the sender's stack. IPv6 has no IP ID.
 
-use rst_tracer_common::{
-    event::IP_V6,
-    flow::{SideState, SIDE_IPID_COUNTER},
-    ttl::initial_ttl,
-};
+use rst_tracer_common::{event::IP_V6, flow::SideState, ttl::initial_ttl};
 
 use super::{sequence, timing, Case, Finding, Strength};
 
@@ -63,12 +59,15 @@ pub fn continues(id: u16, last: u16) -> bool {
     id.wrapping_sub(last) <= CONTINUATION
 }
 
+/// Packets in a row one ID apart that show a per-connection counter.
+const COUNTER_RUN: u8 = 2;
+
 /// Whether the sender's stack numbers this flow's packets with a counter of its own, so that its
-/// resets either continue it or carry 0: consecutive packets one apart (Linux keeps a counter per
-/// connection), from a stack whose initial TTL is 64 (Linux, the BSDs). Windows numbers all its
+/// abort continues it: its latest packets one ID apart in a row, from a stack whose initial TTL
+/// is 64 (Linux keeps a counter per connection). Windows (initial TTL 128) numbers all its
 /// packets with one global counter, which other traffic moves on between a flow's packets.
 fn keeps_a_counter(sender: &SideState) -> bool {
-    sender.flags & SIDE_IPID_COUNTER != 0 && initial_ttl(sender.ttl_max) == 64
+    sender.ipid_run >= COUNTER_RUN && initial_ttl(sender.ttl_max) == 64
 }
 
 /// IP ID findings.
@@ -274,10 +273,15 @@ mod tests {
     #[test]
     fn a_jump_past_a_per_connection_counter_is_foreign() {
         let mut r = reset();
-        r.flow.sides[0].flags |= SIDE_IPID_COUNTER;
+        r.flow.sides[0].ipid_run = COUNTER_RUN;
         r.rst.ip_id = 100 + 5000;
-        // As a reply to the server's last segment (seq 1000 = its ACK) any ID goes.
+        // As a reply to the server's last segment (seq 1000 = its ACK, no ACK flag) any ID goes.
+        r.rst.flags = rst_tracer_common::event::TCP_RST;
         assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
+        // With an ACK flag it is no reply: only the client's abort, which continues its count.
+        r.rst.flags |= rst_tracer_common::event::TCP_ACK;
+        assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
+        r.rst.flags = rst_tracer_common::event::TCP_RST;
         // The server had acknowledged only 900: seq 1000 is the client's next byte, an abort.
         r.flow.sides[1].last_ack = 900;
         assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);

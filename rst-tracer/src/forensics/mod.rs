@@ -8,8 +8,9 @@
 //! ([`explain`]: an abort, a reply from a host without a socket, a refused connect, ...) leave
 //! their marks in the numbers. Suspicion needs a contradiction no honest mechanism produces: a
 //! `Strong` finding (a TTL outside the sender's baseline, an IP ID copied from the packet it
-//! answers or fixed across flows, the sender still sending after "its" reset, a reset faster than
-//! the path allows, resets toward both ends at once). So a reset is:
+//! answers, fixed across flows or foreign to the sender's own counter on what can only be its
+//! abort, the sender still sending after "its" reset, a reset faster than the path allows,
+//! resets toward both ends at once). So a reset is:
 //!
 //! - `local` when this host sent it (the caller says so: its source is one of the host's
 //!   addresses, or in replay the capture host sent it); suspicious only when this host kept
@@ -131,7 +132,8 @@ pub struct Verdict {
 pub struct Case<'a> {
     /// The reset, with the flow state from before it.
     pub reset: &'a Reset,
-    /// The claimed sender is this host (live egress, or replay with `--local`).
+    /// The claimed sender is this host: live, the reset's source is one of its addresses at an
+    /// initial TTL; replay, a `--local` address or the inferred capture host.
     pub sent_locally: bool,
     /// The first packet from each side after the reset (from the kernel), within the window.
     pub after: &'a [Sample],

@@ -9,7 +9,7 @@ use rst_tracer_common::{
     seq::{seq_diff, seq_len},
 };
 
-use super::{Case, Finding, Strength};
+use super::{timing, Case, Finding, Strength};
 
 /// The least span of acknowledgements a reply may answer: one unscaled maximum window.
 const MIN_ACK_SPAN: u32 = 65_535;
@@ -26,12 +26,17 @@ pub fn segment_end(side: &SideState) -> u32 {
 /// How far behind the receiver's latest ACK an ACK of one of its recent segments may lie: what
 /// the sender may have had in flight, at most the receiver's window (at least 64 KiB).
 fn ack_span(receiver: &SideState, sender: &SideState) -> u32 {
+    receive_window(receiver, sender).max(MIN_ACK_SPAN)
+}
+
+/// The receiver's advertised window in bytes: scaled when both sides' SYNs said how.
+fn receive_window(receiver: &SideState, sender: &SideState) -> u32 {
     let shift = if receiver.wscale != WSCALE_UNKNOWN && sender.wscale != WSCALE_UNKNOWN {
         u32::from(receiver.wscale.min(14))
     } else {
         0
     };
-    (u32::from(receiver.window) << shift).max(MIN_ACK_SPAN)
+    u32::from(receiver.window) << shift
 }
 
 /// How the reset's numbers answer one of the receiver's segments, if they do: its sequence
@@ -45,6 +50,11 @@ pub fn answers_receiver(case: &Case) -> Option<String> {
         return None;
     }
     if receiver.last_flags & TCP_ACK != 0 {
+        // A reply to a segment with an ACK takes that ACK as its sequence number and sets no
+        // ACK of its own (RFC 793; Linux, the BSDs and Windows alike).
+        if r.rst.flags & TCP_ACK != 0 {
+            return None;
+        }
         let behind = seq_diff(receiver.last_ack, r.rst.seq);
         if behind == 0 {
             return Some(format!(
@@ -52,7 +62,10 @@ pub fn answers_receiver(case: &Case) -> Option<String> {
                 r.rst.seq
             ));
         }
-        if behind > 0 && behind as u32 <= ack_span(receiver, sender) {
+        // Behind the latest ACK only when that ACK moved while the reply was on its way: the
+        // sender's own data, sent within the last round trips, moved it (a stack retransmits
+        // with its current ACK, so an old ACK is no retransmission's).
+        if behind > 0 && behind as u32 <= ack_span(receiver, sender) && sent_lately(case) {
             return Some(format!(
                 "seq {} is {behind} bytes behind the receiver's latest ACK: the ACK of an earlier segment still in flight",
                 r.rst.seq
@@ -66,6 +79,15 @@ pub fn answers_receiver(case: &Case) -> Option<String> {
             r.rst.ack
         )
     })
+}
+
+/// Whether the claimed sender sent within the last two round trips (or the last second when no
+/// round trip is known) before the reset.
+fn sent_lately(case: &Case) -> bool {
+    let r = case.reset;
+    let sender = r.flow.side(r.seen.side);
+    let span = timing::leg_rtt_ns(case).map_or(1_000_000_000, |(leg, _)| 2 * leg + 1_000_000);
+    sender.packets > 0 && r.seen.kernel_ts_ns.saturating_sub(sender.last_ns) <= span
 }
 
 /// Sequence findings: what a Linux receiver does with the reset, and whether its numbers are
@@ -86,12 +108,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     };
     if let Some(nxt) = rcv_nxt {
         let d = seq_diff(r.rst.seq, nxt);
-        let shift = if receiver.wscale != WSCALE_UNKNOWN && sender.wscale != WSCALE_UNKNOWN {
-            receiver.wscale.min(14)
-        } else {
-            0
-        };
-        let window = (receiver.window as i64) << shift;
+        let window = i64::from(receive_window(receiver, sender));
         out.push(if d == 0 {
             Finding::new("rfc5961_reset", Strength::Info, format!("seq = RCV.NXT ({nxt}): a Linux receiver accepts it and the connection ends"))
         } else if d > 0 && (d as i64) < window {
@@ -150,6 +167,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::forensics::testing::{case, codes, reset};
+    use rst_tracer_common::event::TCP_RST;
 
     #[test]
     fn exact_resets_the_connection() {
@@ -197,11 +215,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_carries_no_ack_and_an_old_ack_needs_recent_data() {
+        let mut r = reset();
+        r.flow.sides[1].last_ack = 900;
+        r.rst.seq = 800;
+        r.rst.flags = TCP_RST;
+        assert!(answers_receiver(&case(&r)).is_some());
+        // RST|ACK: a reply to a segment with an ACK sets none of its own.
+        r.rst.flags = TCP_RST | TCP_ACK;
+        assert!(answers_receiver(&case(&r)).is_none());
+        // The sender silent for long: the receiver's ACK has not moved since any reply left.
+        r.rst.flags = TCP_RST;
+        r.flow.sides[0].last_ns = 1;
+        assert!(answers_receiver(&case(&r)).is_none());
+    }
+
+    #[test]
     fn a_reply_to_an_earlier_segment_is_not_stale() {
         let mut r = reset();
         // 300 bytes behind the receiver's latest ACK, within its window: the ACK of an earlier
-        // segment (a retransmission answered by a host without the socket).
+        // segment, which the sender's own data moved on since (sent 20 ms ago, a round trip 10).
         r.rst.seq = 700;
+        r.rst.flags = TCP_RST;
         assert!(!codes(check(&case(&r)))
             .iter()
             .any(|(c, _)| *c == "seq_stale"));
@@ -214,6 +249,7 @@ mod tests {
         // the receiver's ACK, which is honest.
         r.flow.sides[1].last_ack = 900;
         r.rst.seq = 900;
+        r.rst.flags = TCP_RST;
         assert_eq!(codes(check(&case(&r))), [("rfc5961_reset", Strength::Info)]);
     }
 }

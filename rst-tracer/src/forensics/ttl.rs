@@ -80,15 +80,16 @@ pub fn check(case: &Case) -> Vec<Finding> {
 
 /// Whether a replayed reset was sent by the capture host itself: a host's own packets are
 /// captured before any router decrements them, so they carry an initial TTL exactly (64, 128,
-/// 255: 0 hops). The reset must: its sender's other packets must carry that same TTL (when it
-/// sent any), and the receiver's must have travelled at least one hop, so that the two ends are
+/// 255: 0 hops). The reset must, and so must its sender's other packets in the flow (at least
+/// one: a reset from a sender that said nothing, at TTL 64, is as likely a device's answer to a
+/// SYN), and the receiver's must have travelled at least one hop, so that the two ends are
 /// told apart. Such a reset can never be an on-path forgery: it never crossed the path.
 pub fn sent_by_capture_host(r: &Reset) -> bool {
     let sender = r.flow.side(r.seen.side);
     let receiver = r.flow.side(r.seen.side.other());
     let ttl = r.rst.ttl;
     let at_zero_hops = INITIAL_TTLS.contains(&ttl);
-    let sender_agrees = sender.ttl_samples == 0 || (sender.ttl_min == ttl && sender.ttl_max == ttl);
+    let sender_agrees = sender.ttl_samples > 0 && sender.ttl_min == ttl && sender.ttl_max == ttl;
     let receiver_far = receiver.ttl_samples > 0 && hops_from_initial(receiver.ttl_max) >= 1;
     at_zero_hops && sender_agrees && receiver_far
 }
@@ -184,6 +185,11 @@ mod tests {
         assert!(sent_by_capture_host(&r), "the server is the capture host");
         r.rst.ttl = 63;
         assert!(!sent_by_capture_host(&r), "a reset that travelled a hop");
+        // A sender that said nothing before: a device answering at TTL 64 looks the same.
+        r.rst.ttl = 64;
+        r.flow.sides[1].ttl_samples = 0;
+        assert!(!sent_by_capture_host(&r));
+        r.flow.sides[1].ttl_samples = 4;
         // Both ends at 0 hops (one LAN): neither is told apart.
         r.rst.ttl = 64;
         r.flow.sides[0].ttl_min = 64;

@@ -353,6 +353,8 @@ pub struct StatsRecord {
     pub resets_waiting: usize,
     /// Resets judged before their window closed because too many were waiting.
     pub settled_early: u64,
+    /// Reset IP IDs forgotten before their share window ended because the registry was full.
+    pub ipid_forgotten_early: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<crate::source::replay::ReplayStats>,
@@ -406,6 +408,7 @@ impl StatsRecord {
             decode_errors,
             resets_waiting: 0,
             settled_early: 0,
+            ipid_forgotten_early: 0,
             replay: None,
         }
     }

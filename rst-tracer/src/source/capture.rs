@@ -297,11 +297,9 @@ impl FormatState {
 mod tests {
     use super::*;
 
-    fn write(name: &str, bytes: &[u8]) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("rst-tracer-capture-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    /// Writes `bytes` to `name` in `dir` (a test's own directory, removed when it ends).
+    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         p
     }
@@ -344,9 +342,10 @@ mod tests {
 
     #[test]
     fn microsecond_and_nanosecond_pcap() {
+        let dir = tempfile::tempdir().unwrap();
         let mut f = pcap_header(false, 1);
         f.extend(pcap_record(10, 500, &[1; 20]));
-        let (recs, err) = read_all(&write("us.pcap", &f));
+        let (recs, err) = read_all(&write(&dir, "us.pcap", &f));
         assert_eq!(err, None);
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].ts_ns, 10_000_500_000);
@@ -355,13 +354,14 @@ mod tests {
 
         let mut f = pcap_header(true, 113);
         f.extend(pcap_record(10, 500, &[1; 20]));
-        let (recs, _) = read_all(&write("ns.pcap", &f));
+        let (recs, _) = read_all(&write(&dir, "ns.pcap", &f));
         assert_eq!(recs[0].ts_ns, 10_000_000_500);
         assert_eq!(recs[0].linktype, 113);
     }
 
     #[test]
     fn big_endian_pcap() {
+        let dir = tempfile::tempdir().unwrap();
         let mut f = 0xa1b2_c3d4u32.to_be_bytes().to_vec();
         f.extend_from_slice(&2u16.to_be_bytes());
         f.extend_from_slice(&4u16.to_be_bytes());
@@ -372,7 +372,7 @@ mod tests {
             f.extend_from_slice(&v.to_be_bytes());
         }
         f.extend_from_slice(&[0x45, 0, 0, 4]);
-        let (recs, err) = read_all(&write("be.pcap", &f));
+        let (recs, err) = read_all(&write(&dir, "be.pcap", &f));
         assert_eq!(err, None);
         assert_eq!(
             (recs[0].ts_ns, recs[0].linktype, recs[0].data.len()),
@@ -424,6 +424,7 @@ mod tests {
 
     #[test]
     fn pcapng_interfaces_have_their_own_link_type_and_clock() {
+        let dir = tempfile::tempdir().unwrap();
         let mut f = section();
         f.extend(interface(1, None)); // Ethernet, microseconds
         f.extend(interface(101, Some(9))); // raw IP, nanoseconds
@@ -433,7 +434,7 @@ mod tests {
         f.extend(section());
         f.extend(interface(113, Some(3))); // milliseconds
         f.extend(packet(0, 42_001, &[1; 30]));
-        let (recs, err) = read_all(&write("multi.pcapng", &f));
+        let (recs, err) = read_all(&write(&dir, "multi.pcapng", &f));
         assert_eq!(err, None);
         let got: Vec<(i32, u64, usize)> = recs
             .iter()
@@ -451,10 +452,11 @@ mod tests {
 
     #[test]
     fn broken_files_get_errors_with_offsets_and_keep_what_came_before() {
-        let (_, err) = read_all(&write("empty.pcap", &[]));
+        let dir = tempfile::tempdir().unwrap();
+        let (_, err) = read_all(&write(&dir, "empty.pcap", &[]));
         assert!(matches!(err, Some(CaptureError::Empty { .. })), "{err:?}");
 
-        let (recs, err) = read_all(&write("header-only.pcap", &pcap_header(false, 1)));
+        let (recs, err) = read_all(&write(&dir, "header-only.pcap", &pcap_header(false, 1)));
         assert_eq!(
             (recs.len(), err),
             (0, None),
@@ -462,6 +464,7 @@ mod tests {
         );
 
         let (_, err) = read_all(&write(
+            &dir,
             "magic.pcap",
             b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
         ));
@@ -474,14 +477,12 @@ mod tests {
         let cut = f.len();
         f.extend(pcap_record(2, 0, &[9; 30]));
         f.truncate(cut + 25);
-        let (recs, err) = read_all(&write("truncated.pcap", &f));
+        let (recs, err) = read_all(&write(&dir, "truncated.pcap", &f));
         assert_eq!(recs.len(), 1, "the record before the damage is kept");
         assert_eq!(
             err,
             Some(CaptureError::Truncated {
-                path: std::env::temp_dir()
-                    .join(format!("rst-tracer-capture-tests-{}", std::process::id()))
-                    .join("truncated.pcap"),
+                path: dir.path().join("truncated.pcap"),
                 offset: cut as u64
             })
         );
@@ -493,7 +494,7 @@ mod tests {
             f.extend_from_slice(&v.to_le_bytes());
         }
         f.extend_from_slice(&[0; 64]);
-        let (recs, err) = read_all(&write("huge.pcap", &f));
+        let (recs, err) = read_all(&write(&dir, "huge.pcap", &f));
         assert_eq!(recs.len(), 1);
         let err = err.expect("an error for the huge record");
         assert!(err.to_string().contains(&format!("byte {at}")), "{err}");

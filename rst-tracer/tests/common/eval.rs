@@ -7,16 +7,17 @@
 //! caught.
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::{ErrorKind, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use socket2::{SockRef, TcpKeepalive};
 
 use super::{
+    delay::DelayLine,
     forge::{inject, Rst, Seen, Sniffer},
     lab::{abort, in_ns, ip, Lab, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
     scenarios::{is, nft, request, settle, toward_client, toward_server},
@@ -74,6 +75,9 @@ pub struct Class {
 
 /// Percent of forwarded TCP packets the router drops while honest classes run.
 pub const LOSS_PERCENT: u32 = 4;
+/// How long the router holds every packet toward the client (a wide-area path's delay), so
+/// that timing evidence means what it means on real paths.
+pub const DELAY: Duration = Duration::from_millis(30);
 
 /// Every class: honest first.
 pub const CLASSES: &[Class] = &[
@@ -135,10 +139,17 @@ pub const CLASSES: &[Class] = &[
     },
     Class {
         name: "ips-counter",
-        what: "an IPS active response: the client's TTL, IP IDs from the device's own counter, the exact sequence number, one reset to each end",
+        what: "an IPS active response: RST|ACK to each end at the exact sequence numbers, the client's TTL, IP IDs from the device's own counter",
         kind: Kind::Forged,
         per: 50,
         run: ips_counter,
+    },
+    Class {
+        name: "ttl-copy-silent",
+        what: "a bare RST at the exact sequence number right after the request, with the client's TTL and an IP ID of the device's own; the client says nothing more",
+        kind: Kind::Forged,
+        per: 50,
+        run: ttl_copy_silent,
     },
     Class {
         name: "blind-in-window",
@@ -170,7 +181,7 @@ pub const CLASSES: &[Class] = &[
     },
 ];
 
-/// Ports: each class and repetition its own, so flows never mix.
+/// Ports: each repetition of a class its own, up to 900 of them, so flows never mix.
 fn port(base: u16, i: usize) -> u16 {
     base + (i % 900) as u16
 }
@@ -181,6 +192,25 @@ fn patient(socks: &[&TcpStream]) {
         let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
         let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
     }
+}
+
+/// The next connection `l` accepts within 3 s, if any: a handshake whose packets were lost and
+/// whose client then aborted never reaches the accept queue, and a plain accept would wait
+/// for it forever.
+fn accept_within(l: &TcpListener) -> Option<TcpStream> {
+    l.set_nonblocking(true).ok()?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).ok()?;
+                return Some(s);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(2)),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Turns `LOSS_PERCENT` random loss on in the router's forward path.
@@ -208,7 +238,7 @@ fn aborts(lab: &Lab, n: usize) -> Vec<Rst> {
                     let Ok(mut c) = lab.connect(9000) else {
                         continue;
                     };
-                    let Ok((mut s, _)) = l.accept() else {
+                    let Some(mut s) = accept_within(&l) else {
                         continue;
                     };
                     patient(&[&c, &s]);
@@ -236,7 +266,9 @@ fn closed(lab: &Lab, n: usize) -> Vec<Rst> {
         let Ok(mut c) = lab.connect(port(9200, i)) else {
             continue;
         };
-        let Ok((s, _)) = l.accept() else { continue };
+        let Some(s) = accept_within(&l) else {
+            continue;
+        };
         drop((s, l));
         thread::sleep(Duration::from_millis(20));
         let _ = c.write_all(b"anyone?");
@@ -272,7 +304,9 @@ fn open(lab: &Lab, base: u16, n: usize) -> Vec<(TcpStream, TcpStream)> {
         let Ok(mut c) = lab.connect(base) else {
             continue;
         };
-        let Ok((mut s, _)) = l.accept() else { continue };
+        let Some(mut s) = accept_within(&l) else {
+            continue;
+        };
         patient(&[&c, &s]);
         let _ = c.write_all(b"req");
         let mut buf = [0u8; 3];
@@ -341,15 +375,28 @@ fn backlog(lab: &Lab, n: usize) -> Vec<Rst> {
         s.listen(1).unwrap();
         s
     });
-    let mut conns = Vec::new();
-    for _ in 0..n {
-        if let Ok(c) = lab.connect(9500) {
-            let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
-            // The client believes it is connected; its data meets the overflowing listener.
-            let mut c = c;
-            let _ = c.write_all(b"x");
-            conns.push(c);
-        }
+    // A burst of connects: their SYNs all find room (request sockets are not in the accept
+    // queue), then their handshakes' ACKs find the queue of one full and are answered with a
+    // reset. A full queue drops further SYNs: each connect gives up after half a second.
+    let to: SocketAddr = format!("{SERVER_IP}:9500").parse().unwrap();
+    let conns: Vec<TcpStream> = thread::scope(|t| {
+        let tries: Vec<_> = (0..n.min(40))
+            .map(|_| {
+                t.spawn(|| {
+                    in_ns(&lab.client, || {
+                        TcpStream::connect_timeout(&to, Duration::from_millis(500))
+                    })
+                })
+            })
+            .collect();
+        tries
+            .into_iter()
+            .filter_map(|h| h.join().ok()?.ok())
+            .collect()
+    });
+    for mut c in conns.iter() {
+        let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
+        let _ = c.write_all(b"x");
     }
     settle();
     drop((conns, listener));
@@ -423,6 +470,16 @@ fn ttl_copy_continues(lab: &Lab, n: usize) -> Vec<Rst> {
     })
 }
 
+fn ttl_copy_silent(lab: &Lab, n: usize) -> Vec<Rst> {
+    each_request(lab, 17000, n, |req, port| {
+        Forgery::from_router(vec![Rst {
+            ttl: 63,
+            ip_id: 0x5000u16.wrapping_add(port.wrapping_mul(101)),
+            ..toward_server(req.sport, req.dport, req.next_seq())
+        }])
+    })
+}
+
 fn ips_counter(lab: &Lab, n: usize) -> Vec<Rst> {
     let counter = std::cell::Cell::new(0x7100u16);
     let next_id = || {
@@ -434,6 +491,7 @@ fn ips_counter(lab: &Lab, n: usize) -> Vec<Rst> {
             Rst {
                 ttl: 63,
                 ip_id: next_id(),
+                ack: Some(req.ack),
                 ..toward_server(req.sport, req.dport, req.next_seq())
             },
             Rst {
@@ -510,10 +568,14 @@ pub struct Tally {
     pub misattributed_local: usize,
     /// Of those, with an explanation.
     pub explained: usize,
+    /// Resets the traced host sent that were not called `local`.
+    pub unclaimed_local: usize,
     /// Forged resets reported.
     pub forged: usize,
     /// Of those, called suspicious.
     pub caught: usize,
+    /// The shortest handshake round trip among the resets' flows (µs): the delay line at work.
+    pub min_rtt_us: Option<u64>,
     /// A few of the wrong verdicts, for the report.
     pub examples: Vec<String>,
 }
@@ -541,6 +603,10 @@ pub fn tally(class: &Class, viewpoint: Viewpoint, out: &[Value], forged: &[Rst])
         ..Tally::default()
     };
     for r in out.iter().filter(|r| r["type"] == "reset") {
+        if let Some(rtt) = r["history"]["handshake_rtt_us"].as_f64() {
+            let rtt = rtt as u64;
+            t.min_rtt_us = Some(t.min_rtt_us.map_or(rtt, |m| m.min(rtt)));
+        }
         let suspicious = r["suspicious"] == true;
         if forged.iter().any(|f| is(r, f)) {
             t.forged += 1;
@@ -564,6 +630,10 @@ pub fn tally(class: &Class, viewpoint: Viewpoint, out: &[Value], forged: &[Rst])
             t.misattributed_local += 1;
             example(&mut t, "called local", r);
         }
+        if from_host && r["origin"] != "local" {
+            t.unclaimed_local += 1;
+            example(&mut t, "not called local", r);
+        }
     }
     t
 }
@@ -572,6 +642,7 @@ pub fn tally(class: &Class, viewpoint: Viewpoint, out: &[Value], forged: &[Rst])
 pub fn run(tracer: &str, class: &Class, viewpoint: Viewpoint, scale: usize) -> Tally {
     let n = (scale / class.per).max(1);
     let lab = Lab::new(tracer);
+    let _delay = DelayLine::toward_client(&lab, DELAY);
     if class.kind == Kind::Honest {
         lossy(&lab);
     }

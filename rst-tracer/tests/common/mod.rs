@@ -4,6 +4,7 @@
     reason = "each test binary uses a different part of this module"
 )]
 
+pub mod delay;
 pub mod eval;
 pub mod forge;
 pub mod frames;
