@@ -17,6 +17,7 @@ use rst_tracer_common::event::Direction;
 
 use crate::{
     event::{Reset, StackAct, StackNote},
+    forensics::ttl::TtlShift,
     report::summary::FlowTableStats,
 };
 
@@ -35,6 +36,8 @@ pub struct FlowRecord {
     pub retransmits: [u32; 2],
     /// TTL-change samples.
     pub ttl_changes: u32,
+    /// The latest sampled TTL change per side.
+    pub ttl_shifts: [Option<TtlShift>; 2],
     /// The flow's recent resets with their settle ids, newest last (the neighbours a verdict
     /// looks at).
     pub recent_resets: Vec<(u64, Reset)>,

@@ -18,7 +18,8 @@ use crate::{
         ipid::IpIdShare,
         silence::{self, Silence},
         stack::StackFacts,
-        ttl, Case,
+        ttl::{self, TtlShift},
+        Case,
     },
     report::{
         record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
@@ -202,9 +203,9 @@ impl Pipeline {
                     .sample(&SampleRecord::of("retransmit", &s, &iface))
             }
             Event::TtlChange(s) => {
-                self.flows
-                    .touch(&s.seen.key, s.seen.kernel_ts_ns)
-                    .ttl_changes += 1;
+                let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
+                rec.ttl_changes += 1;
+                rec.ttl_shifts[s.seen.side.index()] = Some(TtlShift::of(&s));
                 self.window.ttl_change();
                 let iface = self.iface_name(s.seen.ifindex);
                 self.sink
@@ -406,6 +407,10 @@ impl Pipeline {
             ipid_share,
             retransmits_after: p.retransmits_after,
             stack,
+            ttl_shift: self
+                .flows
+                .get(&r.seen.key)
+                .and_then(|f| f.ttl_shifts[r.seen.side.index()]),
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);

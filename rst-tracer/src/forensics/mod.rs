@@ -145,6 +145,8 @@ pub struct Case<'a> {
     pub retransmits_after: [u32; 2],
     /// What this host's stack said about the flow (tracepoints).
     pub stack: StackFacts,
+    /// The claimed sender's latest sampled TTL change before the reset, if any.
+    pub ttl_shift: Option<ttl::TtlShift>,
 }
 
 /// Weighs the evidence of a case into a verdict: explanations first, suspicion only on a
@@ -329,6 +331,7 @@ pub(crate) mod testing {
             ipid_share: super::IpIdShare::default(),
             retransmits_after: [0, 0],
             stack: super::StackFacts::default(),
+            ttl_shift: None,
         }
     }
 

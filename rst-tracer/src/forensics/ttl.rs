@@ -5,7 +5,7 @@
 use rst_tracer_common::ttl::{hops_from_initial, initial_ttl, INITIAL_TTLS};
 
 use super::{Case, Finding, Strength};
-use crate::event::Reset;
+use crate::event::{Reset, Sample};
 
 /// Baseline samples from which a one-hop difference counts as strong evidence.
 const STABLE_SAMPLES: u32 = 3;
@@ -24,6 +24,9 @@ pub fn check(case: &Case) -> Vec<Finding> {
         format!("{}..{}", s.ttl_min, s.ttl_max)
     };
     if (s.ttl_min..=s.ttl_max).contains(&ttl) {
+        if let Some(f) = takeover(case) {
+            return vec![f];
+        }
         return vec![Finding::new(
             "ttl_consistent",
             Strength::Info,
@@ -76,6 +79,59 @@ pub fn check(case: &Case) -> Vec<Finding> {
             s.ttl_samples
         ),
     )]
+}
+
+/// A sampled change in one side's TTL: the packet's TTL against that side's baseline before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlShift {
+    /// When the packet was seen (event clock).
+    pub ts_ns: u64,
+    /// The side's TTL range before it (min, max).
+    pub before: (u8, u8),
+    /// The packet's TTL.
+    pub ttl: u8,
+    /// The packet's payload length.
+    pub payload_len: u16,
+}
+
+impl TtlShift {
+    /// The shift a `ttl_change` sample records.
+    pub fn of(s: &Sample) -> TtlShift {
+        TtlShift {
+            ts_ns: s.seen.kernel_ts_ns,
+            before: (s.sender.ttl_min, s.sender.ttl_max),
+            ttl: s.packet.ttl,
+            payload_len: s.packet.payload_len,
+        }
+    }
+}
+
+/// A data segment shortly before the reset, within this (ns), is the reset's prelude.
+const TAKEOVER_NS: u64 = 2_000_000_000;
+
+/// The takeover signature: the claimed sender's TTL, stable until then, changed with a data
+/// segment shortly before the reset, and the reset carries the new TTL. A device that answers in
+/// the sender's place (a block page, then a reset) widens the baseline with its own data, so that
+/// its reset looks consistent; a route change does not single out the moments before a reset.
+pub fn takeover(case: &Case) -> Option<Finding> {
+    let r = case.reset;
+    let shift = case.ttl_shift?;
+    let (lo, hi) = shift.before;
+    let stable = lo == hi && lo != 0;
+    let recent = r.seen.kernel_ts_ns.saturating_sub(shift.ts_ns) <= TAKEOVER_NS
+        && shift.ts_ns <= r.seen.kernel_ts_ns;
+    (stable && recent && shift.payload_len > 0 && shift.ttl != lo && r.rst.ttl == shift.ttl).then(|| {
+        Finding::new(
+            "ttl_takeover",
+            Strength::Strong,
+            format!(
+                "the sender's packets arrived with ttl {lo} until {} B of data {:.3} ms before this reset came with ttl {}, as the reset does: another box answered in its place (a block page, then a reset)",
+                shift.payload_len,
+                r.seen.kernel_ts_ns.saturating_sub(shift.ts_ns) as f64 / 1e6,
+                shift.ttl
+            ),
+        )
+    })
 }
 
 /// Whether a replayed reset was sent by the capture host itself: a host's own packets are
@@ -195,6 +251,44 @@ mod tests {
         r.flow.sides[0].ttl_min = 64;
         r.flow.sides[0].ttl_max = 64;
         assert!(!sent_by_capture_host(&r));
+    }
+
+    #[test]
+    fn a_device_taking_over_with_data_then_a_reset_is_strong() {
+        // The client's packets came with 62; 1 ms before the reset a data segment with 64
+        // widened the baseline to 62..64, and the reset carries 64.
+        let mut r = reset();
+        r.flow.sides[0].ttl_max = 64;
+        r.rst.ttl = 64;
+        let shift = TtlShift {
+            ts_ns: crate::forensics::testing::T - crate::forensics::testing::MS,
+            before: (62, 62),
+            ttl: 64,
+            payload_len: 120,
+        };
+        let c = Case {
+            ttl_shift: Some(shift),
+            ..case(&r)
+        };
+        assert_eq!(check(&c)[0].code, "ttl_takeover");
+        assert_eq!(check(&c)[0].strength, Strength::Strong);
+        // A pure ACK that shifted, or a baseline that was never stable, is no takeover.
+        for s in [
+            TtlShift {
+                payload_len: 0,
+                ..shift
+            },
+            TtlShift {
+                before: (61, 62),
+                ..shift
+            },
+        ] {
+            let c = Case {
+                ttl_shift: Some(s),
+                ..case(&r)
+            };
+            assert_eq!(check(&c)[0].code, "ttl_consistent");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use socket2::{SockRef, TcpKeepalive};
 
 use super::{
     delay::DelayLine,
-    forge::{inject, Rst, Seen, Sniffer},
+    forge::{inject, inject_data, Rst, Seen, Sniffer},
     lab::{abort, in_ns, ip, Lab, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
     scenarios::{is, nft, request, settle, toward_client, toward_server},
 };
@@ -150,6 +150,13 @@ pub const CLASSES: &[Class] = &[
         kind: Kind::Forged,
         per: 50,
         run: ttl_copy_silent,
+    },
+    Class {
+        name: "takeover",
+        what: "a device answers in the client's place: a data segment with its own TTL, then a reset at the next sequence number with the same TTL, so the client's baseline widens to cover it",
+        kind: Kind::Forged,
+        per: 50,
+        run: takeover,
     },
     Class {
         name: "blind-in-window",
@@ -405,6 +412,8 @@ fn backlog(lab: &Lab, n: usize) -> Vec<Rst> {
 
 /// What a forger does to one request it saw.
 struct Forgery {
+    /// A data segment it sends first (addressed and marked like the resets), with its payload.
+    data_first: Option<(Rst, &'static [u8])>,
     /// The resets, in the order sent.
     resets: Vec<Rst>,
     /// Sent from the client's namespace (a forger beside the client), else from the router.
@@ -417,6 +426,7 @@ impl Forgery {
     /// Resets sent from the router; the client says nothing more.
     fn from_router(resets: Vec<Rst>) -> Forgery {
         Forgery {
+            data_first: None,
             resets,
             beside_client: false,
             client_continues: false,
@@ -438,6 +448,9 @@ fn each_request(lab: &Lab, base: u16, n: usize, forge: impl Fn(&Seen, u16) -> Fo
         } else {
             &lab.router
         };
+        if let Some((like, payload)) = &f.data_first {
+            inject_data(from, like, payload);
+        }
         for rst in &f.resets {
             inject(from, rst);
         }
@@ -460,6 +473,7 @@ fn ttl_other(lab: &Lab, n: usize) -> Vec<Rst> {
 
 fn ttl_copy_continues(lab: &Lab, n: usize) -> Vec<Rst> {
     each_request(lab, 11000, n, |req, _| Forgery {
+        data_first: None,
         resets: vec![Rst {
             ttl: 63,
             ip_id: req.ip_id.wrapping_add(1),
@@ -477,6 +491,32 @@ fn ttl_copy_silent(lab: &Lab, n: usize) -> Vec<Rst> {
             ip_id: 0x5000u16.wrapping_add(port.wrapping_mul(101)),
             ..toward_server(req.sport, req.dport, req.next_seq())
         }])
+    })
+}
+
+fn takeover(lab: &Lab, n: usize) -> Vec<Rst> {
+    const PAGE: &[u8] = b"HTTP/1.1 403 Forbidden\r\n\r\n";
+    each_request(lab, 18000, n, |req, port| {
+        let data = Rst {
+            ip_id: 0x6000u16.wrapping_add(port),
+            ack: Some(req.ack),
+            ..toward_server(req.sport, req.dport, req.next_seq())
+        };
+        let reset = Rst {
+            ip_id: data.ip_id.wrapping_add(1),
+            ack: None,
+            ..toward_server(
+                req.sport,
+                req.dport,
+                req.next_seq().wrapping_add(PAGE.len() as u32),
+            )
+        };
+        Forgery {
+            data_first: Some((data, PAGE)),
+            resets: vec![reset],
+            beside_client: false,
+            client_continues: false,
+        }
     })
 }
 
@@ -506,6 +546,7 @@ fn ips_counter(lab: &Lab, n: usize) -> Vec<Rst> {
 fn blind_in_window(lab: &Lab, n: usize) -> Vec<Rst> {
     // Linux answers it with a challenge ACK and the connection lives on.
     each_request(lab, 13000, n, |req, port| Forgery {
+        data_first: None,
         resets: vec![Rst {
             ttl: 63,
             ip_id: 0x9000u16.wrapping_add(port.wrapping_mul(37)),
@@ -544,6 +585,7 @@ fn gateway(lab: &Lab, n: usize) -> Vec<Rst> {
     // Sent from the client's own namespace: it crosses the router as the client's packets do,
     // and arrives with the same TTL.
     each_request(lab, 16000, n, |req, port| Forgery {
+        data_first: None,
         resets: vec![Rst {
             ip_id: 0x2000u16.wrapping_add(port),
             ..toward_server(req.sport, req.dport, req.next_seq())

@@ -126,6 +126,18 @@ pub struct Rst {
 
 /// Sends `rst` from namespace `ns` through a raw IP socket.
 pub fn inject(ns: &str, rst: &Rst) {
+    send(ns, rst, true, &[]);
+}
+
+/// Sends a data segment (PSH|ACK, the acknowledgement `like.ack` or 0) carrying `payload`,
+/// addressed, numbered and marked as `like` is, from namespace `ns`: what a device that answers
+/// in an endpoint's place sends before its reset.
+pub fn inject_data(ns: &str, like: &Rst, payload: &[u8]) {
+    send(ns, like, false, payload);
+}
+
+/// Builds and sends one segment: a reset, or a data segment with `payload`.
+fn send(ns: &str, rst: &Rst, reset: bool, payload: &[u8]) {
     let mut ip = Ipv4Header::new(
         0,
         rst.ttl,
@@ -136,7 +148,8 @@ pub fn inject(ns: &str, rst: &Rst) {
     .unwrap();
     ip.identification = rst.ip_id;
     let mut tcp = TcpHeader::new(rst.sport, rst.dport, rst.seq, rst.window);
-    tcp.rst = true;
+    tcp.rst = reset;
+    tcp.psh = !payload.is_empty();
     if let Some(a) = rst.ack {
         tcp.ack = true;
         tcp.acknowledgment_number = a;
@@ -144,7 +157,7 @@ pub fn inject(ns: &str, rst: &Rst) {
     let mut packet = Vec::new();
     PacketBuilder::ip(IpHeaders::Ipv4(ip, Default::default()))
         .tcp_header(tcp)
-        .write(&mut packet, &[])
+        .write(&mut packet, payload)
         .unwrap();
     let dst = rst.dst;
     in_ns(ns, || {
