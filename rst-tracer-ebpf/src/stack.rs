@@ -20,7 +20,7 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use rst_tracer_common::{
     counter::Counter,
     event::{
-        EventKind, SocketFields, StackEvent, StackTally, TracepointOffsets, EVENT_VERSION,
+        EventKind, SocketFields, StackEvent, StackTally, EVENT_VERSION,
         FIELD_ABSENT, REASON_UNKNOWN,
     },
     flow::{AddrWords, FlowKey, Side, FAMILY_IPV4, FAMILY_IPV6},
@@ -31,8 +31,29 @@ use crate::maps::{count, sample_gap_ns, RST_RING, RST_SAMPLES, RST_STACK_TALLY, 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-fn offsets() -> TracepointOffsets {
-    unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
+/// The send tracepoint's field offsets: state, reason, saddr, daddr.
+fn send_offsets() -> [u32; 4] {
+    let o = &TP_OFFSETS;
+    // SAFETY: TP_OFFSETS is a plain-data global that userspace sets before load and nothing
+    // writes after; the volatile reads keep the compiler from folding in the default. Only
+    // the fields needed are read: a copy of the whole table would cost 112 bytes of the
+    // verifier's 512-byte stack budget.
+    unsafe {
+        [
+            core::ptr::read_volatile(&o.send_state),
+            core::ptr::read_volatile(&o.send_reason),
+            core::ptr::read_volatile(&o.send_saddr),
+            core::ptr::read_volatile(&o.send_daddr),
+        ]
+    }
+}
+
+/// The socket fields of one of the socket tracepoints (a field of `TP_OFFSETS`), read alone
+/// (see [`send_offsets`]).
+fn socket_offsets(fields: &SocketFields) -> SocketFields {
+    // SAFETY: `fields` points into TP_OFFSETS, valid and unchanging for the program's life
+    // (see `send_offsets`).
+    unsafe { core::ptr::read_volatile(fields) }
 }
 
 /// An address and port from a `struct sockaddr_in` / `sockaddr_in6` copied into a tracepoint.
@@ -50,17 +71,17 @@ fn sockaddr(ctx: &TracePointContext, off: u32) -> Option<(u16, AddrWords, u16)> 
 
 /// tcp:tcp_send_reset: this host sends a reset; `saddr` is its sender (this host).
 pub fn sent_reset(ctx: &TracePointContext) {
-    let o = offsets();
+    let [state_at, reason_at, saddr_at, daddr_at] = send_offsets();
     let (Some((family, src, sport)), Some((_, dst, dport))) =
-        (sockaddr(ctx, o.send_saddr), sockaddr(ctx, o.send_daddr))
+        (sockaddr(ctx, saddr_at), sockaddr(ctx, daddr_at))
     else {
         return;
     };
-    let state: i32 = unsafe { ctx.read_at(o.send_state as usize) }.unwrap_or(0);
-    let reason: u32 = if o.send_reason == FIELD_ABSENT {
+    let state: i32 = unsafe { ctx.read_at(state_at as usize) }.unwrap_or(0);
+    let reason: u32 = if reason_at == FIELD_ABSENT {
         REASON_UNKNOWN
     } else {
-        unsafe { ctx.read_at(o.send_reason as usize) }.unwrap_or(REASON_UNKNOWN)
+        unsafe { ctx.read_at(reason_at as usize) }.unwrap_or(REASON_UNKNOWN)
     };
     let (key, side) = FlowKey::canonical(family, &src, sport, &dst, dport);
     flush_retransmits(&key);
@@ -76,7 +97,7 @@ pub fn sent_reset(ctx: &TracePointContext) {
 
 /// tcp:tcp_receive_reset: a socket accepted a reset from its peer.
 pub fn accepted_reset(ctx: &TracePointContext) {
-    if let Some((key, side, state)) = socket(ctx, &offsets().receive, true) {
+    if let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.receive), true) {
         flush_retransmits(&key);
         write(
             EventKind::StackAcceptedReset,
@@ -97,7 +118,7 @@ pub fn accepted_reset(ctx: &TracePointContext) {
     reason = "by value would copy the key and tally onto the stack"
 )]
 pub fn retransmit(ctx: &TracePointContext) {
-    let Some((key, side, state)) = socket(ctx, &offsets().retransmit, false) else {
+    let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.retransmit), false) else {
         return;
     };
     let now = unsafe { bpf_ktime_get_ns() };
@@ -158,7 +179,7 @@ fn flush_retransmits(key: &FlowKey) {
 
 /// tcp:tcp_retransmit_synack: a listener retransmitted its SYN-ACK.
 pub fn synack_retransmit(ctx: &TracePointContext) {
-    if let Some((key, side, state)) = socket(ctx, &offsets().synack, false) {
+    if let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.synack), false) {
         write(
             EventKind::StackSynAckRetransmit,
             &key,

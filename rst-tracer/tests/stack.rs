@@ -466,3 +466,28 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
         assert_eq!(r["origin"], "local", "port {port}: {r:#}");
     }
 }
+
+/// Every stack-view program passes this kernel's verifier and attaches. The tracer runs on
+/// without one it could not attach (it says so on stderr), so only this test fails loudly when
+/// one no longer loads (a program over the verifier's 512-byte stack, for example).
+#[test]
+fn every_stack_view_program_loads_and_attaches() {
+    require_root_and_object();
+    rst_tracer::stack::ensure_tracefs().unwrap();
+    let view = rst_tracer::stack::StackView::discover(std::path::Path::new(
+        rst_tracer::stack::TRACEFS,
+    ));
+    assert!(
+        view.send && view.receive && view.retransmit && view.synack,
+        "this kernel lacks a tracepoint: {:?}",
+        view.notes
+    );
+    let load = rst_tracer::attach::LoadOptions {
+        tracepoints: view.offsets,
+        ..Default::default()
+    };
+    let object = rst_tracer::object::embedded().unwrap();
+    let mut ebpf = rst_tracer::attach::open(object, &load).unwrap();
+    let refused = rst_tracer::attach::attach_stack(&mut ebpf, &view);
+    assert!(refused.is_empty(), "{refused:#?}");
+}
