@@ -255,10 +255,12 @@ pub const WSCALE_UNKNOWN: u8 = 0xff;
 pub const FLOW_MIDSTREAM: u32 = 1 << 0;
 /// [`FlowState::flags`]: a SYN, SYN-ACK and completing ACK were all seen.
 pub const FLOW_HANDSHAKE: u32 = 1 << 1;
-/// [`FlowState::flags`]: a SYN or SYN-ACK was sent again before the handshake completed. Which
-/// copy an answer belongs to is then ambiguous (Karn's rule), so the handshake's times are no
-/// measure of the round trip.
-pub const FLOW_HANDSHAKE_RETRANSMITTED: u32 = 1 << 2;
+/// [`FlowState::flags`]: the handshake's times are no measure of the round trip. Either a SYN
+/// or SYN-ACK was sent again before the handshake completed, so which copy an answer belongs to
+/// is ambiguous (Karn's rule); or a segment carrying data (or a FIN) completed it, so the
+/// client's own ACK of the SYN-ACK was lost on the way and the data that stood in for it may
+/// itself have been a retransmission, a timeout after the SYN-ACK.
+pub const FLOW_HANDSHAKE_UNTIMED: u32 = 1 << 2;
 
 /// Everything the kernel keeps per flow (232 bytes).
 #[repr(C)]

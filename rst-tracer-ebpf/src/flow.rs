@@ -16,7 +16,7 @@ use rst_tracer_common::{
         EventKind, HDR_NEW_FLOW, OPT_TIMESTAMPS, OPT_WSCALE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
     flow::{
-        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM,
+        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED, FLOW_MIDSTREAM,
         SIDE_FIN, SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
     },
     seq::{seq_before, seq_before_eq, seq_len},
@@ -224,7 +224,7 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
     // A second SYN or SYN-ACK before the handshake completed: which copy was answered is
     // ambiguous (Karn), so the handshake's times are marked as no measure of the round trip.
     if syn && state.ack_ns == 0 && ((!ack && state.syn_ns != 0) || (ack && state.synack_ns != 0)) {
-        state.flags |= FLOW_HANDSHAKE_RETRANSMITTED;
+        state.flags |= FLOW_HANDSHAKE_UNTIMED;
     }
     // The last SYN before the SYN-ACK and the last SYN-ACK before the completing ACK.
     if syn && !ack && state.synack_ns == 0 {
@@ -240,5 +240,9 @@ fn apply(state: &mut FlowState, seg: &Segment, side: Side, now_ns: u64) {
     {
         state.ack_ns = now_ns;
         state.flags |= FLOW_HANDSHAKE;
+        // Stacks ACK the SYN-ACK on its own: data in its place says that ACK was lost.
+        if info.payload_len > 0 || fin {
+            state.flags |= FLOW_HANDSHAKE_UNTIMED;
+        }
     }
 }

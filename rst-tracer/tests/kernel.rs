@@ -23,7 +23,7 @@ use rst_tracer_common::{
         OPT_WSCALE, TCP_ACK, TCP_RST,
     },
     flow::{
-        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_RETRANSMITTED, FLOW_MIDSTREAM, SIDE_SEEN,
+        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED, FLOW_MIDSTREAM, SIDE_SEEN,
         SIDE_TIMESTAMPS,
     },
     names,
@@ -223,7 +223,7 @@ fn a_reset_carries_its_headers_and_the_flow_before_it() {
     let flow = &r.flow;
     assert_eq!(flow.flags & FLOW_HANDSHAKE, FLOW_HANDSHAKE);
     assert_eq!(
-        flow.flags & (FLOW_MIDSTREAM | FLOW_HANDSHAKE_RETRANSMITTED),
+        flow.flags & (FLOW_MIDSTREAM | FLOW_HANDSHAKE_UNTIMED),
         0
     );
     assert_eq!(flow.handshake_rtt_ns(), Some(4 * MS));
@@ -708,9 +708,45 @@ fn a_handshake_sent_twice_is_marked_as_no_measure_of_the_round_trip() {
     for (what, resent) in [("SYN", syn), ("SYN-ACK", synack)] {
         let flow = handshake_with_a_copy(&resent);
         assert_eq!(
-            flow.flags & (FLOW_HANDSHAKE | FLOW_HANDSHAKE_RETRANSMITTED),
-            FLOW_HANDSHAKE | FLOW_HANDSHAKE_RETRANSMITTED,
+            flow.flags & (FLOW_HANDSHAKE | FLOW_HANDSHAKE_UNTIMED),
+            FLOW_HANDSHAKE | FLOW_HANDSHAKE_UNTIMED,
             "a {what} sent twice"
+        );
+    }
+}
+
+#[test]
+fn a_handshake_completed_by_data_is_no_measure_of_the_round_trip() {
+    // The client's own ACK of the SYN-ACK was lost: its request, retransmitted 700 ms later,
+    // completes the handshake at the server. A pure ACK leaves the handshake timed.
+    for (what, payload, untimed) in [("data", &b"GET /"[..], true), ("a pure ACK", &b""[..], false)] {
+        let mut k = Kernel::new();
+        k.seg(&Seg::new(CLIENT, 40000, SERVER, 80).seq(100).syn().ttl(63), T0);
+        k.seg(
+            &Seg::new(SERVER, 80, CLIENT, 40000).seq(5000).ack(101).syn(),
+            T0 + MS,
+        );
+        k.seg(
+            &Seg::new(CLIENT, 40000, SERVER, 80)
+                .seq(101)
+                .ack(5001)
+                .payload(payload)
+                .ttl(63),
+            T0 + 701 * MS,
+        );
+        k.seg(
+            &Seg::new(SERVER, 80, CLIENT, 40000).seq(5001).rst(),
+            T0 + 710 * MS,
+        );
+        let flow = k.resets().remove(0).flow;
+        assert_eq!(
+            flow.flags & (FLOW_HANDSHAKE | FLOW_HANDSHAKE_UNTIMED),
+            if untimed {
+                FLOW_HANDSHAKE | FLOW_HANDSHAKE_UNTIMED
+            } else {
+                FLOW_HANDSHAKE
+            },
+            "a handshake completed by {what}"
         );
     }
 }

@@ -118,10 +118,12 @@ pub fn from_kernel_reason(reason: &str) -> Option<Mechanism> {
 fn stack_shaped(case: &Case) -> bool {
     let r = case.reset;
     let sender = r.flow.side(r.seen.side);
-    // After a zero window, the stack's next window may be anything.
+    // After a zero window, or only a SYN's unscaled one, the stack's next window may be anything.
     let window_ok = r.rst.window == 0
         || (sender.packets > 0
-            && (sender.window == 0 || fingerprint::near(r.rst.window, sender.window)));
+            && (sender.window == 0
+                || fingerprint::window_unknown(sender)
+                || fingerprint::near(r.rst.window, sender.window)));
     r.rst.flags & TCP_RESERVED == 0 && r.rst.payload_len == 0 && window_ok
 }
 
@@ -134,7 +136,7 @@ fn carries_the_senders_socket(r: &Reset) -> bool {
     let own_window = r.rst.window != 0
         && (r.rst.window == sender.window
             || (!ipv4 && fingerprint::near(r.rst.window, sender.window)));
-    (ipv4 && r.rst.ip_id != 0 && ipid::continues(r.rst.ip_id, sender.last_ip_id)) || own_window
+    (ipv4 && r.rst.ip_id != 0 && ipid::continues_sender(r.rst.ip_id, sender)) || own_window
 }
 
 /// Whether `r` bears every mark of its sender's own abort: the sender's next byte, and its
@@ -154,7 +156,7 @@ fn abort(case: &Case) -> Option<Explanation> {
     let ipv4 = r.rst.ip_flags & IP_V6 == 0;
     let id = if !ipv4 {
         String::new()
-    } else if ipid::continues(r.rst.ip_id, sender.last_ip_id) {
+    } else if ipid::continues_sender(r.rst.ip_id, sender) {
         format!(", ip id {:#06x} continues its count", r.rst.ip_id)
     } else {
         format!(
@@ -340,6 +342,24 @@ mod tests {
         r.flow.rst_count = 0;
         r.flow.sides[1].last_seq = 4999;
         assert_eq!(mechanism(&r), Some(Mechanism::HalfOpen));
+    }
+
+    #[test]
+    fn an_abort_right_after_the_synack_is_an_abort() {
+        // The server's only packet was its SYN-ACK (IP ID 0, window 65,160 unscaled); its
+        // socket then aborts with a RST|ACK at its next byte, a fresh IP ID and window 64
+        // (scaled, shrunk by the client's unread request). No reply to the client's ACK
+        // sets ACK.
+        let mut r = reset();
+        let c = &mut r.flow.sides[0];
+        c.last_flags = TCP_SYN | TCP_ACK;
+        c.last_ip_id = 0;
+        c.window = 65_160;
+        r.rst.ip_id = 19_596;
+        r.rst.window = 64;
+        assert_eq!(mechanism(&r), Some(Mechanism::Abort));
+        let v = crate::forensics::judge(&case(&r));
+        assert!(!v.suspicious, "{:?}", v.findings);
     }
 
     #[test]

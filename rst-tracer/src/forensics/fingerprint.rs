@@ -3,8 +3,8 @@
 //! a timestamp older than the sender's last is not the sender's clock.
 
 use rst_tracer_common::{
-    event::{OPT_TIMESTAMPS, TCP_RESERVED},
-    flow::SIDE_TIMESTAMPS,
+    event::{OPT_TIMESTAMPS, TCP_RESERVED, TCP_SYN},
+    flow::{SideState, SIDE_TIMESTAMPS},
     seq::seq_diff,
 };
 
@@ -14,6 +14,13 @@ use super::{Case, Finding, Strength};
 pub fn near(a: u16, b: u16) -> bool {
     let (a, b) = (a as u32, b as u32);
     a <= b * 4 && b <= a * 4
+}
+
+/// Whether the sender's own window is not known in the units its reset uses: its latest packet
+/// was its SYN or SYN-ACK, whose window is never scaled, while its connection's later windows
+/// are scaled and shrink with the data it holds unread.
+pub fn window_unknown(sender: &SideState) -> bool {
+    sender.last_flags & TCP_SYN != 0
 }
 
 /// Fingerprint findings.
@@ -31,6 +38,12 @@ pub fn check(case: &Case) -> Vec<Finding> {
                 "window_sender",
                 Strength::Info,
                 format!("window {window} = the sender's last window, as stack aborts carry"),
+            ));
+        } else if sender.packets > 0 && window_unknown(sender) {
+            out.push(Finding::new(
+                "window_unusual",
+                Strength::Weak,
+                format!("window {window} on a RST after only the sender's SYN (window {}, unscaled): its connection's window, scaled and shrunk by unread data, is not known yet", sender.window),
             ));
         } else if sender.packets > 0 && near(window, sender.window) {
             out.push(Finding::new(
@@ -113,6 +126,11 @@ mod tests {
             codes(check(&case(&r))),
             [("window_unusual", Strength::Medium)]
         );
+        // After only the sender's SYN-ACK (65,160 unscaled) its connection's window is unknown.
+        r.flow.sides[0].last_flags = TCP_SYN | rst_tracer_common::event::TCP_ACK;
+        r.flow.sides[0].window = 65_160;
+        r.rst.window = 64;
+        assert_eq!(codes(check(&case(&r))), [("window_unusual", Strength::Weak)]);
     }
 
     #[test]

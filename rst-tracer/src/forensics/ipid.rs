@@ -2,7 +2,11 @@
 //! reset whose IP ID copies the packet it answers, or that carries the same value on resets of
 //! many flows, was built by a device, not by the sender's stack. IPv6 has no IP ID.
 
-use rst_tracer_common::{event::IP_V6, flow::SideState, ttl::initial_ttl};
+use rst_tracer_common::{
+    event::{IP_V6, TCP_SYN},
+    flow::SideState,
+    ttl::initial_ttl,
+};
 
 use super::{sequence, timing, Case, Finding, Strength};
 
@@ -61,6 +65,33 @@ pub fn continues(id: u16, last: u16) -> bool {
 
 /// Packets in a row one ID apart that show a per-connection counter.
 const COUNTER_RUN: u8 = 2;
+/// How many of a counter-keeping sender's packets may have been lost before the observer between
+/// its last one seen and its reset: each moved its counter on by one (or more).
+const COUNTER_SLACK: u32 = 32;
+/// The smallest segment (IPv4's least MSS) a GSO or GRO aggregate stands for, to count its IDs.
+const MIN_SEGMENT: u32 = 536;
+
+/// Whether IP ID `id` can be the next of `sender`'s own count. A sender whose stack keeps a
+/// counter per connection (see [`keeps_a_counter`]) moves it on by one per segment, and the
+/// observer sees every segment of the flow that reaches it: the next ID is one past its last
+/// packet's segments, plus a few lost on the way. Other stacks' counters are shared with other
+/// traffic or stamp one value: [`continues`].
+pub fn continues_sender(id: u16, sender: &SideState) -> bool {
+    if !keeps_a_counter(sender) {
+        return continues(id, sender.last_ip_id);
+    }
+    let step = u32::from(id.wrapping_sub(sender.last_ip_id));
+    // A GSO/GRO aggregate carries its first segment's ID.
+    let segments = u32::from(sender.last_len).div_ceil(MIN_SEGMENT).max(1);
+    (1..=segments + COUNTER_SLACK).contains(&step)
+}
+
+/// Whether the sender's latest packet was its SYN or SYN-ACK, with IP ID 0: a Linux SYN-ACK comes
+/// from the listener's request socket (IP ID 0 with DF), and the connection's own socket starts a
+/// counter of its own at a random value, so an ID after it neither continues nor jumps.
+fn counter_not_started(sender: &SideState) -> bool {
+    sender.last_flags & TCP_SYN != 0 && sender.last_ip_id == 0
+}
 
 /// Whether the sender's stack numbers this flow's packets with a counter of its own, so that its
 /// abort continues it: its latest packets one ID apart in a row, from a stack whose initial TTL
@@ -99,7 +130,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     // Shared: the same value on resets of several flows, and not this sender's own next value
     // (two stacks' counters meet by chance often enough: 300 aborts collide half the time).
-    let continues_own = sender.packets > 0 && continues(id, sender.last_ip_id);
+    let continues_own = sender.packets > 0 && continues_sender(id, sender);
     let share = case.ipid_share;
     if id != 0 && share.flows >= 2 && !continues_own && share.chance() < CHANCE {
         out.push(Finding::new(
@@ -125,7 +156,8 @@ pub fn check(case: &Case) -> Vec<Finding> {
     // nothing, or one that came too soon after the sender's data for any answer to reach it.
     let abort_only =
         sequence::answers_receiver(case).is_none() || timing::too_soon_for_a_reply(case);
-    if id != 0 && !copied && abort_only && !continues(id, last) && keeps_a_counter(sender) {
+    if id != 0 && !copied && abort_only && !continues_sender(id, sender) && keeps_a_counter(sender)
+    {
         out.push(Finding::new(
             "ipid_foreign",
             Strength::Strong,
@@ -142,9 +174,9 @@ pub fn check(case: &Case) -> Vec<Finding> {
             Strength::Weak,
             format!("ip id 0 after the sender's {last:#06x} (Linux reply resets also carry 0)"),
         ));
-    } else if id != 0 && !copied {
+    } else if id != 0 && !copied && !counter_not_started(sender) {
         let step = id.wrapping_sub(last);
-        if continues(id, last) {
+        if continues_sender(id, sender) {
             out.push(Finding::new(
                 "ipid_continues",
                 Strength::Info,
@@ -300,6 +332,45 @@ mod tests {
         r.rst.ip_id = 100 + 5000;
         r.flow.sides[0].ttl_min = 120;
         r.flow.sides[0].ttl_max = 120;
+        assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
+    }
+
+    #[test]
+    fn a_per_connection_counter_continues_by_its_segments_only() {
+        // The client's counter (three packets one apart) stands at 100.
+        let mut r = reset();
+        r.flow.sides[0].ipid_run = COUNTER_RUN;
+        r.rst.ip_id = 101;
+        assert_eq!(codes_with(&r, 1), [("ipid_continues", Strength::Info)]);
+        // 755 on: within the loose bound for shared counters, not a connection's own next ID.
+        // An IPS with a counter of its own and the client's TTL (abort-only: it sets ACK).
+        r.rst.ip_id = 100 + 755;
+        assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
+        // A 64 KB GSO aggregate as its last packet stood for up to 123 segments.
+        r.flow.sides[0].last_len = 65_000;
+        assert_eq!(codes_with(&r, 1), [("ipid_foreign", Strength::Strong)]);
+        r.rst.ip_id = 100 + 150;
+        assert_eq!(codes_with(&r, 1), [("ipid_continues", Strength::Info)]);
+        // The same ID again is no step of a counter.
+        r.rst.ip_id = 100;
+        assert!(!continues_sender(100, &r.flow.sides[0]));
+        // Without a counter seen, the loose bound holds.
+        r.flow.sides[0].ipid_run = 0;
+        assert!(continues_sender(100 + 755, &r.flow.sides[0]));
+    }
+
+    #[test]
+    fn an_id_after_a_synack_with_id_0_starts_a_count() {
+        // The server's last packet was its SYN-ACK (IP ID 0, from the request socket); its
+        // connection socket's abort carries a random first ID: no jump.
+        let mut r = reset();
+        let s = &mut r.flow.sides[0];
+        s.last_flags = TCP_SYN | rst_tracer_common::event::TCP_ACK;
+        s.last_ip_id = 0;
+        r.rst.ip_id = 19_596;
+        assert!(codes_with(&r, 1).is_empty(), "{:?}", codes_with(&r, 1));
+        // After a SYN-ACK with an ID of its own (a global counter), the jump is still one.
+        r.flow.sides[0].last_ip_id = 7;
         assert_eq!(codes_with(&r, 1), [("ipid_jump", Strength::Weak)]);
     }
 

@@ -4,7 +4,7 @@
 
 use rst_tracer_common::{
     event::{TCP_ACK, TCP_FIN, TCP_SYN},
-    flow::{Side, FLOW_HANDSHAKE_RETRANSMITTED},
+    flow::{Side, FLOW_HANDSHAKE_UNTIMED},
 };
 
 use super::{Case, Finding, Strength};
@@ -15,12 +15,13 @@ const TIMING_MARGIN_NS: u64 = 1_000_000;
 /// Round trip from the observer to the claimed sender and back (ns), and where it comes from: the
 /// shortest clean sample. The handshake gives one (SYN-ACK to ACK for the client, SYN to
 /// SYN-ACK for the server) unless a SYN or SYN-ACK was retransmitted (Karn's rule: the answer
-/// may belong to the first copy, and a lost SYN makes a one-second "round trip"); the kernel
+/// may belong to the first copy, and a lost SYN makes a one-second "round trip") or data
+/// completed it in place of the lost ACK (a retransmission timeout may lie in it); the kernel
 /// times data/ACK pairs too, never retransmitted segments. The smaller wins: loss only ever
 /// makes a round trip look longer.
 pub fn leg_rtt_ns(case: &Case) -> Option<(u64, &'static str)> {
     let f = &case.reset.flow;
-    let clean = f.flags & FLOW_HANDSHAKE_RETRANSMITTED == 0;
+    let clean = f.flags & FLOW_HANDSHAKE_UNTIMED == 0;
     let handshake = (clean && f.syn_ns != 0 && f.synack_ns > f.syn_ns && f.ack_ns > f.synack_ns)
         .then(|| {
             let client = Side::from_u8(f.syn_side);
@@ -167,7 +168,7 @@ mod tests {
         r.flow.sides[0].seq_next = 1000;
         r.rst.ack = 1000;
         assert_eq!(codes(check(&case(&r))), [("too_fast", Strength::Strong)]);
-        r.flow.flags |= FLOW_HANDSHAKE_RETRANSMITTED;
+        r.flow.flags |= FLOW_HANDSHAKE_UNTIMED;
         assert!(codes(check(&case(&r))).is_empty(), "no clean sample");
         // A clean data/ACK sample still serves.
         r.flow.sides[1].leg_min_ns = (200 * MS) as u32;
