@@ -88,7 +88,12 @@ pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
 /// verifier's work by every parse path); returns how many were copied.
 #[inline(always)]
 fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
-    let available = subject.seg.payload_available as usize;
+    // An skb's payload may lie in its page fragments, past the linear part the parser saw;
+    // bpf_skb_load_bytes reads those too.
+    let available = match subject.obs.ctx {
+        PacketCtx::Xdp(_) => subject.seg.payload_available,
+        PacketCtx::Skb(skb) => unsafe { (*skb).len }.saturating_sub(subject.seg.payload_offset),
+    } as usize;
     let mut len = subject.seg.info.payload_len as usize;
     if len > available {
         len = available;

@@ -33,7 +33,7 @@ use rst_tracer_common::{
 
 use crate::{
     maps::{count, RST_SEGMENT},
-    parse::{parse_frame, Cursor},
+    parse::{parse_frame, Cursor, Segment},
 };
 
 /// The program context a packet came in, for helpers that need it.
@@ -174,40 +174,87 @@ fn observe_replay(ctx: &XdpContext) {
     observe(xdp_frame(ctx), obs);
 }
 
-/// Headers beyond this many bytes are not needed; a non-linear skb is pulled up to it.
+/// Headers beyond this many bytes are not needed; a non-linear skb is pulled up to it when its
+/// headers are not all in its linear part.
 const TC_PULL_LEN: u32 = 256;
 
+/// The linear part of a TC program's skb.
+#[inline(always)]
+fn tc_frame(ctx: &TcContext) -> Cursor {
+    Cursor {
+        pos: ctx.data(),
+        end: ctx.data_end(),
+    }
+}
+
+/// A parse that ran out of bytes (as opposed to a frame that is not TCP, or malformed).
+#[inline(always)]
+fn truncated(reason: Counter) -> bool {
+    matches!(
+        reason,
+        Counter::ErrEthTruncated
+            | Counter::ErrVlanTruncated
+            | Counter::ErrPppoeTruncated
+            | Counter::ErrIpv4Truncated
+            | Counter::ErrIpv6Truncated
+            | Counter::ErrIpv6ExtTruncated
+            | Counter::ErrTcpTruncated
+    )
+}
+
+/// TC: the skb is parsed where it lies. Its headers are almost always in its linear part (GSO
+/// segments and GRO'd skbs carry them there, the payload in page fragments), and pulling more
+/// (`bpf_skb_pull_data` copies from the fragments and may reallocate the head) cost a few
+/// hundred ns on every MTU frame when it was done unconditionally. Only a parse that ran out of
+/// linear bytes while the skb holds more pulls the headers in and parses again.
 #[inline(always)]
 fn observe_tc(ctx: &TcContext, hook: Hook) {
-    let skb_len = ctx.len();
-    let linear = (ctx.data_end() - ctx.data()) as u32;
-    if linear < skb_len && linear < TC_PULL_LEN {
-        let want = if skb_len < TC_PULL_LEN {
-            skb_len
-        } else {
-            TC_PULL_LEN
-        };
-        let _ = ctx.pull_data(want);
-    }
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    observe(
-        Cursor {
-            pos: ctx.data(),
-            end: ctx.data_end(),
-        },
-        Observation::live(PacketCtx::Skb(ctx.skb.skb), hook, ifindex),
-    );
+    let obs = Observation::live(PacketCtx::Skb(ctx.skb.skb), hook, ifindex);
+    let Some(seg) = start() else {
+        return;
+    };
+    let mut parsed = parse_frame(tc_frame(ctx), seg);
+    if let Err(reason) = parsed {
+        let skb_len = ctx.len();
+        let linear = (ctx.data_end() - ctx.data()) as u32;
+        if truncated(reason) && linear < skb_len {
+            let want = if skb_len < TC_PULL_LEN {
+                skb_len
+            } else {
+                TC_PULL_LEN
+            };
+            let _ = ctx.pull_data(want);
+            parsed = parse_frame(tc_frame(ctx), seg);
+        }
+    }
+    finish(parsed, seg, obs);
 }
 
 /// The one path every hook shares.
 #[inline(always)]
-fn observe(frame: Cursor, mut obs: Observation) {
-    count(Counter::Packets);
-    let Some(seg) = RST_SEGMENT.get_ptr_mut(0) else {
+fn observe(frame: Cursor, obs: Observation) {
+    let Some(seg) = start() else {
         return;
     };
-    let seg = unsafe { &mut *seg };
-    match parse_frame(frame, seg) {
+    let parsed = parse_frame(frame, seg);
+    finish(parsed, seg, obs);
+}
+
+/// Counts the packet; returns the per-CPU segment the parser fills.
+#[inline(always)]
+fn start() -> Option<&'static mut Segment> {
+    count(Counter::Packets);
+    let seg = RST_SEGMENT.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU array slot, used by one program run at a time on this CPU (programs
+    // do not preempt each other on one CPU).
+    Some(unsafe { &mut *seg })
+}
+
+/// Judges a parsed segment, or counts why there was none.
+#[inline(always)]
+fn finish(parsed: Result<(), Counter>, seg: &mut Segment, mut obs: Observation) {
+    match parsed {
         Ok(()) => {
             if obs.header_flags & HDR_TS_CAPTURE == 0 {
                 obs.now_ns = unsafe { bpf_ktime_get_ns() };
