@@ -2,6 +2,9 @@
 //!
 //! - `rst_baseline` does nothing but pass the packet. Every kernel cost rst-tracer reports is
 //!   measured beside it in the same run.
+//! - `rst_empty_in` and `rst_empty_eg` are the same at tc (tcx) ingress and egress: the in-place
+//!   benchmark attaches them where the tracer attaches, on the same traffic, to measure what
+//!   any tc program costs there.
 //! - The floors are the least any per-flow design pays: reading the clock, and one look-up of the
 //!   canonical flow key in an LRU hash of the tracer's layout. The look-ups parse only Ethernet +
 //!   IPv4 + TCP at fixed offsets and keep nothing else, so the benchmark can say how much of the
@@ -10,11 +13,11 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, TC_ACT_UNSPEC},
     helpers::bpf_ktime_get_ns,
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::LruHashMap,
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use rst_tracer_common::{
     flow::{FlowKey, FlowState, FAMILY_IPV4},
@@ -30,6 +33,18 @@ static RST_FLOOR_FLOWS: LruHashMap<FlowKey, FlowState> =
 #[xdp]
 pub fn rst_baseline(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Does nothing at tc ingress, and returns what the tracer's tc programs return (tcx: "next").
+#[classifier]
+pub fn rst_empty_in(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
+/// Does nothing at tc egress (see `rst_empty_in`).
+#[classifier]
+pub fn rst_empty_eg(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 /// Reads the clock, as the tracer does once per TCP segment.

@@ -13,35 +13,20 @@
 #[path = "../tests/common/lab.rs"]
 #[allow(dead_code, reason = "the bench uses only part of the lab")]
 mod lab;
+#[path = "common/iperf.rs"]
+mod iperf;
 #[path = "common/summary.rs"]
 mod summary;
 
-use std::{
-    fs,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path};
 
 use anyhow::{bail, ensure, Context, Result};
-use lab::{Lab, SERVER_IP};
-use serde_json::{json, Value};
+use lab::Lab;
+use serde_json::json;
 use summary::median;
 
-/// The iperf3 port.
-const PORT: &str = "5201";
 /// Budget: throughput with the tracer (auto) over throughput without.
 const MIN_RATIO: f64 = 0.90;
-
-/// A process this bench started, killed (by its PID) when dropped.
-struct Started(Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// One way of watching the server's interface.
 #[derive(Clone, Copy, Debug)]
@@ -76,29 +61,7 @@ impl Way {
 
 /// iperf3 from the client to the server for `seconds`: received Gbit/s.
 fn iperf(lab: &Lab, seconds: u32) -> Result<f64> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.client,
-            "iperf3",
-            "-J",
-            "-c",
-            SERVER_IP,
-        ])
-        .args(["-p", PORT, "-t", &seconds.to_string()])
-        .output()
-        .context("running iperf3")?;
-    let report: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
-    ensure!(
-        out.status.success(),
-        "iperf3 failed: {}",
-        report["error"].as_str().unwrap_or("(no message)")
-    );
-    report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|bps| bps / 1e9)
-        .context("iperf3 report without end.sum_received")
+    iperf::run(lab, seconds, iperf::Direction::ToServer)
 }
 
 /// One iperf3 run with `way` watching: Gbit/s, and for tcpdump the share of packets it lost
@@ -161,23 +124,7 @@ fn main() -> Result<()> {
     let lab = Lab::new(env!("CARGO_BIN_EXE_rst-tracer"));
     let scratch = std::env::temp_dir().join(format!("{}-bench", lab.server));
     fs::create_dir_all(&scratch)?;
-    let server = Started(
-        Command::new("ip")
-            .args(["netns", "exec", &lab.server, "iperf3", "-s", "-p", PORT])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the iperf3 server")?,
-    );
-    // The server needs a moment to listen; the first client run retries until it does.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while iperf(&lab, 1).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "the iperf3 server did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let server = iperf::serve(&lab)?;
 
     let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); Way::ALL.len()];
     let mut tcpdump_lost = Vec::new();

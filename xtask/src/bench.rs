@@ -23,7 +23,13 @@ pub struct Options {
     pub rounds: u32,
 }
 
-/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth.
+/// Every section `summary.json` must hold after a run; a missing one fails the bench.
+const SECTIONS: [&str; 8] = [
+    "kernel", "replay", "stack", "userspace", "flood", "veth", "insitu", "veth_mtu",
+];
+
+/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth, insitu
+/// (which writes the insitu and veth_mtu sections).
 ///
 /// # Errors
 /// Not root, a failed build, a failed benchmark, or a missed budget.
@@ -55,6 +61,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 "flood",
                 "--bench",
                 "veth",
+                "--bench",
+                "insitu",
             ])
             .env("RST_TRACER_EBPF_OBJECT", dir.join("rst-tracer-ebpf"))
             .env(
@@ -74,6 +82,13 @@ fn verdicts(summary: &Path) -> Result<()> {
         fs::read_to_string(summary).with_context(|| format!("reading {}", summary.display()))?;
     let doc: serde_json::Value = serde_json::from_str(&text)?;
     let sections = doc.as_object().context("summary.json is not an object")?;
+    let absent: Vec<&str> = SECTIONS
+        .into_iter()
+        .filter(|s| !sections.contains_key(*s))
+        .collect();
+    if !absent.is_empty() {
+        bail!("summary.json lacks the sections {}", absent.join(", "));
+    }
     let mut missed = Vec::new();
     println!("budgets ({}):", summary.display());
     for (section, values) in sections {
@@ -105,13 +120,23 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("summary.json");
         let write = |text: &str| std::fs::write(&path, text).unwrap();
-        write(
-            r#"{"kernel": {"budget": "ack", "budget_met": false}, "replay": {"records_per_s": 1.0}, "veth": {"budget": "gbps", "budget_met": true}}"#,
-        );
+        let all = |kernel_met: bool| {
+            let mut doc = serde_json::Map::new();
+            for s in super::SECTIONS {
+                doc.insert(s.into(), serde_json::json!({"budget": s, "budget_met": true}));
+            }
+            doc["kernel"]["budget_met"] = kernel_met.into();
+            doc["replay"] = serde_json::json!({"records_per_s": 1.0});
+            serde_json::Value::Object(doc).to_string()
+        };
+        write(&all(false));
         let err = verdicts(&path).unwrap_err().to_string();
         assert!(err.contains("kernel") && !err.contains("veth"), "{err}");
-        write(r#"{"veth": {"budget": "gbps", "budget_met": true}}"#);
+        write(&all(true));
         assert!(verdicts(&path).is_ok());
+        write(r#"{"veth": {"budget": "gbps", "budget_met": true}}"#);
+        let err = verdicts(&path).unwrap_err().to_string();
+        assert!(err.contains("lacks") && err.contains("insitu"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,12 +13,13 @@ const BPF_LINKER_VERSION: &str = "~0.10";
 /// Programs the test suite drives, and the Debian packages that provide them.
 const TEST_TOOLS: [(&str, &str); 2] = [("tcpdump", "tcpdump"), ("nft", "nftables")];
 /// Programs the benchmarks drive or compare against: tshark, capinfos to count records, iperf3
-/// for throughput, tcpdump.
-const BENCH_TOOLS: [(&str, &str); 4] = [
+/// for throughput, tcpdump, ethtool to turn offloads off.
+const BENCH_TOOLS: [(&str, &str); 5] = [
     ("tshark", "tshark"),
     ("capinfos", "tshark"),
     ("iperf3", "iperf3"),
     ("tcpdump", "tcpdump"),
+    ("ethtool", "ethtool"),
 ];
 
 /// Installs the programs the tests drive (Debian packages) when they are missing.
