@@ -1,7 +1,8 @@
 //! Reset flood (`cargo xtask bench`): the lab's router sends forged resets into the server's
 //! interface as fast as one sender thread can (bounded in count and time) while the tracer runs
 //! there. Every reset must be either reported (a `reset` line) or counted as dropped by the
-//! kernel (`rst_dropped`): `sent == received + dropped_counted`.
+//! kernel (`rst_dropped`): `sent == received + dropped_counted`; and every one must be in the
+//! summaries' per-remote and per-port tallies (`summarised == sent`), dropped event or not.
 //!
 //! Then a retransmission storm: tens of thousands of flows resending a data segment, enough to
 //! overrun the sample ring, with resets mixed in. The resets have their own ring, so every one
@@ -178,6 +179,8 @@ impl Frames {
 /// What one tracer run reported: reset lines and the final kernel counters.
 struct Reported {
     resets: u64,
+    /// Resets in the summaries' per-remote and per-port tallies (the smaller of the two sums).
+    summarised: u64,
     counters: Value,
 }
 
@@ -187,13 +190,27 @@ impl Reported {
         std::thread::sleep(Duration::from_secs(2));
         let lines = tracer.stop();
         let resets = lines.iter().filter(|l| l["type"] == "reset").count() as u64;
+        let tallied = |list: &str| -> u64 {
+            lines
+                .iter()
+                .filter(|l| l["type"] == "summary")
+                .filter_map(|l| l[list].as_array())
+                .flatten()
+                .filter_map(|t| t["resets"].as_u64())
+                .sum()
+        };
+        let summarised = tallied("top_remote").min(tallied("top_ports"));
         let counters = lines
             .iter()
             .rev()
             .find(|l| l["type"] == "stats")
             .context("the tracer printed no stats")?["counters"]
             .clone();
-        Ok(Reported { resets, counters })
+        Ok(Reported {
+            resets,
+            summarised,
+            counters,
+        })
     }
 
     fn counter(&self, name: &str) -> u64 {
@@ -225,6 +242,7 @@ fn main() -> Result<()> {
     let received = flood_seen.resets;
     let dropped = flood_seen.counter("rst_dropped");
     let hook_saw = flood_seen.counter("rst");
+    let summarised = flood_seen.summarised;
 
     // The storm: retransmitted segments with a reset among every STORM_RST_EVERY.
     let mut storm = Vec::new();
@@ -262,6 +280,7 @@ fn main() -> Result<()> {
         "  reported {received}, dropped and counted {dropped}, unaccounted {}",
         sent as i64 - (received + dropped) as i64
     );
+    println!("  in the summaries' per-remote and per-port tallies: {summarised}");
     println!(
         "retransmission storm ({STORM_FLOWS} flows, a reset every {STORM_RST_EVERY} segments)"
     );
@@ -275,6 +294,7 @@ fn main() -> Result<()> {
     values.insert("sent".into(), json!(sent));
     values.insert("received".into(), json!(received));
     values.insert("dropped_counted".into(), json!(dropped));
+    values.insert("summarised".into(), json!(summarised));
     values.insert("seconds".into(), json!(seconds));
     values.insert("hook_saw".into(), json!(hook_saw));
     values.insert("storm_frames_sent".into(), json!(storm_sent));
@@ -285,12 +305,15 @@ fn main() -> Result<()> {
     values.insert("storm_samples_dropped".into(), json!(samples_dropped));
     summary::budget(
         &mut values,
-        "every reset reported or counted as dropped; under the storm, every reset reported",
+        "every reset reported or counted as dropped, and every one in the summaries' tallies; under the storm, every reset reported",
         &format!(
-            "flood {} unaccounted, storm {storm_received} of {storm_rst_sent} reported",
+            "flood {} unaccounted, {summarised} of {sent} summarised; storm {storm_received} of {storm_rst_sent} reported",
             sent as i64 - (received + dropped) as i64
         ),
-        sent == received + dropped && storm_received == storm_rst_sent && storm_rst_dropped == 0,
+        sent == received + dropped
+            && summarised == sent
+            && storm_received == storm_rst_sent
+            && storm_rst_dropped == 0,
     );
     summary::write_section(&summary::out_dir(), "flood", values)
 }

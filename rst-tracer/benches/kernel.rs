@@ -37,8 +37,10 @@ use rst_tracer_common::{
 };
 use serde_json::json;
 
-/// Budget: an established flow's ACK costs at most this many times XDP_PASS.
-const ACK_BUDGET: f64 = 2.0;
+/// Budget: an established flow's ACK costs at most this many times the floor of one flow-table
+/// look-up in the same run (it may do the look-up and almost nothing else on the common path).
+/// The earlier budget, 2.0x XDP_PASS, was below what the look-up alone costs.
+const ACK_BUDGET: f64 = 1.0;
 /// RSTs per round when measuring the reset path: fits the reset ring (1 MiB / 400 B).
 const RST_REPEAT: u32 = 2_000;
 /// RSTs that overfill the reset ring when nothing reads it.
@@ -395,11 +397,17 @@ fn main() -> Result<()> {
     let over_floor = rows[0].1 / floor_ns["floor_lookup_clock_ns"];
     println!("established ACK over the floor of one look-up and the clock: {over_floor:.2}x");
     summary.insert("established_ack_over_floor".into(), json!(over_floor));
+    let over_lookup = rows[0].1 / floor_ns["floor_lookup_ns"];
+    println!("established ACK over the floor of one look-up: {over_lookup:.2}x");
+    summary.insert("established_ack_over_lookup".into(), json!(over_lookup));
     summary::budget(
         &mut summary,
-        &format!("established ACK <= {ACK_BUDGET:.1}x XDP_PASS"),
-        &format!("{ack_ratio:.2}x"),
-        ack_ratio <= ACK_BUDGET,
+        &format!("established ACK <= {ACK_BUDGET:.1}x one flow-table look-up"),
+        &format!(
+            "{over_lookup:.2}x ({:.0} vs {:.0} ns)",
+            rows[0].1, floor_ns["floor_lookup_ns"]
+        ),
+        over_lookup <= ACK_BUDGET,
     );
     summary::write_section(&summary::out_dir(), "kernel", summary)
 }

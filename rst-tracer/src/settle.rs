@@ -167,13 +167,18 @@ impl SettleQueue {
 
 /// Notes held at most; beyond it the oldest are forgotten early (and counted).
 pub const IPID_MAX_NOTES: usize = 100_000;
+/// Distinct flows a share counts up to: more say nothing new (the chance of eight flows on one
+/// ID is already below 1e-20 among 100,000 notes), and a device stamping one ID on thousands
+/// of resets must not make every verdict walk all of them.
+const IPID_SHARE_FLOWS_MAX: usize = 8;
 
 /// Which flows' resets carried each IPv4 ID recently: a device that stamps one fixed ID on
 /// every reset it forges shows up across flows. Notes older than [`SHARE_WINDOW_NS`] are
 /// forgotten, and at most [`IPID_MAX_NOTES`] are held.
 #[derive(Debug, Default)]
 pub struct IpIdRegistry {
-    by_id: PacketMap<u16, Vec<(FlowKey, u64)>>,
+    /// Per ID, its notes oldest first (the order they were noted in).
+    by_id: PacketMap<u16, VecDeque<(FlowKey, u64)>>,
     order: VecDeque<(u64, u16)>,
     forgotten_early: u64,
 }
@@ -186,14 +191,17 @@ impl IpIdRegistry {
             self.forgotten_early += 1;
             self.forget_oldest();
         }
-        self.by_id.entry(id).or_default().push((*key, ts_ns));
+        self.by_id.entry(id).or_default().push_back((*key, ts_ns));
         self.order.push_back((ts_ns, id));
     }
 
     /// How many flows' resets carried `id` within the window around `ts_ns`, `key`'s included.
     pub fn share(&self, id: u16, key: &FlowKey, ts_ns: u64) -> IpIdShare {
         let mut flows: Vec<&FlowKey> = vec![key];
-        for (k, t) in self.by_id.get(&id).into_iter().flatten() {
+        for (k, t) in self.by_id.get(&id).into_iter().flatten().rev() {
+            if flows.len() == IPID_SHARE_FLOWS_MAX {
+                break;
+            }
             if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows.contains(&k) {
                 flows.push(k);
             }
@@ -220,7 +228,8 @@ impl IpIdRegistry {
             return;
         };
         if let Some(notes) = self.by_id.get_mut(&id) {
-            notes.remove(0);
+            // The registry's oldest note is its ID's oldest: both keep the order noted in.
+            notes.pop_front();
             if notes.is_empty() {
                 self.by_id.remove(&id);
             }
@@ -291,6 +300,22 @@ mod tests {
     }
 
     #[test]
+    fn a_share_counts_flows_up_to_its_cap() {
+        // One ID on 50,000 flows' resets: the share stops counting at the cap.
+        let mut reg = IpIdRegistry::default();
+        for port in 0..50_000u16 {
+            let k = FlowKey {
+                port_lo: port,
+                ..Default::default()
+            };
+            reg.note(242, &k, T);
+        }
+        let share = reg.share(242, &FlowKey::default(), T);
+        assert_eq!(share.flows, IPID_SHARE_FLOWS_MAX);
+        assert_eq!(share.noted, 50_000);
+    }
+
+    #[test]
     fn the_registry_is_bounded_and_counts_what_it_forgot() {
         let mut reg = IpIdRegistry::default();
         let k = FlowKey::default();
@@ -300,7 +325,7 @@ mod tests {
         assert_eq!(reg.order.len(), IPID_MAX_NOTES);
         assert_eq!(reg.forgotten_early(), 5);
         assert_eq!(
-            reg.by_id.values().map(Vec::len).sum::<usize>(),
+            reg.by_id.values().map(VecDeque::len).sum::<usize>(),
             IPID_MAX_NOTES
         );
     }

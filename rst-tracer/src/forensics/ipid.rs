@@ -24,7 +24,8 @@ const CHANCE: f64 = 1e-3;
 /// the same window: enough to tell a fixed value from a coincidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpIdShare {
-    /// Distinct flows whose resets carried the ID within the window (this reset's included).
+    /// Distinct flows whose resets carried the ID within the window (this reset's included),
+    /// counted up to a cap that chance never reaches.
     pub flows: usize,
     /// Non-zero IPv4 IDs noted on resets within the window, this one included.
     pub noted: usize,
