@@ -76,11 +76,14 @@ pub enum Counter {
     /// Stack retransmissions folded into a flow side's next retransmission or reset event
     /// instead of an event of their own (rate limit, not a loss: the count travels on).
     StackFolded = 33,
+    /// Flows entered into the dropped-reset tally (`RST_DROPPED`): the first reset of the flow
+    /// dropped on a full ring while the tally did not hold it.
+    RstDroppedFlows = 34,
 }
 
 impl Counter {
     /// Number of counter slots (the map's size).
-    pub const COUNT: u32 = 34;
+    pub const COUNT: u32 = 35;
 
     /// Every counter in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -118,6 +121,7 @@ impl Counter {
         Counter::StackWritten,
         Counter::StackDropped,
         Counter::StackFolded,
+        Counter::RstDroppedFlows,
     ];
 
     /// Stable snake_case name, used in text and JSON output.
@@ -157,6 +161,7 @@ impl Counter {
             Counter::StackWritten => "stack_written",
             Counter::StackDropped => "stack_dropped",
             Counter::StackFolded => "stack_retransmits_folded",
+            Counter::RstDroppedFlows => "rst_dropped_flows",
         }
     }
 

@@ -58,6 +58,30 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 40);
 
+/// A reset the kernel could not write to the full reset ring: its flow, its sender, its hook,
+/// and which side opened the flow. The kernel counts these per flow (`RST_DROPPED`), so the
+/// summaries' per-remote and per-port tallies still count every reset of a flood whose events
+/// were lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DroppedReset {
+    /// The reset's flow.
+    pub key: FlowKey,
+    /// The side that sent it (a [`Side`] as `u8`).
+    pub side: u8,
+    /// The hook that saw it (an `event::Hook` as `u8`).
+    pub hook: u8,
+    /// The side whose SYN opened the flow, or [`SYN_SIDE_UNKNOWN`] when no SYN was seen.
+    pub syn_side: u8,
+    /// Padding, always zero.
+    pub _pad: u8,
+}
+
+const _: () = assert!(size_of::<DroppedReset>() == 44);
+
+/// [`DroppedReset::syn_side`] of a flow whose SYN was not seen.
+pub const SYN_SIDE_UNKNOWN: u8 = 0xff;
+
 /// Hashes the key as five words rather than field by field: flow look-ups are the
 /// userspace pipeline's most frequent operation.
 impl core::hash::Hash for FlowKey {

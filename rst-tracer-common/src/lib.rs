@@ -26,6 +26,7 @@ mod pod {
     // SAFETY: all of these are #[repr(C)] structs of integers and integer arrays with explicit
     // padding fields, checked by the const size asserts beside their definitions.
     unsafe impl aya::Pod for crate::flow::FlowKey {}
+    unsafe impl aya::Pod for crate::flow::DroppedReset {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::event::TracepointOffsets {}
 }

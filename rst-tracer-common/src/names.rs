@@ -41,13 +41,21 @@ pub const MAP_SAMPLE_RING: &str = "RST_SAMPLES";
 /// Per-CPU array of `u64` counters indexed by [`crate::counter::Counter`].
 pub const MAP_COUNTERS: &str = "RST_COUNTERS";
 /// Every map, for the object check.
-pub const MAPS: [&str; 5] = [
+pub const MAPS: [&str; 6] = [
     MAP_FLOWS,
     MAP_RST_RING,
     MAP_SAMPLE_RING,
     MAP_COUNTERS,
     MAP_STACK_TALLY,
+    MAP_DROPPED_RESETS,
 ];
+/// Map of the resets the kernel dropped on a full reset ring, per flow (per-CPU LRU,
+/// [`DROPPED_RESET_FLOWS`] entries).
+pub const MAP_DROPPED_RESETS: &str = "RST_DROPPED";
+/// Flows whose dropped resets the kernel counts at once; the least recent is forgotten, with
+/// its count (the `rst_dropped_flows` counter counts the flows entered, so the forgotten are
+/// that less the entries held).
+pub const DROPPED_RESET_FLOWS: u32 = 16_384;
 /// Map of each flow's stack retransmissions not yet sent (LRU, [`STACK_TALLY_FLOWS`] entries).
 pub const MAP_STACK_TALLY: &str = "RST_STACK_TALLY";
 /// Flows whose stack retransmissions the kernel tallies at once; the least recent is forgotten

@@ -11,11 +11,11 @@ use aya_ebpf::{
 use rst_tracer_common::{
     counter::Counter,
     event::{EventHeader, EventKind, RstEvent, SampleEvent, EVENT_VERSION, RST_PAYLOAD_MAX},
-    flow::{FlowKey, FlowState, Side, SideState},
+    flow::{DroppedReset, FlowKey, FlowState, Side, SideState, SYN_SIDE_UNKNOWN},
 };
 
 use crate::{
-    maps::{count, RST_RING, RST_SAMPLES},
+    maps::{count, RST_DROPPED, RST_RING, RST_SAMPLES},
     parse::Segment,
     Observation, PacketCtx,
 };
@@ -63,6 +63,7 @@ pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
     let seg = subject.seg;
     let Some(mut entry) = RST_RING.reserve::<RstEvent>(0) else {
         count(Counter::RstDropped);
+        tally_dropped(subject, flow);
         return;
     };
     let ev = entry.as_mut_ptr();
@@ -82,6 +83,32 @@ pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
     }
     entry.submit(0);
     count(Counter::RstWritten);
+}
+
+/// Counts a reset lost to the full ring in its flow's entry of `RST_DROPPED`, so that the
+/// summaries count it by remote and port all the same.
+#[inline(always)]
+fn tally_dropped(subject: &Subject, flow: &FlowState) {
+    let key = DroppedReset {
+        key: *subject.key,
+        side: subject.side as u8,
+        hook: subject.obs.hook as u8,
+        syn_side: if flow.syn_ns != 0 {
+            flow.syn_side
+        } else {
+            SYN_SIDE_UNKNOWN
+        },
+        _pad: 0,
+    };
+    match RST_DROPPED.get_ptr_mut(&key) {
+        // SAFETY: this CPU's slot of a per-CPU map value; no other program writes it now.
+        Some(n) => unsafe { *n += 1 },
+        None => {
+            if RST_DROPPED.insert(&key, &1, 0).is_ok() {
+                count(Counter::RstDroppedFlows);
+            }
+        }
+    }
 }
 
 /// Copies the first payload bytes with one helper call (a byte loop would multiply the

@@ -4,15 +4,15 @@
 use crate::parse::Segment;
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use rst_tracer_common::{
     counter::Counter,
     event::{StackTally, TracepointOffsets},
-    flow::{FlowKey, FlowState},
+    flow::{DroppedReset, FlowKey, FlowState},
     names::{
-        DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, RST_RING_BYTES, SAMPLE_RING_BYTES,
-        STACK_TALLY_FLOWS,
+        DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, DROPPED_RESET_FLOWS, RST_RING_BYTES,
+        SAMPLE_RING_BYTES, STACK_TALLY_FLOWS,
     },
 };
 
@@ -29,6 +29,12 @@ pub static RST_RING: RingBuf = RingBuf::with_byte_size(RST_RING_BYTES, 0);
 /// Rate-limited samples: retransmissions and TTL changes.
 #[map]
 pub static RST_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
+
+/// Resets dropped on a full reset ring, per flow, sender and hook, per CPU (see
+/// `emit::tally_dropped`).
+#[map]
+pub static RST_DROPPED: LruPerCpuHashMap<DroppedReset, u64> =
+    LruPerCpuHashMap::with_max_entries(DROPPED_RESET_FLOWS, 0);
 
 /// Stack retransmissions per flow side not yet sent (see `stack::retransmit`).
 #[map]

@@ -2,13 +2,13 @@
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
 };
 use rst_tracer_common::{
     counter::Counter,
-    flow::{FlowKey, FlowState},
-    names::{MAP_COUNTERS, MAP_FLOWS},
+    flow::{DroppedReset, FlowKey, FlowState},
+    names::{MAP_COUNTERS, MAP_DROPPED_RESETS, MAP_FLOWS},
 };
 
 use crate::report::summary::CounterSnapshot;
@@ -49,5 +49,24 @@ pub fn snapshot(ebpf: &Ebpf, count_flows: bool) -> Result<CounterSnapshot> {
     Ok(CounterSnapshot {
         values,
         flow_entries,
+        dropped_resets: dropped_resets(ebpf)?,
     })
+}
+
+/// The kernel's count of resets dropped on a full ring, per flow, sender and hook, summed over
+/// the CPUs (cumulative since load). Empty unless the reset ring ever filled.
+fn dropped_resets(ebpf: &Ebpf) -> Result<Vec<(DroppedReset, u64)>> {
+    let map = ebpf
+        .map(MAP_DROPPED_RESETS)
+        .ok_or_else(|| anyhow!("map {MAP_DROPPED_RESETS} missing"))?;
+    let tally: PerCpuHashMap<&MapData, DroppedReset, u64> = PerCpuHashMap::try_from(map)?;
+    let mut out = Vec::new();
+    for key in tally.keys() {
+        // An entry the kernel evicted between the key walk and the look-up is simply gone.
+        let Ok(key) = key else { continue };
+        if let Ok(per_cpu) = tally.get(&key, 0) {
+            out.push((key, per_cpu.iter().sum()));
+        }
+    }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use std::{io, net::IpAddr, sync::Arc};
 use ipnet::IpNet;
 use rst_tracer_common::{
     event::{Direction, Hook, IP_V6, REASON_UNKNOWN},
-    flow::{AddrWords, FlowKey, FlowState, Side, FAMILY_IPV6},
+    flow::{AddrWords, DroppedReset, FlowKey, FlowState, Side, FAMILY_IPV6, SYN_SIDE_UNKNOWN},
     ttl::INITIAL_TTLS,
 };
 
@@ -53,6 +53,8 @@ pub struct Pipeline {
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
+    /// The kernel's cumulative dropped-reset counts at the last summary.
+    dropped_seen: PacketMap<DroppedReset, u64>,
     stack: Option<StackContext>,
 }
 
@@ -83,6 +85,7 @@ impl Pipeline {
             replay: None,
             settle: SettleQueue::default(),
             ip_ids: IpIdRegistry::default(),
+            dropped_seen: PacketMap::default(),
             stack: None,
         }
     }
@@ -427,6 +430,7 @@ impl Pipeline {
         snap: &CounterSnapshot,
     ) -> io::Result<()> {
         self.flows.expire(now_kernel_ns);
+        self.count_dropped(now_ns, now_kernel_ns, &snap.dropped_resets);
         let summary = self.window.take(now_ns, self.flows.stats());
         let mut stats =
             StatsRecord::of(now_ns, snap, self.kernel_flow_capacity, self.decode_errors);
@@ -435,6 +439,40 @@ impl Pipeline {
         stats.settled_early = self.settle.settled_early();
         stats.ipid_forgotten_early = self.ip_ids.forgotten_early();
         self.sink.summary(&summary, &stats)
+    }
+
+    /// Adds to the window the resets the kernel dropped since the last summary: `dropped` is its
+    /// cumulative count per flow, sender and hook, and the pipeline keeps the last one it saw
+    /// (only for the entries the kernel still holds: the map is bounded, so is this).
+    fn count_dropped(&mut self, now_ns: u64, now_kernel_ns: u64, dropped: &[(DroppedReset, u64)]) {
+        let mut seen_now = PacketMap::default();
+        for (d, total) in dropped {
+            let before = self.dropped_seen.get(d).copied().unwrap_or(0);
+            // Evicted and entered again: the kernel's count started over.
+            let new = if *total >= before { total - before } else { *total };
+            seen_now.insert(*d, *total);
+            let Some(hook) = Hook::from_u8(d.hook) else {
+                continue;
+            };
+            if new == 0 {
+                continue;
+            }
+            let side = Side::from_u8(d.side);
+            let mut seen = Seen {
+                ts_ns: now_ns,
+                ifindex: 0,
+                hook,
+                direction: hook.direction(),
+                key: d.key,
+                side,
+                new_flow: false,
+                kernel_ts_ns: now_kernel_ns,
+            };
+            self.replay_direction(&mut seen);
+            let syn_side = (d.syn_side != SYN_SIDE_UNKNOWN).then(|| Side::from_u8(d.syn_side));
+            self.window.dropped(&seen, syn_side, new);
+        }
+        self.dropped_seen = seen_now;
     }
 
     fn iface_name(&mut self, ifindex: u32) -> Arc<str> {

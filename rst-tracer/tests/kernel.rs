@@ -23,8 +23,8 @@ use rst_tracer_common::{
         OPT_WSCALE, TCP_ACK, TCP_RST,
     },
     flow::{
-        Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED, FLOW_MIDSTREAM, SIDE_SEEN,
-        SIDE_TIMESTAMPS,
+        addr_from_ipv4, FlowKey, Side, FAMILY_IPV4, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED,
+        FLOW_MIDSTREAM, SIDE_SEEN, SIDE_TIMESTAMPS, SYN_SIDE_UNKNOWN,
     },
     names,
     replay::ReplayMeta,
@@ -749,6 +749,35 @@ fn a_handshake_completed_by_data_is_no_measure_of_the_round_trip() {
             "a handshake completed by {what}"
         );
     }
+}
+
+#[test]
+fn resets_dropped_on_a_full_ring_are_counted_per_flow() {
+    // 4,000 RSTs of one flow with nothing reading the reset ring (1 MiB holds about 2,600):
+    // those that do not fit are counted, and counted in the flow's entry of the dropped tally.
+    let mut k = Kernel::new();
+    let rst = Seg::new(CLIENT, 40000, SERVER, 80).seq(900).rst().frame();
+    k.run
+        .xdp(&rst, Some(ReplayMeta::new(T0)), 4_000)
+        .unwrap();
+    let c = k.counters();
+    let dropped = c["rst_dropped"];
+    assert!(dropped > 0, "{c:?}");
+    assert_eq!(c["rst_written"] + dropped, 4_000, "{c:?}");
+    assert_eq!(c["rst_dropped_flows"], 1, "{c:?}");
+    let tally = k.run.counters().unwrap().dropped_resets;
+    assert_eq!(tally.len(), 1, "{tally:?}");
+    let (d, n) = tally[0];
+    assert_eq!(n, dropped);
+    let (key, side) = FlowKey::canonical(
+        FAMILY_IPV4,
+        &addr_from_ipv4(CLIENT.parse::<std::net::Ipv4Addr>().unwrap().octets()),
+        40000,
+        &addr_from_ipv4(SERVER.parse::<std::net::Ipv4Addr>().unwrap().octets()),
+        80,
+    );
+    assert_eq!((d.key, d.side, d.hook), (key, side as u8, Hook::Replay as u8));
+    assert_eq!(d.syn_side, SYN_SIDE_UNKNOWN, "no SYN seen");
 }
 
 #[test]

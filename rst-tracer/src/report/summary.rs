@@ -24,6 +24,8 @@ pub struct CounterSnapshot {
     pub values: Vec<u64>,
     /// Entries in the kernel flow table, when they were counted.
     pub flow_entries: Option<u64>,
+    /// Resets the kernel dropped on a full ring, per flow, sender and hook (cumulative).
+    pub dropped_resets: Vec<(rst_tracer_common::flow::DroppedReset, u64)>,
 }
 
 impl CounterSnapshot {
@@ -47,6 +49,7 @@ pub struct SummaryWindow {
     started_ns: u64,
     resets: u64,
     resets_total: u64,
+    resets_dropped: u64,
     suspicious: u64,
     by_origin: BTreeMap<&'static str, u64>,
     after_reset: u64,
@@ -117,6 +120,16 @@ impl SummaryWindow {
         }
     }
 
+    /// Counts `n` resets whose events the kernel dropped on a full ring (seen as `seen`, in a
+    /// flow opened by `syn_side`): they are in the per-remote and per-port tallies and in
+    /// `resets_dropped`, never judged.
+    pub fn dropped(&mut self, seen: &Seen, syn_side: Option<rst_tracer_common::flow::Side>, n: u64) {
+        self.resets_dropped += n;
+        let (remote, port) = remote_and_port(seen, syn_side);
+        self.by_remote.entry(remote).or_default().resets += n;
+        self.by_port.entry(port).or_default().resets += n;
+    }
+
     /// Counts an after-reset packet.
     pub fn after_reset(&mut self) {
         self.after_reset += 1;
@@ -145,6 +158,7 @@ impl SummaryWindow {
             interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             resets: self.resets,
             resets_total: self.resets_total,
+            resets_dropped: self.resets_dropped,
             suspicious: self.suspicious,
             by_origin: self
                 .by_origin
@@ -304,6 +318,9 @@ pub struct SummaryRecord {
     pub resets: u64,
     /// Resets judged since the start.
     pub resets_total: u64,
+    /// Resets in the window whose events the kernel dropped on a full ring (never judged, but
+    /// in `top_remote` and `top_ports`, whose `resets` count them with the judged ones).
+    pub resets_dropped: u64,
     /// Suspicious resets in the window.
     pub suspicious: u64,
     /// Resets in the window by origin.
@@ -428,12 +445,49 @@ mod tests {
         let snap = CounterSnapshot {
             values,
             flow_entries: Some(4),
+            ..Default::default()
         };
         let s = StatsRecord::of(0, &snap, 8, 0);
         assert_eq!(s.parse_errors, 3);
         assert_eq!(s.ring_drops, 5);
         assert_eq!(s.flow_table.evictions, Some(6));
         assert_eq!(s.counters["rst_dropped"], 5);
+    }
+
+    #[test]
+    fn dropped_resets_count_by_remote_and_port_unjudged() {
+        use rst_tracer_common::{
+            event::Hook,
+            flow::{FlowKey, FAMILY_IPV4},
+        };
+        // 7 resets from 192.0.2.1:40000 to this host's port 80 (the SYN went to 80), seen at
+        // ingress, dropped on a full ring.
+        let (key, side) = FlowKey::canonical(
+            FAMILY_IPV4,
+            &rst_tracer_common::flow::addr_from_ipv4([192, 0, 2, 1]),
+            40000,
+            &rst_tracer_common::flow::addr_from_ipv4([192, 0, 2, 2]),
+            80,
+        );
+        let seen = Seen {
+            ts_ns: 0,
+            ifindex: 0,
+            hook: Hook::TcIngress,
+            direction: Direction::Ingress,
+            key,
+            side,
+            new_flow: false,
+            kernel_ts_ns: 0,
+        };
+        let mut w = SummaryWindow::new(0);
+        w.dropped(&seen, Some(side), 7);
+        let r = w.take(1, FlowTableStats::default());
+        assert_eq!((r.resets, r.resets_dropped, r.suspicious), (0, 7, 0));
+        assert_eq!(r.top_remote.len(), 1);
+        assert_eq!(r.top_remote[0].addr.to_string(), "192.0.2.1");
+        assert_eq!(r.top_remote[0].tally.resets, 7);
+        assert_eq!(r.top_ports[0].port, 80);
+        assert_eq!(r.top_ports[0].tally.resets, 7);
     }
 
     #[test]

@@ -249,6 +249,13 @@ impl Sink for TextSink {
             "   resets {} (total {}), suspicious {}, after-reset packets {}, retransmit samples {}, ttl-change samples {}, silent flows {}",
             s.resets, s.resets_total, s.suspicious, s.after_reset, s.retransmit_samples, s.ttl_change_samples, s.silences
         )?;
+        if s.resets_dropped > 0 {
+            writeln!(
+                o,
+                "   resets dropped on a full ring {} (not judged; counted by remote and port below)",
+                s.resets_dropped
+            )?;
+        }
         if !s.by_origin.is_empty() {
             let list: Vec<String> = s
                 .by_origin
