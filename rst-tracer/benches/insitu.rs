@@ -1,9 +1,12 @@
 //! In place, on MTU-sized frames (`cargo xtask bench`): iperf3 through the lab with segmentation
 //! and receive offloads off on every lab interface (TSO, GSO, GRO), so that the hooks see one
-//! skb per wire frame, as a NIC's traffic looks before GRO. Four ways in each round, alternating,
-//! in both directions (the server receiving and the server sending): nothing attached; an empty
-//! tc program at the tracer's two hooks (`rst_empty_in`, `rst_empty_eg` of the baseline object,
-//! the floor any tc tracer starts from); the tracer (`--ingress auto`); and `tcpdump -w`.
+//! skb per wire frame at ingress, as a NIC's traffic looks before GRO (at egress TCP still hands
+//! the device GSO skbs, segmented after the hook). Seven ways in each round, alternating, in both
+//! directions (the server receiving and the server sending): nothing attached; an empty tc
+//! program at the tracer's two hooks (`rst_empty_in`, `rst_empty_eg` of the baseline object, the
+//! floor any tc tracer starts from); three floors of a per-flow tracer at both hooks (one LRU
+//! flow look-up; the look-up and the clock; a direct-mapped array slot and the clock, see
+//! `rst-tracer-ebpf/src/baseline.rs`); the tracer (`--ingress auto`); and `tcpdump -w`.
 //!
 //! The kernel's own BPF statistics (run time and run count per program, on while the bench
 //! holds the `BPF_ENABLE_STATS` descriptor; no sysctl is changed) give the cost where packets
@@ -13,7 +16,8 @@
 //!
 //! Writes two sections of `summary.json` in `RST_TRACER_BENCH_OUT`:
 //! - `insitu`: `tracer_ns_per_packet`, `empty_ns_per_packet`, `ratio` (budget: at most
-//!   [`MAX_COST_RATIO`]), and the per-hook ns per run;
+//!   [`MAX_COST_RATIO`]), each floor's ns per packet and ratio to the empty programs, and the
+//!   per-program ns per run;
 //! - `veth_mtu`: Gbit/s per way and direction and each way's ratio to bare (the median of the
 //!   rounds' own ratios; budget: the tracer at least [`MIN_THROUGHPUT_RATIO`] each way).
 
@@ -48,27 +52,76 @@ const EMPTY_PROGRAMS: [(&str, TcAttachType); 2] = [
     ("rst_empty_in", TcAttachType::Ingress),
     ("rst_empty_eg", TcAttachType::Egress),
 ];
+/// The floor of one flow look-up (insert on a miss) at both hooks.
+const LOOKUP_FLOOR: [(&str, TcAttachType); 2] = [
+    ("rst_tc_lookup", TcAttachType::Ingress),
+    ("rst_tc_lookup", TcAttachType::Egress),
+];
+/// The floor of one flow look-up and a read of the clock at both hooks.
+const LOOKUP_CLOCK_FLOOR: [(&str, TcAttachType); 2] = [
+    ("rst_tc_look_clk", TcAttachType::Ingress),
+    ("rst_tc_look_clk", TcAttachType::Egress),
+];
 const DIRECTIONS: [Direction; 2] = [Direction::ToServer, Direction::FromServer];
+
+/// The floor of a direct-mapped array table's slot and a read of the clock at both hooks.
+const SLOT_CLOCK_FLOOR: [(&str, TcAttachType); 2] = [
+    ("rst_tc_slot_clk", TcAttachType::Ingress),
+    ("rst_tc_slot_clk", TcAttachType::Egress),
+];
 
 /// One way of watching the server's interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Way {
     Bare,
     Empty,
+    /// `LOOKUP_FLOOR`.
+    Lookup,
+    /// `LOOKUP_CLOCK_FLOOR`.
+    LookupClock,
+    /// `SLOT_CLOCK_FLOOR`.
+    SlotClock,
     Tracer,
     Tcpdump,
 }
 
 impl Way {
-    const ALL: [Way; 4] = [Way::Bare, Way::Empty, Way::Tracer, Way::Tcpdump];
+    const ALL: [Way; 7] = [
+        Way::Bare,
+        Way::Empty,
+        Way::Lookup,
+        Way::LookupClock,
+        Way::SlotClock,
+        Way::Tracer,
+        Way::Tcpdump,
+    ];
 
     fn key(self) -> &'static str {
         match self {
             Way::Bare => "bare",
             Way::Empty => "empty",
+            Way::Lookup => "floor_lookup",
+            Way::LookupClock => "floor_lookup_clock",
+            Way::SlotClock => "floor_slot_clock",
             Way::Tracer => "tracer",
             Way::Tcpdump => "tcpdump",
         }
+    }
+
+    /// The baseline object's programs this way attaches.
+    fn baseline_programs(self) -> &'static [(&'static str, TcAttachType)] {
+        match self {
+            Way::Empty => &EMPTY_PROGRAMS,
+            Way::Lookup => &LOOKUP_FLOOR,
+            Way::LookupClock => &LOOKUP_CLOCK_FLOOR,
+            Way::SlotClock => &SLOT_CLOCK_FLOOR,
+            Way::Bare | Way::Tracer | Way::Tcpdump => &[],
+        }
+    }
+
+    /// Where this way's results sit in `Way::ALL`.
+    fn index(self) -> usize {
+        Way::ALL.iter().position(|w| *w == self).unwrap_or(0)
     }
 }
 
@@ -145,21 +198,24 @@ fn program_stats(names: &[&str]) -> Result<BTreeMap<u32, (String, RunStats)>> {
     Ok(out)
 }
 
-/// Loads the empty tc programs and attaches them (tcx) to the server's interface, inside its
-/// namespace; they stay attached while the returned object lives.
-fn attach_empty(lab: &Lab) -> Result<Ebpf> {
+/// Loads `programs` of the baseline object and attaches each (tcx) at its hook on the server's
+/// interface, inside its namespace; they stay attached while the returned object lives.
+fn attach_baseline(lab: &Lab, programs: &[(&str, TcAttachType)]) -> Result<Ebpf> {
     let path = env::var_os("RST_TRACER_BASELINE_OBJECT")
         .map(PathBuf::from)
         .ok_or_else(|| anyhow!("RST_TRACER_BASELINE_OBJECT is not set: run `cargo xtask bench`"))?;
     in_ns(&lab.server, || {
         let mut ebpf =
             Ebpf::load_file(&path).with_context(|| format!("loading {}", path.display()))?;
-        for (name, hook) in EMPTY_PROGRAMS {
+        for (i, &(name, hook)) in programs.iter().enumerate() {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("no {name} in {}", path.display()))?
                 .try_into()?;
-            prog.load()?;
+            // A program attached at both hooks is loaded once.
+            if !programs[..i].iter().any(|(n, _)| *n == name) {
+                prog.load()?;
+            }
             prog.attach_with_options(
                 SERVER_IF,
                 hook,
@@ -175,14 +231,14 @@ fn attach_empty(lab: &Lab) -> Result<Ebpf> {
 fn measure(lab: &Lab, way: Way, direction: Direction, seconds: u32) -> Result<Measured> {
     let scratch = std::env::temp_dir().join(format!("{}-insitu.pcap", lab.server));
     // What is attached during the run; dropped (detached, stopped) after it.
-    let mut empty = None;
+    let mut baseline = None;
     let mut tracer = None;
     let mut tcpdump = None;
     let names: Vec<&str> = match way {
         Way::Bare => Vec::new(),
-        Way::Empty => {
-            empty = Some(attach_empty(lab)?);
-            EMPTY_PROGRAMS.iter().map(|(n, _)| *n).collect()
+        Way::Empty | Way::Lookup | Way::LookupClock | Way::SlotClock => {
+            baseline = Some(attach_baseline(lab, way.baseline_programs())?);
+            way.baseline_programs().iter().map(|(n, _)| *n).collect()
         }
         Way::Tracer => {
             let t = lab.start_tracer(&["--ingress", "auto"]);
@@ -207,7 +263,7 @@ fn measure(lab: &Lab, way: Way, direction: Direction, seconds: u32) -> Result<Me
     let gbps = iperf::run(lab, seconds, direction)?;
     let packets = iface_packets(lab)? - packets_before;
     let after = program_stats(&names)?;
-    drop(empty);
+    drop(baseline);
     if let Some(t) = tracer {
         t.stop();
     }
@@ -242,6 +298,25 @@ fn ns_per_packet(runs: &[&Measured]) -> f64 {
         .sum();
     let packets: u64 = runs.iter().map(|m| m.packets).sum();
     ns as f64 / packets.max(1) as f64
+}
+
+/// Runs of each packet program per packet crossing the interface, over all runs of a way: at
+/// ingress one per frame; at egress TCP hands the device GSO skbs, segmented after the hook
+/// even with offloads off, so a run there covers many frames.
+fn runs_per_packet(runs: &[&Measured]) -> String {
+    let packets: u64 = runs.iter().map(|m| m.packets).sum();
+    let mut total: BTreeMap<&str, u64> = BTreeMap::new();
+    for m in runs {
+        for name in PACKET_PROGRAMS {
+            *total.entry(name).or_default() += m.programs.get(name).map_or(0, |s| s.runs);
+        }
+    }
+    total
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {:.3}", *n as f64 / packets.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// ns per run of each program, over all runs of a way.
@@ -298,10 +373,10 @@ fn main() -> Result<()> {
         "in place, MTU frames (TSO/GSO/GRO off), iperf3 through the router, {seconds} s runs, \
          {rounds} rounds, both directions"
     );
-    let way_runs = |w: usize| -> Vec<&Measured> { runs.iter().flat_map(|d| &d[w]).collect() };
+    let way_runs = |w: Way| -> Vec<&Measured> { runs.iter().flat_map(|d| &d[w.index()]).collect() };
     let (empty, tracer) = (
-        ns_per_packet(&way_runs(1)),
-        ns_per_packet(&way_runs(2)),
+        ns_per_packet(&way_runs(Way::Empty)),
+        ns_per_packet(&way_runs(Way::Tracer)),
     );
     let ratio = tracer / empty;
     println!("  BPF ns per packet crossing {SERVER_IF}: tracer {tracer:.1}, empty tc programs {empty:.1}: {ratio:.2}x");
@@ -309,16 +384,46 @@ fn main() -> Result<()> {
     insitu.insert("tracer_ns_per_packet".into(), json!(tracer));
     insitu.insert("empty_ns_per_packet".into(), json!(empty));
     insitu.insert("ratio".into(), json!(ratio));
-    for (d, direction) in DIRECTIONS.into_iter().enumerate() {
-        let (e, t) = (
-            ns_per_packet(&runs[d][1].iter().collect::<Vec<_>>()),
-            ns_per_packet(&runs[d][2].iter().collect::<Vec<_>>()),
+    for floor in [Way::Lookup, Way::LookupClock, Way::SlotClock] {
+        let ns = ns_per_packet(&way_runs(floor));
+        println!(
+            "  {}: {ns:.1} ns per packet, {:.2}x the empty programs",
+            floor.key(),
+            ns / empty
         );
-        println!("    {}: tracer {t:.1}, empty {e:.1} ns/packet", direction.name());
-        insitu.insert(format!("{}_tracer_ns_per_packet", direction.name()), json!(t));
-        insitu.insert(format!("{}_empty_ns_per_packet", direction.name()), json!(e));
+        insitu.insert(format!("{}_ns_per_packet", floor.key()), json!(ns));
+        insitu.insert(format!("{}_ratio", floor.key()), json!(ns / empty));
     }
-    for (key, value) in per_program(&way_runs(2)).into_iter().chain(per_program(&way_runs(1))) {
+    for (d, direction) in DIRECTIONS.into_iter().enumerate() {
+        let of = |w: Way| runs[d][w.index()].iter().collect::<Vec<_>>();
+        let (e, t) = (
+            ns_per_packet(&of(Way::Empty)),
+            ns_per_packet(&of(Way::Tracer)),
+        );
+        let runs_per_packet = runs_per_packet(&of(Way::Tracer));
+        println!(
+            "    {}: tracer {t:.1}, empty {e:.1} ns/packet; tracer runs per packet: {runs_per_packet}",
+            direction.name()
+        );
+        insitu.insert(
+            format!("{}_tracer_ns_per_packet", direction.name()),
+            json!(t),
+        );
+        insitu.insert(
+            format!("{}_empty_ns_per_packet", direction.name()),
+            json!(e),
+        );
+    }
+    for (key, value) in [
+        Way::Tracer,
+        Way::Empty,
+        Way::Lookup,
+        Way::LookupClock,
+        Way::SlotClock,
+    ]
+    .into_iter()
+    .flat_map(|w| per_program(&way_runs(w)))
+    {
         println!("    {key}: {:.1}", value.as_f64().unwrap_or(0.0));
         insitu.insert(key, value);
     }
