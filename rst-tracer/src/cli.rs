@@ -2,7 +2,6 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
 
@@ -51,9 +50,9 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// A network of the traced host (repeatable): packets from it are egress, to it ingress.
-    /// Without it, replayed resets have direction `unknown`.
-    #[arg(long, value_name = "CIDR")]
+    /// A network of the traced host (repeatable; a bare address is that one host): packets from
+    /// it are egress, to it ingress. Without it, replayed resets have direction `unknown`.
+    #[arg(long, value_name = "CIDR", value_parser = local_network)]
     pub local: Vec<IpNet>,
 }
 
@@ -77,21 +76,34 @@ pub struct LiveArgs {
     /// Ingress hook: tc for virtual devices and xdp for NICs (auto), or force one.
     #[arg(long, value_enum, default_value_t = IngressMode::Auto)]
     pub ingress: IngressMode,
-    /// Seconds between summaries.
-    #[arg(long, value_name = "S", default_value_t = 5.0)]
-    pub interval: f64,
+    /// Seconds between summaries (0.1 to 86400).
+    #[arg(long, value_name = "S", default_value = "5", value_parser = interval_seconds)]
+    pub interval: Duration,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
-    #[arg(long, value_name = "S")]
-    pub duration: Option<f64>,
-    /// Kernel flow-table capacity (flows; LRU beyond it).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOW_TABLE_SIZE)]
+    /// Stop after this many seconds (up to ten years; default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = duration_seconds)]
+    pub duration: Option<Duration>,
+    /// Kernel flow-table capacity (flows, 1024 to 16777216; LRU beyond it).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_FLOW_TABLE_SIZE,
+        allow_negative_numbers = true,
+        value_parser = flow_count
+    )]
     pub flows: u32,
-    /// Least time between two samples of one flow side (retransmissions and TTL changes seen
-    /// in packets, and the stack's retransmissions, which carry the count of those folded in).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_SAMPLE_GAP_NS / 1_000_000)]
+    /// Least time between two samples of one flow side, 0 to 3600000 (retransmissions and TTL
+    /// changes seen in packets, and the stack's retransmissions, which carry the count of those
+    /// folded in).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_SAMPLE_GAP_NS / 1_000_000,
+        allow_negative_numbers = true,
+        value_parser = sample_gap_ms
+    )]
     pub sample_gap: u64,
     /// Where tracefs is, for the stack view (the kernel's reset reasons). The default is mounted
     /// when missing; a directory without the tcp tracepoints turns the stack view off.
@@ -102,36 +114,86 @@ pub struct LiveArgs {
     pub ready_file: Option<PathBuf>,
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        bail!("--{name} must be a positive number of seconds, got {v}");
+/// Smallest and largest kernel flow table (`--flows`): below the least, a busy node evicts
+/// flows within seconds; the largest takes about 5.6 GB of kernel memory.
+const MIN_FLOWS: u32 = 1024;
+const MAX_FLOWS: u32 = 1 << 24;
+/// Longest sample gap (`--sample-gap`, ms): an hour.
+const MAX_SAMPLE_GAP_MS: u64 = 3_600_000;
+
+/// A number of seconds from `min` to `max`, for an option's value parser: a clear message for
+/// anything else (not a number, not finite, out of range), never a panic.
+fn seconds_between(v: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let secs: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{v}' is not a number of seconds"))?;
+    if !(min..=max).contains(&secs) {
+        return Err(format!("{secs} s is out of range: {min} to {max} s"));
     }
-    Ok(Duration::from_secs_f64(v))
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A whole number from `min` to `max`, for an option's value parser.
+fn whole_between(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.trim().parse::<i128>() {
+        Ok(n) if (i128::from(min)..=i128::from(max)).contains(&n) => Ok(n as u64),
+        Ok(n) => Err(format!("{n} is out of range: {min} to {max}")),
+        Err(_) => Err(format!("'{v}' is not a whole number ({min} to {max})")),
+    }
+}
+
+/// `--flows`: `MIN_FLOWS` to `MAX_FLOWS`.
+fn flow_count(v: &str) -> Result<u32, String> {
+    // In range means it fits: MAX_FLOWS is a u32.
+    whole_between(v, MIN_FLOWS.into(), MAX_FLOWS.into()).map(|n| n as u32)
+}
+
+/// `--sample-gap`: 0 to `MAX_SAMPLE_GAP_MS`.
+fn sample_gap_ms(v: &str) -> Result<u64, String> {
+    whole_between(v, 0, MAX_SAMPLE_GAP_MS)
+}
+
+/// `--interval`: 0.1 s (shorter floods the output with summaries) to a day.
+fn interval_seconds(v: &str) -> Result<Duration, String> {
+    seconds_between(v, 0.1, 86_400.0)
+}
+
+/// `--duration`: a millisecond to ten years.
+fn duration_seconds(v: &str) -> Result<Duration, String> {
+    seconds_between(v, 0.001, 10.0 * 365.0 * 86_400.0)
+}
+
+/// `--local`: a network in CIDR notation, or a bare address meaning that one host.
+fn local_network(v: &str) -> Result<IpNet, String> {
+    if let Ok(net) = v.parse::<IpNet>() {
+        return Ok(net);
+    }
+    match v.parse::<std::net::IpAddr>() {
+        Ok(addr) => Ok(IpNet::from(addr)),
+        Err(_) => Err(format!(
+            "'{v}' is not a network (10.0.0.0/8, 2001:db8::/32) or an address (10.0.0.1)"
+        )),
+    }
 }
 
 impl LiveArgs {
-    /// Validates and resolves the arguments.
-    ///
-    /// # Errors
-    /// A non-positive interval or duration, or a flow table of fewer than 1024 flows.
-    pub fn resolve(&self) -> Result<LiveOptions> {
-        if self.flows < 1024 {
-            bail!("--flows must be at least 1024, got {}", self.flows);
-        }
-        Ok(LiveOptions {
+    /// The resolved options (every value was checked when it was parsed).
+    pub fn resolve(&self) -> LiveOptions {
+        LiveOptions {
             ifaces: self.ifaces.clone(),
             ingress: self.ingress,
-            interval: seconds("interval", self.interval)?,
-            duration: self.duration.map(|d| seconds("duration", d)).transpose()?,
+            interval: self.interval,
+            duration: self.duration,
             format: self.format,
             load: LoadOptions {
                 flow_table_size: self.flows,
-                sample_gap_ns: self.sample_gap.saturating_mul(1_000_000),
+                sample_gap_ns: self.sample_gap * 1_000_000,
                 ..LoadOptions::default()
             },
             tracefs: self.tracefs.clone(),
             ready_file: self.ready_file.clone(),
-        })
+        }
     }
 }
 
@@ -196,12 +258,12 @@ mod tests {
         assert_eq!(a.format, Format::Json);
         let b = live(&["rst-tracer", "live", "--ingress", "tc", "--duration", "2"]);
         assert_eq!(b.ingress, IngressMode::Tc);
-        assert_eq!(b.resolve().unwrap().duration, Some(Duration::from_secs(2)));
+        assert_eq!(b.resolve().duration, Some(Duration::from_secs(2)));
     }
 
     #[test]
     fn defaults() {
-        let o = live(&["rst-tracer"]).resolve().unwrap();
+        let o = live(&["rst-tracer"]).resolve();
         assert!(o.ifaces.is_empty());
         assert_eq!(o.ingress, IngressMode::Auto);
         assert_eq!(o.interval, Duration::from_secs(5));
@@ -209,18 +271,82 @@ mod tests {
         assert_eq!(o.duration, None);
         assert_eq!(o.load.flow_table_size, DEFAULT_FLOW_TABLE_SIZE);
         assert_eq!(o.load.sample_gap_ns, DEFAULT_SAMPLE_GAP_NS);
-        let gap = live(&["rst-tracer", "--sample-gap", "250"])
-            .resolve()
-            .unwrap();
+        let gap = live(&["rst-tracer", "--sample-gap", "250"]).resolve();
         assert_eq!(gap.load.sample_gap_ns, 250_000_000);
     }
 
+    /// The message clap gives for `args`, which must not parse.
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
-    fn rejects_bad_values() {
-        assert!(Cli::try_parse_from(["rst-tracer", "--ingress", "bogus"]).is_err());
-        assert!(Cli::try_parse_from(["rst-tracer", "--format", "xml"]).is_err());
-        assert!(live(&["rst-tracer", "--interval", "0"]).resolve().is_err());
-        assert!(live(&["rst-tracer", "--duration=-1"]).resolve().is_err());
-        assert!(live(&["rst-tracer", "--flows", "10"]).resolve().is_err());
+    fn rejects_bad_values_with_the_range() {
+        assert!(refused(&["rst-tracer", "--ingress", "bogus"]).contains("bogus"));
+        assert!(refused(&["rst-tracer", "--format", "xml"]).contains("xml"));
+        for (args, says) in [
+            (&["rst-tracer", "--interval", "0"][..], "0.1 to 86400"),
+            (&["rst-tracer", "--interval", "1e-12"], "0.1 to 86400"),
+            (&["rst-tracer", "--interval", "1e300"], "0.1 to 86400"),
+            (&["rst-tracer", "--interval", "NaN"], "0.1 to 86400"),
+            (&["rst-tracer", "--interval", "inf"], "0.1 to 86400"),
+            (&["rst-tracer", "--interval", "soon"], "not a number"),
+            (&["rst-tracer", "--duration", "-1"], "0.001 to 315360000"),
+            (&["rst-tracer", "--duration=-1"], "0.001 to 315360000"),
+            (&["rst-tracer", "--duration", "1e20"], "0.001 to 315360000"),
+            (
+                &["rst-tracer", "live", "--duration", "0"],
+                "0.001 to 315360000",
+            ),
+            (&["rst-tracer", "--flows", "10"], "1024 to 16777216"),
+            (&["rst-tracer", "--flows", "-5"], "1024 to 16777216"),
+            (
+                &["rst-tracer", "--flows", "99999999999"],
+                "1024 to 16777216",
+            ),
+            (&["rst-tracer", "--flows", "many"], "not a whole number"),
+            (&["rst-tracer", "--sample-gap", "-1"], "0 to 3600000"),
+            (
+                &["rst-tracer", "--sample-gap", "18446744073709551615"],
+                "0 to 3600000",
+            ),
+            (&["rst-tracer", "--sample-gap", "1.5"], "not a whole number"),
+            (
+                &["rst-tracer", "replay", "a.pcap", "--local", "10.0.0.300/8"],
+                "is not a network",
+            ),
+            (
+                &["rst-tracer", "replay", "a.pcap", "--local", "eth0"],
+                "is not a network",
+            ),
+        ] {
+            let message = refused(args);
+            assert!(message.contains(says), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn accepts_the_ends_of_each_range_and_a_bare_local_address() {
+        let a = live(&["rst-tracer", "--interval", "0.1", "--duration", "315360000"]);
+        assert_eq!(a.interval, Duration::from_millis(100));
+        assert_eq!(a.duration, Some(Duration::from_secs(315_360_000)));
+        let b = live(&[
+            "rst-tracer",
+            "--flows",
+            "16777216",
+            "--sample-gap",
+            "3600000",
+        ]);
+        assert_eq!(b.resolve().load.flow_table_size, 16_777_216);
+        assert_eq!(b.resolve().load.sample_gap_ns, 3_600_000_000_000);
+        let cli =
+            Cli::try_parse_from(["rst-tracer", "replay", "a.pcap", "--local", "10.0.0.1"]).unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not replay")
+        };
+        assert_eq!(r.local, ["10.0.0.1/32".parse::<IpNet>().unwrap()]);
     }
 }

@@ -25,14 +25,7 @@ fn main() -> ExitCode {
             return exit(replay::run(&args.resolve(), Box::new(io::stdout())))
         }
     };
-    let opts = match args.resolve() {
-        Ok(opts) => opts,
-        Err(e) => {
-            eprintln!("rst-tracer: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    exit(run_live(opts))
+    exit(run_live(args.resolve()))
 }
 
 /// Maps a run's outcome to the exit code, printing the error chain on one line.
