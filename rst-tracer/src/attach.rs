@@ -172,6 +172,8 @@ pub fn attach_stack(ebpf: &mut Ebpf, view: &crate::stack::StackView) -> Vec<Stri
 pub struct Attachment {
     /// Interface name.
     pub iface: String,
+    /// Its index when the hooks were attached: the hooks belong to that device.
+    pub ifindex: u32,
     /// What sees ingress traffic, e.g. `xdp (driver)`, `xdp (generic)`, `tc`.
     pub ingress: &'static str,
     links: Vec<FdLink>,
@@ -182,6 +184,13 @@ impl Attachment {
     pub fn links(&self) -> usize {
         self.links.len()
     }
+
+    /// True while the device the hooks were attached to still exists in this namespace. A
+    /// device deleted (a pod's veth), unplugged or moved to another namespace takes its hooks
+    /// with it; a renamed one keeps them.
+    pub fn present(&self) -> bool {
+        iface::name_of(self.ifindex).is_some()
+    }
 }
 
 /// Attaches ingress (XDP or TC per `mode`) and TC egress to `iface`.
@@ -190,9 +199,9 @@ impl Attachment {
 /// Unknown interface, another XDP program already attached (suggests `--ingress tc`), or a
 /// kernel without bpf links for these hooks.
 pub fn attach(ebpf: &mut Ebpf, iface_name: &str, mode: IngressMode) -> Result<Attachment> {
-    if iface::index_of(iface_name).is_none() {
+    let Some(ifindex) = iface::index_of(iface_name) else {
         bail!("unknown interface {iface_name:?}");
-    }
+    };
     let use_xdp = match mode {
         IngressMode::Xdp => true,
         IngressMode::Tc => false,
@@ -220,6 +229,7 @@ pub fn attach(ebpf: &mut Ebpf, iface_name: &str, mode: IngressMode) -> Result<At
     )?);
     Ok(Attachment {
         iface: iface_name.to_string(),
+        ifindex,
         ingress,
         links,
     })

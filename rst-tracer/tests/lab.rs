@@ -282,6 +282,46 @@ fn kill_9_leaves_nothing_attached() {
     );
 }
 
+#[test]
+fn an_interface_that_disappears_is_reported_and_ends_the_run() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    common::lab::ip(&[
+        "-n",
+        &lab.server,
+        "link",
+        "add",
+        "gone0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "gone1",
+    ]);
+    common::lab::ip(&["-n", &lab.server, "link", "set", "gone0", "up"]);
+    let tracer = lab.start_tracer_on(&lab.server, "gone0", "json", &["--ingress", "tc"]);
+    let deleted = Instant::now();
+    common::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
+    let Some((status, stdout, stderr)) = tracer.wait_exit(Duration::from_secs(5)) else {
+        panic!("still tracing 5 s after its interface was deleted");
+    };
+    assert!(deleted.elapsed() <= Duration::from_secs(5));
+    assert!(
+        !status.success(),
+        "exit status {status} after the interface went: {stderr}"
+    );
+    assert!(
+        stderr.contains("interface gone0") && stderr.contains("disappeared"),
+        "{stderr}"
+    );
+    let summaries = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "summary")
+        .count();
+    assert!(summaries >= 1, "no final summary: {stdout}");
+}
+
 fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rst-tracer")])

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use aya::maps::{MapData, RingBuf};
 use rst_tracer_common::names::{MAP_RST_RING, MAP_SAMPLE_RING};
 use tokio::{
@@ -31,6 +31,8 @@ use crate::{
 
 /// How often resets whose settle window closed are judged and written.
 const SETTLE_TICK: Duration = Duration::from_millis(100);
+/// How often the traced interfaces are checked for still being there.
+const IFACE_CHECK: Duration = Duration::from_secs(1);
 /// Records taken from one ring per wake-up before the other ring gets its turn.
 const BATCH: usize = 1024;
 
@@ -58,7 +60,9 @@ pub struct LiveOptions {
 /// Runs the live tracer, writing records to `out`.
 ///
 /// # Errors
-/// Missing privileges, unknown interface, a refused program or attach, or an output error.
+/// Missing privileges, unknown interface, a refused program or attach, an output error, or a
+/// traced interface that disappeared (checked every `IFACE_CHECK`; the final summary is still
+/// written).
 pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     privileges::check()?;
     let object = object::embedded()?;
@@ -117,6 +121,9 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     pipeline.set_host_addresses(iface::local_addresses());
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
     let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);
+    let mut iface_ticker = interval_at(Instant::now() + IFACE_CHECK, IFACE_CHECK);
+    // An interface that disappeared: its hooks went with it, so tracing stops with an error.
+    let mut vanished = None;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let deadline = sleep(
@@ -134,6 +141,17 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
             // Timers before the rings: they are due once per period, and a busy ring must not
             // hold back summaries.
             _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
+            _ = iface_ticker.tick() => {
+                vanished = attachments.iter().find(|a| !a.present()).map(|a| {
+                    format!(
+                        "interface {} (index {}) disappeared while tracing, and its hooks with it",
+                        a.iface, a.ifindex
+                    )
+                });
+                if vanished.is_some() {
+                    break;
+                }
+            }
             _ = ticker.tick() => {
                 // Addresses come and go (DHCP, pods): read them again every interval.
                 pipeline.set_host_addresses(iface::local_addresses());
@@ -167,7 +185,10 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
     pipeline.flush()?;
-    Ok(())
+    match vanished {
+        Some(why) => Err(anyhow!(why)),
+        None => Ok(()),
+    }
 }
 
 /// Checks the flows that retransmitted against their kernel entries (one map look-up each).

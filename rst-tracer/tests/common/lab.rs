@@ -435,6 +435,26 @@ impl Tracer {
         std::fs::read_to_string(self.dir.join("stdout")).unwrap()
     }
 
+    /// Waits up to `within` for the tracer to exit on its own: its exit status, what it printed
+    /// and its stderr; or None if it still runs (it is then killed).
+    pub fn wait_exit(
+        mut self,
+        within: Duration,
+    ) -> Option<(std::process::ExitStatus, String, String)> {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                let stdout = std::fs::read_to_string(self.dir.join("stdout")).unwrap();
+                return Some((status, stdout, self.stderr()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Kills the tracer with SIGKILL and waits for it.
     pub fn kill9(mut self) {
         let mut child = self.child.take().unwrap();
