@@ -44,7 +44,8 @@ pub enum Command {
 /// Arguments of `rst-tracer replay`.
 #[derive(Debug, Args, Clone)]
 pub struct ReplayArgs {
-    /// Capture files, replayed in order as one stream.
+    /// Capture files, replayed in order as one stream; `-` reads standard input (a pipe works,
+    /// e.g. `tcpdump -w - | rst-tracer replay -`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Output format.

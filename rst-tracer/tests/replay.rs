@@ -425,6 +425,54 @@ fn local_networks_give_replayed_resets_a_direction() {
 }
 
 #[test]
+fn standard_input_replays_like_the_file() {
+    require_root_and_object();
+    // Two captures, each through a pipe in 100-byte pieces (pcapng through a FIFO: the
+    // capture reader's unit tests).
+    for (file, resets_in_it) in [
+        ("censor/gfw-test1.pcap", 5),
+        ("zeek/ftp_ipv6-violation.pcap", 3),
+    ] {
+        let bytes = std::fs::read(corpus().join(file)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+            .args(["replay", "-", "--format=json"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write;
+            for piece in bytes.chunks(100) {
+                stdin.write_all(piece).unwrap();
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{file} from a pipe: {err}");
+        let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(resets(&records).len(), resets_in_it, "{file} from a pipe");
+        let (_, from_file, _) = replay(&[corpus().join(file).to_str().unwrap()]);
+        assert_eq!(
+            resets(&records)
+                .iter()
+                .map(|r| &r["ts_ns"])
+                .collect::<Vec<_>>(),
+            resets(&from_file)
+                .iter()
+                .map(|r| &r["ts_ns"])
+                .collect::<Vec<_>>(),
+            "{file}: the same resets at the same times"
+        );
+    }
+}
+
+#[test]
 fn several_files_replay_as_one_stream() {
     require_root_and_object();
     let dir = corpus();

@@ -7,7 +7,7 @@
 
 use std::{
     fs::File,
-    io::{BufReader, Read},
+    io::{BufReader, Cursor, Read},
     path::{Path, PathBuf},
 };
 
@@ -20,6 +20,13 @@ use pcap_parser::{
 pub const RECORD_SNAP: usize = 1024;
 /// Reader buffer: the largest record the reader accepts (pcapng blocks hold whole records).
 const BUFFER: usize = 1 << 20;
+/// Bytes read before the format is sniffed: more than any file header (a pcapng section
+/// header with its options), and the parser sniffs from one read.
+const HEAD: usize = 64 * 1024;
+/// The file name that means standard input.
+pub const STDIN: &str = "-";
+/// How errors name standard input.
+const STDIN_NAME: &str = "(standard input)";
 
 /// Why a capture could not be read (further).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -93,8 +100,21 @@ pub struct Record {
 #[derive(Clone, Copy, Debug)]
 struct Interface {
     linktype: i32,
-    units_per_sec: u64,
+    units_per_sec: u128,
     ts_offset_s: i64,
+}
+
+/// Timestamp units per second of a pcapng `if_tsresol` byte: 10 to the power of its value, or,
+/// with the high bit set, 2 to the power of the low seven bits (any exponent; one too large
+/// for a u128 is taken as u128::MAX: every 64-bit timestamp is then below a nanosecond).
+/// pcap-parser's own conversion reads every power of two as microseconds.
+fn units_per_second(tsresol: u8) -> u128 {
+    let (base, exponent): (u128, u32) = if tsresol & 0x80 == 0 {
+        (10, u32::from(tsresol))
+    } else {
+        (2, u32::from(tsresol & 0x7f))
+    };
+    base.checked_pow(exponent).unwrap_or(u128::MAX)
 }
 
 /// Reads the records of one capture file in order.
@@ -118,43 +138,58 @@ struct FormatState {
 }
 
 impl CaptureReader {
-    /// Opens `path` and checks that it is a pcap or pcapng capture.
+    /// Opens `path` (`-`: standard input) and checks that it is a pcap or pcapng capture. The
+    /// input is read once, front to back, so a pipe or a FIFO works as well as a file.
     ///
     /// # Errors
     /// The file cannot be read, is empty, or is neither format.
     pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
+        let named = if path == Path::new(STDIN) {
+            PathBuf::from(STDIN_NAME)
+        } else {
+            path.to_path_buf()
+        };
         let io = |e: std::io::Error| CaptureError::Io {
-            path: path.to_path_buf(),
+            path: named.clone(),
             detail: e.to_string(),
         };
-        let mut head = [0u8; 8];
-        let n = File::open(path)
-            .and_then(|mut f| f.read(&mut head))
+        let mut input: Box<dyn Read + Send> = if path == Path::new(STDIN) {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(io)?)
+        };
+        // The head is read whole (a pipe hands bytes over in pieces) and handed to the parser
+        // first: it sniffs the format from its first read.
+        let mut head = Vec::with_capacity(HEAD);
+        input
+            .by_ref()
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
             .map_err(io)?;
-        if n == 0 {
-            return Err(CaptureError::Empty {
-                path: path.to_path_buf(),
-            });
+        if head.is_empty() {
+            return Err(CaptureError::Empty { path: named });
         }
-        let file = BufReader::new(File::open(path).map_err(io)?);
-        let inner = create_reader(BUFFER, file).map_err(|e| match e {
+        let found = head
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let whole = BufReader::new(Cursor::new(head).chain(input));
+        let inner = create_reader(BUFFER, whole).map_err(|e| match e {
             PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
                 CaptureError::Truncated {
-                    path: path.to_path_buf(),
+                    path: named.clone(),
                     offset: 0,
                 }
             }
             _ => CaptureError::NotACapture {
-                path: path.to_path_buf(),
-                found: head[..n]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                path: named.clone(),
+                found,
             },
         })?;
         Ok(CaptureReader {
-            path: path.to_path_buf(),
+            path: named,
             inner,
             offset: 0,
             format: FormatState::default(),
@@ -247,7 +282,7 @@ impl FormatState {
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                 self.interfaces.push(Interface {
                     linktype: idb.linktype.0,
-                    units_per_sec: idb.ts_resolution().unwrap_or(1_000_000),
+                    units_per_sec: units_per_second(idb.if_tsresol),
                     ts_offset_s: idb.ts_offset(),
                 });
                 None
@@ -255,7 +290,7 @@ impl FormatState {
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                 let iface = self.interface(epb.if_id);
                 let units = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-                let ns = units as u128 * 1_000_000_000 / iface.units_per_sec as u128;
+                let ns = units as u128 * 1_000_000_000 / iface.units_per_sec;
                 let ts_ns = (ns as i128 + iface.ts_offset_s as i128 * 1_000_000_000).max(0) as u64;
                 self.last_ts_ns = ts_ns;
                 Some(Record {
@@ -434,6 +469,11 @@ mod tests {
         f.extend(section());
         f.extend(interface(113, Some(3))); // milliseconds
         f.extend(packet(0, 42_001, &[1; 30]));
+        // Powers of two: 2^20 units per second, and 2^0 (seconds).
+        f.extend(interface(113, Some(0x80 | 20)));
+        f.extend(interface(113, Some(0x80)));
+        f.extend(packet(1, 3 << 20 | 1 << 19, &[2; 30]));
+        f.extend(packet(2, 7, &[3; 30]));
         let (recs, err) = read_all(&write(&dir, "multi.pcapng", &f));
         assert_eq!(err, None);
         let got: Vec<(i32, u64, usize)> = recs
@@ -445,9 +485,59 @@ mod tests {
             [
                 (101, 1_000_000_000_123, 21),
                 (1, 5_000_001_000, 60),
-                (113, 42_001_000_000, 30)
+                (113, 42_001_000_000, 30),
+                (113, 3_500_000_000, 30),
+                (113, 7_000_000_000, 30),
             ]
         );
+    }
+
+    #[test]
+    fn a_fifo_fed_in_small_pieces_reads_like_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = section();
+        f.extend(interface(1, Some(9)));
+        for i in 0..50u64 {
+            f.extend(packet(0, 1_000 + i, &[i as u8; 60]));
+        }
+        let file = write(&dir, "whole.pcapng", &f);
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = File::options().write(true).open(writer_path).unwrap();
+            for piece in f.chunks(5) {
+                w.write_all(piece).unwrap();
+                w.flush().unwrap();
+            }
+        });
+        // Opening it twice, as an earlier reader did to sniff the format, hangs: bound the wait.
+        let (done, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(read_all(&fifo)));
+        let (from_fifo, err) = got
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading the FIFO hung");
+        writer.join().unwrap();
+        assert_eq!(err, None);
+        let (from_file, _) = read_all(&file);
+        assert_eq!(from_fifo.len(), 50);
+        assert_eq!(from_fifo, from_file);
+    }
+
+    #[test]
+    fn every_tsresol_exponent_has_its_units() {
+        assert_eq!(units_per_second(6), 1_000_000);
+        assert_eq!(units_per_second(9), 1_000_000_000);
+        assert_eq!(units_per_second(0), 1);
+        assert_eq!(units_per_second(0x80 | 10), 1024);
+        assert_eq!(units_per_second(0x80 | 127), 1 << 127);
+        assert_eq!(units_per_second(38), 10u128.pow(38));
+        // Beyond a u128: every u64 timestamp is below a nanosecond, and nothing panics.
+        assert_eq!(units_per_second(39), u128::MAX);
+        assert_eq!(units_per_second(127), u128::MAX);
     }
 
     #[test]
