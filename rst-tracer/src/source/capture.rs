@@ -53,33 +53,49 @@ pub enum CaptureError {
         /// The first bytes, in hex.
         found: String,
     },
+    /// A pcapng file (its first block is a section header) whose section header is damaged.
+    #[error("{path}: a pcapng file whose section header (byte 0) is damaged: {detail}")]
+    DamagedHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: &'static str,
+    },
     /// The file ends inside a header or record.
-    #[error("{path}: truncated at byte {offset}: the file ends inside a record (or its header)")]
+    #[error(
+        "{path}: truncated at byte {offset} (frame {frame}): the file ends inside a record (or its header)"
+    )]
     Truncated {
         /// The file.
         path: PathBuf,
         /// Where the incomplete record starts.
         offset: u64,
+        /// The frame it would have been (1 for the first).
+        frame: u64,
     },
     /// A record larger than the reader accepts (usually a corrupt length field).
     #[error(
-        "{path}: record at byte {offset} is larger than {BUFFER} bytes: corrupt length field?"
+        "{path}: record at byte {offset} (frame {frame}) is larger than {BUFFER} bytes: corrupt length field?"
     )]
     RecordTooLarge {
         /// The file.
         path: PathBuf,
         /// Where the record starts.
         offset: u64,
+        /// The frame it would have been (1 for the first).
+        frame: u64,
     },
     /// Anything else the parser refused.
-    #[error("{path}: corrupt at byte {offset}: {detail}")]
+    #[error("{path}: corrupt at byte {offset} (frame {frame}): {detail}")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// Where the bad block starts.
         offset: u64,
-        /// What the parser said.
-        detail: String,
+        /// The frame it would have been (1 for the first).
+        frame: u64,
+        /// What is wrong, in words.
+        detail: &'static str,
     },
 }
 
@@ -123,8 +139,25 @@ pub struct CaptureReader {
     inner: Box<dyn PcapReaderIterator + Send>,
     /// Bytes consumed so far: the offset of the next block.
     offset: u64,
+    /// Frames returned so far.
+    frames: u64,
     format: FormatState,
 }
+
+/// What a parser error means, in words (its own dump shows parser internals).
+fn what_is_wrong(e: &PcapError<&[u8]>) -> &'static str {
+    match e {
+        PcapError::HeaderNotRecognized => "an unknown block or header",
+        PcapError::NomError(..) | PcapError::OwnedNomError(..) => {
+            "a malformed block (its length or contents do not parse)"
+        }
+        PcapError::ReadError => "a read error",
+        _ => "the parser stopped here",
+    }
+}
+
+/// The type of a pcapng section header block, the first bytes of every pcapng file.
+const PCAPNG_SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 /// What the file's headers said so far.
 #[derive(Default)]
@@ -175,14 +208,20 @@ impl CaptureReader {
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let pcapng = head.starts_with(&PCAPNG_SECTION_HEADER);
         let whole = BufReader::new(Cursor::new(head).chain(input));
         let inner = create_reader(BUFFER, whole).map_err(|e| match e {
             PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
                 CaptureError::Truncated {
                     path: named.clone(),
                     offset: 0,
+                    frame: 1,
                 }
             }
+            _ if pcapng => CaptureError::DamagedHeader {
+                path: named.clone(),
+                detail: "its byte-order magic, length or version do not parse",
+            },
             _ => CaptureError::NotACapture {
                 path: named.clone(),
                 found,
@@ -192,6 +231,7 @@ impl CaptureReader {
             path: named,
             inner,
             offset: 0,
+            frames: 0,
             format: FormatState::default(),
         })
     }
@@ -207,7 +247,7 @@ impl CaptureReader {
                 Err(PcapError::Eof) => return Ok(None),
                 Err(PcapError::Incomplete(_)) => {
                     if self.inner.refill().is_err() {
-                        return Err(self.corrupt("read error while refilling"));
+                        return Err(self.corrupt("a read error"));
                     }
                     continue;
                 }
@@ -215,32 +255,35 @@ impl CaptureReader {
                     return Err(CaptureError::Truncated {
                         path: self.path.clone(),
                         offset: self.offset,
+                        frame: self.frames + 1,
                     })
                 }
                 Err(PcapError::BufferTooSmall) => {
                     return Err(CaptureError::RecordTooLarge {
                         path: self.path.clone(),
                         offset: self.offset,
+                        frame: self.frames + 1,
                     })
                 }
                 Err(e) => {
-                    let detail = format!("{e:?}");
-                    return Err(self.corrupt(&detail));
+                    let detail = what_is_wrong(&e);
+                    return Err(self.corrupt(detail));
                 }
             };
             self.inner.consume(len);
             self.offset += len as u64;
             if let Some(record) = record {
+                self.frames += 1;
                 return Ok(Some(record));
             }
         }
     }
 
-    fn corrupt(&self, detail: &str) -> CaptureError {
-        let detail: String = detail.chars().take(120).collect();
+    fn corrupt(&self, detail: &'static str) -> CaptureError {
         CaptureError::Corrupt {
             path: self.path.clone(),
             offset: self.offset,
+            frame: self.frames + 1,
             detail,
         }
     }
@@ -528,6 +571,40 @@ mod tests {
     }
 
     #[test]
+    fn damaged_pcapng_says_what_where_and_which_frame_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        // A section header whose byte-order magic is wrong.
+        let mut f = section();
+        f[8..12].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        f.extend(interface(1, None));
+        let (_, err) = read_all(&write(&dir, "bad-section.pcapng", &f));
+        let err = err.unwrap();
+        assert!(matches!(err, CaptureError::DamagedHeader { .. }), "{err:?}");
+        assert!(err.to_string().contains("pcapng"), "{err}");
+
+        // Two good frames, then a block whose trailing length disagrees with its leading one.
+        let mut f = section();
+        f.extend(interface(1, None));
+        f.extend(packet(0, 1, &[1; 40]));
+        f.extend(packet(0, 2, &[2; 40]));
+        let at = f.len();
+        let mut bad = packet(0, 3, &[3; 40]);
+        let n = bad.len();
+        bad[n - 4..].copy_from_slice(&999u32.to_le_bytes());
+        f.extend(bad);
+        let (recs, err) = read_all(&write(&dir, "bad-block.pcapng", &f));
+        assert_eq!(recs.len(), 2, "the frames before the damage are kept");
+        let message = err.expect("an error for the damaged block").to_string();
+        assert!(
+            message.contains(&format!("byte {at}")) && message.contains("frame 3"),
+            "{message}"
+        );
+        for internals in ["Nom", "ErrorKind", "Verify", "["] {
+            assert!(!message.contains(internals), "parser internals: {message}");
+        }
+    }
+
+    #[test]
     fn every_tsresol_exponent_has_its_units() {
         assert_eq!(units_per_second(6), 1_000_000);
         assert_eq!(units_per_second(9), 1_000_000_000);
@@ -573,7 +650,8 @@ mod tests {
             err,
             Some(CaptureError::Truncated {
                 path: dir.path().join("truncated.pcap"),
-                offset: cut as u64
+                offset: cut as u64,
+                frame: 2,
             })
         );
 
