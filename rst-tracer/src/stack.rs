@@ -195,14 +195,50 @@ pub fn state_name(state: u32) -> Option<&'static str> {
     NAMES.get(state as usize).copied().filter(|n| !n.is_empty())
 }
 
+/// tracefs as [`ensure_tracefs`] left it: already there, or mounted by this process, which
+/// unmounts it when this is dropped (once the tracepoints are attached: their links do not
+/// need it), so the host is left as it was found.
+#[derive(Debug)]
+pub struct Tracefs {
+    /// True when this process mounted it.
+    mounted: bool,
+}
+
+impl Tracefs {
+    /// A note for the user when this process had to mount tracefs.
+    pub fn note(&self) -> Option<String> {
+        self.mounted.then(|| {
+            format!("mounted tracefs at {TRACEFS} for the TCP tracepoints (unmounted once they are attached)")
+        })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
+        let Ok(target) = std::ffi::CString::new(TRACEFS) else {
+            return;
+        };
+        // SAFETY: a valid NUL-terminated path; unmounts only the tracefs this process mounted.
+        if unsafe { libc::umount2(target.as_ptr(), 0) } != 0 {
+            log::warn!(
+                "could not unmount the tracefs mounted at {TRACEFS}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Makes sure tracefs is mounted at [`TRACEFS`] (it is not, for example, inside `ip netns exec`,
-/// which mounts a fresh /sys); returns a note when it had to mount it, or why it could not.
-pub fn ensure_tracefs() -> Result<Option<String>, String> {
+/// which mounts a fresh /sys): what it found or did, or why it could not mount it.
+pub fn ensure_tracefs() -> Result<Tracefs, String> {
     let dir = Path::new(TRACEFS);
     if dir.join("events").is_dir() {
-        return Ok(None);
+        return Ok(Tracefs { mounted: false });
     }
-    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let c = |s: &str| std::ffi::CString::new(s).unwrap_or_default();
     let (src, target, fstype) = (c("nodev"), c(TRACEFS), c("tracefs"));
     // SAFETY: valid NUL-terminated strings; no mount data.
     let rc = unsafe {
@@ -215,9 +251,7 @@ pub fn ensure_tracefs() -> Result<Option<String>, String> {
         )
     };
     if rc == 0 {
-        Ok(Some(format!(
-            "mounted tracefs at {TRACEFS} for the TCP tracepoints"
-        )))
+        Ok(Tracefs { mounted: true })
     } else {
         Err(format!(
             "tracefs is not mounted at {TRACEFS} and mounting it failed ({})",

@@ -322,6 +322,40 @@ fn an_interface_that_disappears_is_reported_and_ends_the_run() {
     assert!(summaries >= 1, "no final summary: {stdout}");
 }
 
+#[test]
+fn a_tracefs_mounted_for_the_tracepoints_is_unmounted_once_they_are_attached() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    // `ip netns exec` gives the tracer a fresh /sys without tracefs: it mounts one.
+    let tracer = lab.start_tracer(&[]);
+    let stderr = tracer.stderr();
+    assert!(stderr.contains("mounted tracefs"), "{stderr}");
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", tracer.pid())).unwrap();
+    let tracefs: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(" - tracefs "))
+        .collect();
+    assert!(
+        tracefs.is_empty(),
+        "tracefs still mounted while tracing: {tracefs:?}"
+    );
+    // The stack view works without it: the server's refusal of a closed port carries the
+    // kernel's reason.
+    let _ = lab.connect(9);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    let refused: Vec<&Value> = out
+        .iter()
+        .filter(|r| r["type"] == "reset" && r["flow"]["sport"] == 9)
+        .collect();
+    assert_eq!(refused.len(), 1, "{out:?}");
+    assert!(
+        refused[0]["kernel_reason"] == "NO_SOCKET",
+        "no kernel reason: {}",
+        refused[0]
+    );
+}
+
 fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_rst-tracer")])

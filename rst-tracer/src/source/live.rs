@@ -68,14 +68,14 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let object = object::embedded()?;
     let ifaces = iface::default_or_named(&opts.ifaces)?;
     let mut stack_notes = Vec::new();
-    let mounted = if opts.tracefs == Path::new(stack::TRACEFS) {
-        stack::ensure_tracefs()
+    let tracefs = if opts.tracefs == Path::new(stack::TRACEFS) {
+        stack::ensure_tracefs().map(Some)
     } else {
         Ok(None)
     };
-    let view = match mounted {
-        Ok(note) => {
-            stack_notes.extend(note);
+    let view = match &tracefs {
+        Ok(mount) => {
+            stack_notes.extend(mount.as_ref().and_then(|m| m.note()));
             StackView::discover(&opts.tracefs)
         }
         Err(why) => StackView::off(&format!(
@@ -97,6 +97,9 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         attach::verifier_cost(&ebpf)?
     );
     stack_notes.extend(attach::attach_stack(&mut ebpf, &view));
+    // The tracepoints are attached and their links do not need tracefs: one mounted for them
+    // is unmounted again.
+    drop(tracefs);
     for note in &stack_notes {
         eprintln!("rst-tracer: stack view: {note}");
     }

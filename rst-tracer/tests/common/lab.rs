@@ -388,6 +388,11 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    /// The tracer's process id (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// What the tracer wrote to stderr so far.
     pub fn stderr(&self) -> String {
         let mut s = String::new();
