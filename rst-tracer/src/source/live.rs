@@ -109,7 +109,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         .collect();
     eprintln!("rst-tracer: tracing {}", hooks.join(", "));
     if let Some(path) = &opts.ready_file {
-        fs::write(path, hooks.join("\n")).with_context(|| format!("writing {}", path.display()))?;
+        write_ready_file(path, &hooks.join("\n"))?;
     }
 
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
@@ -194,6 +194,33 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     }
 }
 
+/// Writes the ready file without following a symbolic link (this runs as root, and the path may
+/// be in a directory others can write): a stale regular file is replaced, a symlink refused,
+/// and the new file is created exclusively, so nothing swapped in meanwhile is written through.
+fn write_ready_file(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            anyhow::bail!("--ready-file {shown} is a symbolic link: refusing to write through it")
+        }
+        Ok(meta) if meta.is_file() => {
+            fs::remove_file(path).with_context(|| format!("removing the stale {shown}"))?
+        }
+        Ok(_) => anyhow::bail!("--ready-file {shown} exists and is not a regular file"),
+        Err(_) => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("creating {shown}"))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {shown}"))
+}
+
 /// Checks the flows that retransmitted against their kernel entries (one map look-up each).
 fn check_silences(ebpf: &aya::Ebpf, pipeline: &mut Pipeline) -> Result<()> {
     let now = monotonic_now_ns();
@@ -221,4 +248,40 @@ pub fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline, limit: usize)
         pipeline.record(&item)?;
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_file_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, "keep me").unwrap();
+        let link = dir.path().join("ready-link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write_ready_file(&link, "s0").unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep me");
+
+        // A dangling link is refused too (it would create the file it points to).
+        let nowhere = dir.path().join("nowhere");
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+        assert!(write_ready_file(&dangling, "s0").is_err());
+        assert!(!nowhere.exists());
+
+        // A new path is created; a stale file from an earlier run is replaced.
+        let ready = dir.path().join("ready");
+        write_ready_file(&ready, "s0 (ingress tc, egress tc)").unwrap();
+        assert_eq!(
+            fs::read_to_string(&ready).unwrap(),
+            "s0 (ingress tc, egress tc)"
+        );
+        write_ready_file(&ready, "s1").unwrap();
+        assert_eq!(fs::read_to_string(&ready).unwrap(), "s1");
+        // A directory is not a ready file.
+        assert!(write_ready_file(dir.path(), "s0").is_err());
+    }
 }
