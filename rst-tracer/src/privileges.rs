@@ -1,5 +1,5 @@
 //! Checks the capabilities loading and attaching need, so the error says what to do instead of
-//! surfacing as EPERM from deep inside a syscall.
+//! surfacing as EPERM from deep inside a syscall; and gives them up once they are used.
 
 use std::fs;
 
@@ -45,6 +45,43 @@ pub fn check() -> Result<()> {
              `setcap cap_bpf,cap_net_admin,cap_perfmon+ep`",
             missing.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// What the process keeps once its programs are loaded and attached: `CAP_BPF`, for map
+/// look-ups on the descriptors it holds (kernels before 6.5 refuse every bpf() command without
+/// it while unprivileged BPF is disabled; later ones need nothing). Reading ring buffers,
+/// closing links and everything else the tracer does from then on needs no capability.
+pub const KEPT_AFTER_LOAD: &[caps::Capability] = &[caps::Capability::CAP_BPF];
+
+/// Gives up every capability but those of `keep` the process has: from the effective,
+/// permitted, inheritable and ambient sets and, where the process may (`CAP_SETPCAP`), the
+/// bounding set; and sets no_new_privs, so nothing it executes regains them. Capabilities are
+/// per thread: call it before starting threads.
+///
+/// # Errors
+/// When the kernel refuses the new sets.
+pub fn keep_only(keep: &[caps::Capability]) -> Result<()> {
+    use caps::{CapSet, CapsHashSet};
+    let permitted = caps::read(None, CapSet::Permitted)?;
+    let kept: CapsHashSet = keep
+        .iter()
+        .copied()
+        .filter(|c| permitted.contains(c))
+        .collect();
+    for cap in caps::all().difference(&kept) {
+        // Needs CAP_SETPCAP (root has it; a binary with file capabilities does not): without
+        // it the bounding set stays, and the permitted set below is what holds.
+        let _ = caps::drop(None, CapSet::Bounding, *cap);
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::set(None, CapSet::Effective, &kept)?;
+    caps::set(None, CapSet::Permitted, &kept)?;
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!("setting no_new_privs: {}", std::io::Error::last_os_error());
     }
     Ok(())
 }

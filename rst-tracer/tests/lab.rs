@@ -323,11 +323,16 @@ fn an_interface_that_disappears_is_reported_and_ends_the_run() {
 }
 
 #[test]
-fn a_tracefs_mounted_for_the_tracepoints_is_unmounted_once_they_are_attached() {
+fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
     require_root_and_object();
     let lab = Lab::new(TRACER);
     // `ip netns exec` gives the tracer a fresh /sys without tracefs: it mounts one.
     let tracer = lab.start_tracer(&[]);
+    let held = common::caps_still_held(tracer.pid());
+    assert!(
+        held.is_empty(),
+        "capabilities kept after attaching: {held:?}"
+    );
     let stderr = tracer.stderr();
     assert!(stderr.contains("mounted tracefs"), "{stderr}");
     let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", tracer.pid())).unwrap();
@@ -339,7 +344,7 @@ fn a_tracefs_mounted_for_the_tracepoints_is_unmounted_once_they_are_attached() {
         tracefs.is_empty(),
         "tracefs still mounted while tracing: {tracefs:?}"
     );
-    // The stack view works without it: the server's refusal of a closed port carries the
+    // Tracing goes on without them: the server's refusal of a closed port is reported with the
     // kernel's reason.
     let _ = lab.connect(9);
     std::thread::sleep(Duration::from_millis(300));

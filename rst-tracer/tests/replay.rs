@@ -473,6 +473,53 @@ fn standard_input_replays_like_the_file() {
 }
 
 #[test]
+fn replay_parses_the_capture_without_the_privileges_it_loaded_with() {
+    require_root_and_object();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("capture.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let child = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+        .args(["replay", "--format=json"])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Opening the writing end waits for replay to open the FIFO; it then loads its program and
+    // waits for the capture's first bytes.
+    let mut writer = std::fs::File::options().write(true).open(&fifo).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut held = common::caps_still_held(child.id());
+    while !held.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        held = common::caps_still_held(child.id());
+    }
+    assert!(
+        held.is_empty(),
+        "capabilities held while waiting for the capture: {held:?}"
+    );
+    std::io::Write::write_all(
+        &mut writer,
+        &std::fs::read(corpus().join("censor/gfw-test1.pcap")).unwrap(),
+    )
+    .unwrap();
+    drop(writer);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(resets(&records).len(), 5, "every reset, read unprivileged");
+}
+
+#[test]
 fn several_files_replay_as_one_stream() {
     require_root_and_object();
     let dir = corpus();

@@ -133,6 +133,37 @@ fn units_per_second(tsresol: u8) -> u128 {
     base.checked_pow(exponent).unwrap_or(u128::MAX)
 }
 
+/// A capture input opened but not read yet: a file, or standard input for `-`. Opening every
+/// input first lets replay give up its privileges before it parses any of them.
+pub struct Input {
+    /// How messages name it.
+    name: PathBuf,
+    reader: Box<dyn Read + Send>,
+}
+
+impl Input {
+    /// Opens `path`; `-` is standard input.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn open(path: &Path) -> Result<Input, CaptureError> {
+        if path == Path::new(STDIN) {
+            return Ok(Input {
+                name: PathBuf::from(STDIN_NAME),
+                reader: Box::new(std::io::stdin()),
+            });
+        }
+        let file = File::open(path).map_err(|e| CaptureError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        Ok(Input {
+            name: path.to_path_buf(),
+            reader: Box::new(file),
+        })
+    }
+}
+
 /// Reads the records of one capture file in order.
 pub struct CaptureReader {
     path: PathBuf,
@@ -177,19 +208,21 @@ impl CaptureReader {
     /// # Errors
     /// The file cannot be read, is empty, or is neither format.
     pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
-        let named = if path == Path::new(STDIN) {
-            PathBuf::from(STDIN_NAME)
-        } else {
-            path.to_path_buf()
-        };
+        CaptureReader::from_input(Input::open(path)?)
+    }
+
+    /// A reader of an input already opened (see [`Input::open`]).
+    ///
+    /// # Errors
+    /// The input cannot be read, is empty, or is neither format.
+    pub fn from_input(input: Input) -> Result<CaptureReader, CaptureError> {
+        let Input {
+            name: named,
+            reader: mut input,
+        } = input;
         let io = |e: std::io::Error| CaptureError::Io {
             path: named.clone(),
             detail: e.to_string(),
-        };
-        let mut input: Box<dyn Read + Send> = if path == Path::new(STDIN) {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(File::open(path).map_err(io)?)
         };
         // The head is read whole (a pipe hands bytes over in pieces) and handed to the parser
         // first: it sniffs the format from its first read.

@@ -100,6 +100,9 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     // The tracepoints are attached and their links do not need tracefs: one mounted for them
     // is unmounted again.
     drop(tracefs);
+    // Everything that needed privileges is done: keep only what reading the maps needs.
+    privileges::keep_only(privileges::KEPT_AFTER_LOAD)
+        .context("giving up capabilities after attaching")?;
     for note in &stack_notes {
         eprintln!("rst-tracer: stack view: {note}");
     }

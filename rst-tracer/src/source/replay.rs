@@ -16,7 +16,7 @@ use rst_tracer_common::replay::ReplayMeta;
 use serde::Serialize;
 
 use super::{
-    capture::{CaptureReader, RECORD_SNAP},
+    capture::{CaptureError, CaptureReader, Input, RECORD_SNAP},
     link::{self, LinkError},
     prog_run::ProgRun,
 };
@@ -25,6 +25,7 @@ use crate::{
     counters,
     event::Clock,
     pipeline::Pipeline,
+    privileges,
     report::{self, Format},
 };
 
@@ -75,8 +76,15 @@ impl ReplayStats {
 /// Missing privileges or object, an unreadable or broken capture (with its byte offset), or an
 /// output error.
 pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
+    // Every input is opened first, then the program loaded, then the privileges given up:
+    // the files (which came from anywhere) are parsed without them. A file that did not open
+    // fails in its turn, after the ones before it are replayed.
+    let inputs: Vec<(&PathBuf, Result<Input, CaptureError>)> =
+        opts.files.iter().map(|p| (p, Input::open(p))).collect();
     let load = LoadOptions::default();
     let mut prog = ProgRun::load(&load)?;
+    privileges::keep_only(privileges::KEPT_AFTER_LOAD)
+        .context("giving up capabilities before reading the captures")?;
     let sink = report::sink(opts.format, out);
     // Capture timestamps are already wall-clock time: no clock offset.
     let mut pipeline = Pipeline::new(
@@ -90,8 +98,8 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     pipeline.set_local_networks(opts.local.clone());
     let mut stats = ReplayStats::default();
     let mut failure = None;
-    for path in &opts.files {
-        if let Err(e) = replay_file(path, &mut prog, &mut pipeline, &mut stats) {
+    for (path, input) in inputs {
+        if let Err(e) = replay_file(path, input, &mut prog, &mut pipeline, &mut stats) {
             failure = Some(e);
             break;
         }
@@ -116,11 +124,12 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
 
 fn replay_file(
     path: &PathBuf,
+    input: Result<Input, CaptureError>,
     prog: &mut ProgRun,
     pipeline: &mut Pipeline,
     stats: &mut ReplayStats,
 ) -> Result<()> {
-    let mut reader = CaptureReader::open(path)?;
+    let mut reader = CaptureReader::from_input(input?)?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let progress = progress_bar(size);
     let mut frame = Vec::with_capacity(RECORD_SNAP + 14);

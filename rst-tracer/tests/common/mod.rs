@@ -25,3 +25,35 @@ pub fn require_root_and_object() {
         panic!("this test needs the built eBPF object: {e:#}");
     }
 }
+
+/// Capabilities that loading and attaching need and a running tracer must have given up:
+/// CAP_NET_ADMIN (12) and CAP_SYS_ADMIN (21).
+pub const GIVEN_UP_CAPS: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
+
+/// The given-up capabilities that some thread of process `pid` still has in its effective or
+/// permitted set, as "thread: CapXxx CAP_NAME" lines (empty: none).
+pub fn caps_still_held(pid: u32) -> Vec<String> {
+    let mut held = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![format!("process {pid} is gone")];
+    };
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for set in ["CapEff:", "CapPrm:"] {
+            let bits = status
+                .lines()
+                .find_map(|l| l.strip_prefix(set))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+            let Some(bits) = bits else {
+                held.push(format!("{:?}: no {set}", task.file_name()));
+                continue;
+            };
+            for (cap, name) in GIVEN_UP_CAPS {
+                if bits & (1 << cap) != 0 {
+                    held.push(format!("{:?}: {set} {name}", task.file_name()));
+                }
+            }
+        }
+    }
+    held
+}
