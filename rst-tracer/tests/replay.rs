@@ -32,16 +32,19 @@ fn replay(args: &[&str]) -> (bool, Vec<Value>, String) {
         .arg("--format=json")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let records = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
     (
         out.status.success(),
-        records,
+        json_lines(&out.stdout),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The JSON records of replay's output.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
 }
 
 fn resets(records: &[Value]) -> Vec<&Value> {
@@ -452,10 +455,7 @@ fn standard_input_replays_like_the_file() {
         feeder.join().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{file} from a pipe: {err}");
-        let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let records = json_lines(&out.stdout);
         assert_eq!(resets(&records).len(), resets_in_it, "{file} from a pipe");
         let (_, from_file, _) = replay(&[corpus().join(file).to_str().unwrap()]);
         assert_eq!(
@@ -512,10 +512,7 @@ fn replay_parses_the_capture_without_the_privileges_it_loaded_with() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = json_lines(&out.stdout);
     assert_eq!(resets(&records).len(), 5, "every reset, read unprivileged");
 }
 
