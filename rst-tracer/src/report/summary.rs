@@ -16,6 +16,11 @@ use rst_tracer_common::event::Direction;
 
 /// How many entries the "top" tables list.
 const TOP: usize = 5;
+/// Most remote addresses, and (kernel reason, remote) pairs, one window tallies. Reaching it,
+/// the half with the fewest resets is dropped and counted (`tally_evictions`): a key with more
+/// than 2/`TALLY_CAP` of the window's resets is never dropped, so the top entries hold. Ports
+/// need no bound: there are 65,536.
+pub const TALLY_CAP: usize = 8_192;
 
 /// A snapshot of the kernel counters (summed over CPUs) and the flow table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +65,22 @@ pub struct SummaryWindow {
     by_port: PacketMap<u16, Tally>,
     by_kernel_reason: PacketMap<(String, IpAddr), u64>,
     not_accepted: u64,
+    tally_evictions: u64,
+}
+
+/// Keeps `tallies` below [`TALLY_CAP`]: at the cap, drops the keys with the fewest resets
+/// (those at or below the count of the `TALLY_CAP / 2`-th largest); returns how many it
+/// dropped. Each call at the cap halves the map, so the cost per reset stays constant.
+fn bound<K, V>(tallies: &mut PacketMap<K, V>, resets: impl Fn(&V) -> u64) -> u64 {
+    if tallies.len() < TALLY_CAP {
+        return 0;
+    }
+    let mut counts: Vec<u64> = tallies.values().map(&resets).collect();
+    let (_, threshold, _) = counts.select_nth_unstable_by(TALLY_CAP / 2, |a, b| b.cmp(a));
+    let threshold = *threshold;
+    let before = tallies.len();
+    tallies.retain(|_, v| resets(v) > threshold);
+    (before - tallies.len()) as u64
 }
 
 /// Which endpoint of a packet is the remote one, and the flow's service port.
@@ -104,6 +125,7 @@ impl SummaryWindow {
                 .or_default() += 1;
         }
         self.not_accepted += (stack.accepted == Some(false)) as u64;
+        self.tally_evictions += bound(&mut self.by_kernel_reason, |n| *n);
         for tally in [
             self.by_remote.entry(remote).or_default(),
             self.by_port.entry(port).or_default(),
@@ -118,16 +140,23 @@ impl SummaryWindow {
                 *tally.findings.entry(f.code).or_default() += 1;
             }
         }
+        self.tally_evictions += bound(&mut self.by_remote, |t| t.resets);
     }
 
     /// Counts `n` resets whose events the kernel dropped on a full ring (seen as `seen`, in a
     /// flow opened by `syn_side`): they are in the per-remote and per-port tallies and in
     /// `resets_dropped`, never judged.
-    pub fn dropped(&mut self, seen: &Seen, syn_side: Option<rst_tracer_common::flow::Side>, n: u64) {
+    pub fn dropped(
+        &mut self,
+        seen: &Seen,
+        syn_side: Option<rst_tracer_common::flow::Side>,
+        n: u64,
+    ) {
         self.resets_dropped += n;
         let (remote, port) = remote_and_port(seen, syn_side);
         self.by_remote.entry(remote).or_default().resets += n;
         self.by_port.entry(port).or_default().resets += n;
+        self.tally_evictions += bound(&mut self.by_remote, |t| t.resets);
     }
 
     /// Counts an after-reset packet.
@@ -181,6 +210,7 @@ impl SummaryWindow {
             not_accepted: self.not_accepted,
             flows_tracked: flows.tracked,
             flow_evictions: flows.evictions,
+            tally_evictions: self.tally_evictions,
         };
         *self = SummaryWindow {
             started_ns: now_ns,
@@ -346,6 +376,10 @@ pub struct SummaryRecord {
     pub flows_tracked: usize,
     /// Flows evicted from the userspace table since the start.
     pub flow_evictions: u64,
+    /// Remote addresses and (kernel reason, remote) pairs with the fewest resets dropped from
+    /// this window's tallies to keep them within `TALLY_CAP`: `top_remote` and
+    /// `local_by_kernel_reason` stay right, but these keys' resets are no longer in them.
+    pub tally_evictions: u64,
 }
 
 /// A `"type": "stats"` record: cumulative kernel counters.
@@ -434,6 +468,31 @@ impl StatsRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rst_tracer_common::{
+        event::Hook,
+        flow::{addr_from_ipv4, FlowKey, FAMILY_IPV4},
+    };
+
+    /// A reset from `remote`:40000 to this host's `local`:`port`, seen at ingress.
+    fn ingress_reset(remote: [u8; 4], local: [u8; 4], port: u16) -> Seen {
+        let (key, side) = FlowKey::canonical(
+            FAMILY_IPV4,
+            &addr_from_ipv4(remote),
+            40000,
+            &addr_from_ipv4(local),
+            port,
+        );
+        Seen {
+            ts_ns: 0,
+            ifindex: 0,
+            hook: Hook::TcIngress,
+            direction: Direction::Ingress,
+            key,
+            side,
+            new_flow: false,
+            kernel_ts_ns: 0,
+        }
+    }
 
     #[test]
     fn stats_sum_errors_and_drops_and_derive_evictions() {
@@ -456,29 +515,10 @@ mod tests {
 
     #[test]
     fn dropped_resets_count_by_remote_and_port_unjudged() {
-        use rst_tracer_common::{
-            event::Hook,
-            flow::{FlowKey, FAMILY_IPV4},
-        };
         // 7 resets from 192.0.2.1:40000 to this host's port 80 (the SYN went to 80), seen at
         // ingress, dropped on a full ring.
-        let (key, side) = FlowKey::canonical(
-            FAMILY_IPV4,
-            &rst_tracer_common::flow::addr_from_ipv4([192, 0, 2, 1]),
-            40000,
-            &rst_tracer_common::flow::addr_from_ipv4([192, 0, 2, 2]),
-            80,
-        );
-        let seen = Seen {
-            ts_ns: 0,
-            ifindex: 0,
-            hook: Hook::TcIngress,
-            direction: Direction::Ingress,
-            key,
-            side,
-            new_flow: false,
-            kernel_ts_ns: 0,
-        };
+        let seen = ingress_reset([192, 0, 2, 1], [192, 0, 2, 2], 80);
+        let side = seen.side;
         let mut w = SummaryWindow::new(0);
         w.dropped(&seen, Some(side), 7);
         let r = w.take(1, FlowTableStats::default());
@@ -488,6 +528,40 @@ mod tests {
         assert_eq!(r.top_remote[0].tally.resets, 7);
         assert_eq!(r.top_ports[0].port, 80);
         assert_eq!(r.top_ports[0].tally.resets, 7);
+    }
+
+    #[test]
+    fn a_million_remotes_stay_within_the_cap_and_the_heavy_ones_stay_on_top() {
+        // Resets from `remote` to this host's port 443, seen at ingress.
+        let seen = |remote: u32| ingress_reset(remote.to_be_bytes(), [192, 0, 2, 2], 443);
+        let (heavy, heavier) = (0x0a00_0002u32, 0x0a00_0001u32);
+        let mut w = SummaryWindow::new(0);
+        for i in 0..1_000_000u32 {
+            w.dropped(&seen(0x0b00_0000 + i), None, 1);
+            if i % 1_000 == 0 {
+                w.dropped(&seen(heavier), None, 2);
+                w.dropped(&seen(heavy), None, 1);
+            }
+            assert!(w.by_remote.len() < TALLY_CAP);
+        }
+        let left = w.by_remote.len() as u64;
+        let r = w.take(1, FlowTableStats::default());
+        assert_eq!(r.resets_dropped, 1_000_000 + 3_000);
+        let top: Vec<(String, u64)> = r
+            .top_remote
+            .iter()
+            .map(|t| (t.addr.to_string(), t.tally.resets))
+            .collect();
+        assert_eq!(
+            top[..2],
+            [
+                ("10.0.0.1".to_string(), 2_000),
+                ("10.0.0.2".to_string(), 1_000)
+            ]
+        );
+        // Every remote is either still tallied or counted as evicted.
+        assert_eq!(r.tally_evictions + left, 1_000_002);
+        assert!(r.tally_evictions > 0);
     }
 
     #[test]
