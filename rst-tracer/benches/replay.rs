@@ -1,7 +1,9 @@
 //! Replay throughput (`cargo xtask bench`): records per second of `rst-tracer replay` beside
 //! `tshark -r FILE -q -z expert` (the tool people use for this today) on the same files in the
 //! same run: the largest capture of the shared corpus and a synthetic capture of 1,000,000
-//! packets. Prints the ratio and adds a `replay` section to `summary.json`.
+//! packets. Prints the ratio and adds a `replay` section to `summary.json`. Also the peak
+//! resident memory of replaying a million resets from a million distinct sources (budget:
+//! [`MAX_PEAK_RSS_MIB`]), where every table keyed by flow or remote meets a million keys.
 
 #[path = "common/summary.rs"]
 mod summary;
@@ -30,9 +32,8 @@ const SYNTHETIC_PACKETS: usize = 1_000_000;
 /// Packets per synthetic flow: handshake, requests and ACKs, then a RST.
 const PER_FLOW: usize = 100;
 
-/// Writes a pcap (microsecond, Ethernet) of `SYNTHETIC_PACKETS` packets: flows of a handshake,
-/// data and ACKs, each ending in a RST.
-fn synthetic(path: &Path) -> Result<()> {
+/// Writes a pcap (microsecond, Ethernet) of `frames`, each with its time in µs.
+fn write_pcap(path: &Path, frames: impl Iterator<Item = (u64, Vec<u8>)>) -> Result<()> {
     let mut w = BufWriter::new(fs::File::create(path)?);
     w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
     w.write_all(&2u16.to_le_bytes())?;
@@ -40,38 +41,85 @@ fn synthetic(path: &Path) -> Result<()> {
     w.write_all(&[0; 8])?;
     w.write_all(&65535u32.to_le_bytes())?;
     w.write_all(&1u32.to_le_bytes())?;
-    let mut t_us: u64 = 1_700_000_000_000_000;
-    for flow in 0..SYNTHETIC_PACKETS / PER_FLOW {
-        let client = format!("10.{}.{}.2", (flow >> 8) & 0xff, flow & 0xff);
-        let port = 10_000 + (flow % 50_000) as u16;
-        let (c, s) = (client.as_str(), "192.0.2.10");
-        for i in 0..PER_FLOW {
-            let seq_c = 1000 + (i as u32) * 100;
-            let seg = match i {
-                0 => Seg::new(c, port, s, 80).seq(999).syn(),
-                1 => Seg::new(s, 80, c, port).seq(5000).ack(1000).syn(),
-                _ if i == PER_FLOW - 1 => Seg::new(s, 80, c, port).seq(5001).ack(seq_c).rst(),
-                _ if i % 2 == 0 => Seg::new(c, port, s, 80)
-                    .seq(seq_c)
-                    .ack(5001)
-                    .payload(&[0x41; 100]),
-                _ => Seg::new(s, 80, c, port).seq(5001).ack(seq_c),
-            };
-            let frame = seg.frame();
-            t_us += 37;
-            for v in [
-                (t_us / 1_000_000) as u32,
-                (t_us % 1_000_000) as u32,
-                frame.len() as u32,
-                frame.len() as u32,
-            ] {
-                w.write_all(&v.to_le_bytes())?;
-            }
-            w.write_all(&frame)?;
+    for (t_us, frame) in frames {
+        for v in [
+            (t_us / 1_000_000) as u32,
+            (t_us % 1_000_000) as u32,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            w.write_all(&v.to_le_bytes())?;
         }
+        w.write_all(&frame)?;
     }
     w.flush()?;
     Ok(())
+}
+
+/// The synthetic captures' start, in µs since the epoch.
+const START_US: u64 = 1_700_000_000_000_000;
+
+/// Writes `SYNTHETIC_PACKETS` packets: flows of a handshake, data and ACKs, each ending in a
+/// RST, 37 µs apart.
+fn synthetic(path: &Path) -> Result<()> {
+    let frames = (0..SYNTHETIC_PACKETS).map(|n| {
+        let (flow, i) = (n / PER_FLOW, n % PER_FLOW);
+        let client = format!("10.{}.{}.2", (flow >> 8) & 0xff, flow & 0xff);
+        let port = 10_000 + (flow % 50_000) as u16;
+        let (c, s) = (client.as_str(), "192.0.2.10");
+        let seq_c = 1000 + (i as u32) * 100;
+        let seg = match i {
+            0 => Seg::new(c, port, s, 80).seq(999).syn(),
+            1 => Seg::new(s, 80, c, port).seq(5000).ack(1000).syn(),
+            _ if i == PER_FLOW - 1 => Seg::new(s, 80, c, port).seq(5001).ack(seq_c).rst(),
+            _ if i % 2 == 0 => Seg::new(c, port, s, 80)
+                .seq(seq_c)
+                .ack(5001)
+                .payload(&[0x41; 100]),
+            _ => Seg::new(s, 80, c, port).seq(5001).ack(seq_c),
+        };
+        (START_US + 37 * (n as u64 + 1), seg.frame())
+    });
+    write_pcap(path, frames)
+}
+
+/// Resets in the distinct-sources capture, each from its own address.
+const DISTINCT_SOURCES: u32 = 1_000_000;
+/// Budget: the peak resident memory of replaying it (MiB).
+const MAX_PEAK_RSS_MIB: f64 = 256.0;
+
+/// Writes `DISTINCT_SOURCES` resets to 192.0.2.2:443, each from its own address in 10/8, a
+/// millisecond apart: every table keyed by flow or remote meets a million keys.
+fn distinct_sources(path: &Path) -> Result<()> {
+    let frames = (0..DISTINCT_SOURCES).map(|i| {
+        let [_, a, b, c] = i.to_be_bytes();
+        let src = format!("10.{a}.{b}.{c}");
+        let rst = Seg::new(&src, 40000, "192.0.2.2", 443)
+            .seq(1000 + i)
+            .rst()
+            .frame();
+        (START_US + 1_000 * u64::from(i), rst)
+    });
+    write_pcap(path, frames)
+}
+
+/// Peak resident memory (MiB) of a command run to its end, its output discarded.
+fn peak_rss_mib(cmd: &mut Command) -> Result<f64> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("{cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: all-zero is a valid rusage, which wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for the child this function started; status and usage are valid.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{cmd:?} failed (wait status {status})");
+    }
+    // ru_maxrss is in KiB on Linux.
+    Ok(usage.ru_maxrss as f64 / 1024.0)
 }
 
 /// Wall time of a command, its output discarded.
@@ -147,5 +195,23 @@ fn main() -> Result<()> {
             summary.insert("corpus_tshark_records_per_s".into(), json!(b));
         }
     }
+
+    let distinct = out_dir.join("distinct-sources-1m.pcap");
+    if !distinct.exists() {
+        distinct_sources(&distinct)?;
+    }
+    let peak = peak_rss_mib(
+        Command::new(tracer)
+            .args(["replay", "--format", "json"])
+            .arg(&distinct),
+    )?;
+    println!("peak resident memory replaying {DISTINCT_SOURCES} resets from distinct sources: {peak:.0} MiB");
+    summary.insert("distinct_sources_peak_rss_mib".into(), json!(peak));
+    summary::budget(
+        &mut summary,
+        &format!("peak RSS replaying {DISTINCT_SOURCES} resets from distinct sources <= {MAX_PEAK_RSS_MIB} MiB"),
+        &format!("{peak:.0} MiB"),
+        peak <= MAX_PEAK_RSS_MIB,
+    );
     summary::write_section(&out_dir, "replay", summary)
 }
