@@ -130,7 +130,8 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .ok_or_else(|| anyhow!("RST_TRACER_EBPF_OBJECT is not set: run `cargo xtask bench`"))?;
     let object = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    stack::ensure_tracefs().map_err(|e| anyhow!("tracefs: {e}"))?;
+    // Unmounted at the end if this mounted it.
+    let _tracefs = stack::ensure_tracefs().map_err(|e| anyhow!("tracefs: {e}"))?;
     let view = StackView::discover(Path::new(stack::TRACEFS));
     if !(view.send && view.receive && view.retransmit && view.synack) {
         bail!("this kernel lacks part of the stack view: {:?}", view.notes);

@@ -11,7 +11,7 @@ use rst_tracer_common::{
 };
 
 use crate::{
-    event::{decode, Clock, Event, Reset, Seen, StackNote},
+    event::{self, decode, Clock, Event, Reset, Seen, StackAct, StackNote},
     flows::{FlowTable, PacketMap},
     forensics::{
         self,
@@ -53,6 +53,8 @@ pub struct Pipeline {
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
+    /// Stack notes left out as another namespace's (see `from_traced_namespace`).
+    stack_notes_elsewhere: u64,
     /// The kernel's cumulative dropped-reset counts at the last summary.
     dropped_seen: PacketMap<DroppedReset, u64>,
     stack: Option<StackContext>,
@@ -82,6 +84,7 @@ impl Pipeline {
             decode_errors: 0,
             local_networks: Vec::new(),
             host_addrs: Vec::new(),
+            stack_notes_elsewhere: 0,
             replay: None,
             settle: SettleQueue::default(),
             ip_ids: IpIdRegistry::default(),
@@ -218,11 +221,33 @@ impl Pipeline {
         }
     }
 
-    /// Keeps what the stack said with its flow, for the verdicts of the flow's resets.
+    /// Keeps what the stack said with its flow, for the verdicts of the flow's resets; a note
+    /// from another network namespace is only counted.
     fn stack_note(&mut self, note: StackNote) -> io::Result<()> {
         self.advance(note.kernel_ts_ns)?;
+        if !self.from_traced_namespace(&note) {
+            self.stack_notes_elsewhere += 1;
+            return Ok(());
+        }
         self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
         Ok(())
+    }
+
+    /// False for a note whose local endpoint (the sender of a sent reset or retransmission,
+    /// the receiver of an accepted reset) is none of the traced namespace's addresses: the TCP
+    /// tracepoints fire in every namespace, and without this a busy node's pods would fill the
+    /// flow table with flows no hook here sees. A listener's wildcard address, and any note
+    /// while the addresses are unknown, count as local. (Loopback addresses are in every
+    /// namespace: their notes always count as local.)
+    fn from_traced_namespace(&self, note: &StackNote) -> bool {
+        let local = match note.act {
+            StackAct::AcceptedReset => note.side.other(),
+            StackAct::SentReset | StackAct::Retransmitted | StackAct::RetransmittedSynAck => {
+                note.side
+            }
+        };
+        let (addr, _) = event::endpoint(&note.key, local);
+        self.host_addrs.is_empty() || addr.is_unspecified() || self.host_addrs.contains(&addr)
     }
 
     /// The tcp_send_reset note of egress reset `r` when a listening socket sent it, re-keyed to
@@ -438,6 +463,7 @@ impl Pipeline {
         stats.resets_waiting = self.settle.len();
         stats.settled_early = self.settle.settled_early();
         stats.ipid_forgotten_early = self.ip_ids.forgotten_early();
+        stats.stack_notes_elsewhere = self.stack_notes_elsewhere;
         self.sink.summary(&summary, &stats)
     }
 
@@ -449,7 +475,11 @@ impl Pipeline {
         for (d, total) in dropped {
             let before = self.dropped_seen.get(d).copied().unwrap_or(0);
             // Evicted and entered again: the kernel's count started over.
-            let new = if *total >= before { total - before } else { *total };
+            let new = if *total >= before {
+                total - before
+            } else {
+                *total
+            };
             seen_now.insert(*d, *total);
             let Some(hook) = Hook::from_u8(d.hook) else {
                 continue;

@@ -14,7 +14,7 @@ use std::{
 
 use common::{
     forge::{inject, Rst, Sniffer},
-    lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
+    lab::{self, abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
     require_root_and_object,
     scenarios::nft,
 };
@@ -263,6 +263,35 @@ fn forwarded_resets_carry_no_stack_view() {
     assert!(r["kernel_reason"].is_null(), "{r:#}");
 }
 
+/// The tracepoints fire in every network namespace: resets the client's namespace makes for
+/// itself (connects to its own closed ports) are no flow the server's tracer sees, and must not
+/// fill its flow table; they are counted as notes from elsewhere.
+#[test]
+fn another_namespaces_stack_notes_stay_out_of_the_flow_table() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    let tracer = lab.start_tracer(&[]);
+    const REFUSED: u16 = 200;
+    lab::in_ns(&lab.client, || {
+        for port in 9000..9000 + REFUSED {
+            let to = std::net::SocketAddr::new(CLIENT_IP.parse().unwrap(), port);
+            assert!(TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err());
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    let summary = out.iter().rev().find(|o| o["type"] == "summary").unwrap();
+    let stats = out.iter().rev().find(|o| o["type"] == "stats").unwrap();
+    assert_eq!(summary["flows_tracked"], 0, "{summary}");
+    assert_eq!(summary["resets"], 0, "{summary}");
+    // Each refused connect is one tcp_send_reset and one tcp_receive_reset in the client's
+    // namespace.
+    assert!(
+        stats["stack_notes_elsewhere"].as_u64().unwrap() >= 2 * u64::from(REFUSED),
+        "{stats}"
+    );
+}
+
 /// The seed case: a server with TCP_DEFER_ACCEPT drops the client's bare handshake ACK and
 /// retransmits its SYN-ACK while the client, believing the connection open, waits; the client
 /// then gives up and resets. The reset's findings say the server's stack never took the ACK.
@@ -304,16 +333,34 @@ fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
     assert!(findings.contains("synack_after_handshake"), "{r:#}");
 }
 
+/// tracefs in this test process's own mount namespace (the tracers the tests start mount
+/// theirs): mounted while a test needs it if it was missing, and unmounted after, one test at a
+/// time so that none unmounts it under another.
+struct HostTracefs {
+    _mount: rst_tracer::stack::Tracefs,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+fn host_tracefs() -> HostTracefs {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    HostTracefs {
+        _mount: rst_tracer::stack::ensure_tracefs().expect("tracefs"),
+        _turn: turn,
+    }
+}
+
 /// Counts one tracepoint's firings for a local port in a tracefs instance of its own, so other
 /// tests' traffic does not count; removed on drop.
 struct TraceCount {
     dir: std::path::PathBuf,
     event: std::path::PathBuf,
+    _tracefs: HostTracefs,
 }
 
 impl TraceCount {
     fn start(event: &str, sport: u16) -> TraceCount {
-        rst_tracer::stack::ensure_tracefs().expect("tracefs");
+        let tracefs = host_tracefs();
         let dir = std::path::Path::new(rst_tracer::stack::TRACEFS)
             .join("instances")
             .join(format!("rstlab-{}-{sport}", std::process::id()));
@@ -321,7 +368,11 @@ impl TraceCount {
         let event = dir.join("events").join(event);
         std::fs::write(event.join("filter"), format!("sport == {sport}")).unwrap();
         std::fs::write(event.join("enable"), "1").unwrap();
-        TraceCount { dir, event }
+        TraceCount {
+            dir,
+            event,
+            _tracefs: tracefs,
+        }
     }
 
     fn count(&self) -> usize {
@@ -473,10 +524,9 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
 #[test]
 fn every_stack_view_program_loads_and_attaches() {
     require_root_and_object();
-    rst_tracer::stack::ensure_tracefs().unwrap();
-    let view = rst_tracer::stack::StackView::discover(std::path::Path::new(
-        rst_tracer::stack::TRACEFS,
-    ));
+    let _tracefs = host_tracefs();
+    let view =
+        rst_tracer::stack::StackView::discover(std::path::Path::new(rst_tracer::stack::TRACEFS));
     assert!(
         view.send && view.receive && view.retransmit && view.synack,
         "this kernel lacks a tracepoint: {:?}",

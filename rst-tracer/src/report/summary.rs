@@ -406,6 +406,9 @@ pub struct StatsRecord {
     pub settled_early: u64,
     /// Reset IP IDs forgotten before their share window ended because the registry was full.
     pub ipid_forgotten_early: u64,
+    /// Stack notes (the TCP tracepoints fire in every network namespace) whose local endpoint
+    /// is none of the traced namespace's addresses: left out, since no traced flow is theirs.
+    pub stack_notes_elsewhere: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<crate::source::replay::ReplayStats>,
@@ -460,6 +463,7 @@ impl StatsRecord {
             resets_waiting: 0,
             settled_early: 0,
             ipid_forgotten_early: 0,
+            stack_notes_elsewhere: 0,
             replay: None,
         }
     }
