@@ -53,7 +53,7 @@ pub struct Pipeline {
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
-    /// Stack notes left out as another namespace's (see `from_traced_namespace`).
+    /// Stack notes left out as another namespace's (see `is_traced_namespaces`).
     stack_notes_elsewhere: u64,
     /// The kernel's cumulative dropped-reset counts at the last summary.
     dropped_seen: PacketMap<DroppedReset, u64>,
@@ -225,7 +225,7 @@ impl Pipeline {
     /// from another network namespace is only counted.
     fn stack_note(&mut self, note: StackNote) -> io::Result<()> {
         self.advance(note.kernel_ts_ns)?;
-        if !self.from_traced_namespace(&note) {
+        if !self.is_traced_namespaces(&note) {
             self.stack_notes_elsewhere += 1;
             return Ok(());
         }
@@ -239,7 +239,7 @@ impl Pipeline {
     /// flow table with flows no hook here sees. A listener's wildcard address, and any note
     /// while the addresses are unknown, count as local. (Loopback addresses are in every
     /// namespace: their notes always count as local.)
-    fn from_traced_namespace(&self, note: &StackNote) -> bool {
+    fn is_traced_namespaces(&self, note: &StackNote) -> bool {
         let local = match note.act {
             StackAct::AcceptedReset => note.side.other(),
             StackAct::SentReset | StackAct::Retransmitted | StackAct::RetransmittedSynAck => {
