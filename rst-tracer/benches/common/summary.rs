@@ -10,18 +10,25 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Map, Value};
 
 /// Sets `section` of `out_dir/summary.json` to `values`, keeping the other sections.
 pub fn write_section(out_dir: &Path, section: &str, values: Map<String, Value>) -> Result<()> {
     fs::create_dir_all(out_dir)?;
     let path = out_dir.join("summary.json");
-    let mut doc: Value = fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(json!({}));
-    doc[section] = Value::Object(values);
+    // A missing file starts a new document; a damaged one is an error, never silently
+    // replaced (it would drop the sections earlier benches of the run wrote).
+    let mut doc: Value = match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("{} is not JSON: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+        Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
+    };
+    let Some(sections) = doc.as_object_mut() else {
+        bail!("{} is not a JSON object", path.display());
+    };
+    sections.insert(section.to_string(), Value::Object(values));
     fs::write(&path, serde_json::to_vec_pretty(&doc)?)?;
     println!("wrote {}", path.display());
     Ok(())
