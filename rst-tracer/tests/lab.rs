@@ -219,11 +219,18 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
     assert_eq!(f["findings"][0]["code"], "ttl_mismatch");
 }
 
+/// Whether an XDP program is attached to the server's interface; a failed query fails the test
+/// (read as "nothing attached" it would pass the detach checks it serves).
 fn xdp_attached(lab: &Lab) -> bool {
     let out = Command::new("ip")
         .args(["-n", &lab.server, "-d", "link", "show", "dev", SERVER_IF])
         .output()
         .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "ip link show {SERVER_IF} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     text.contains("prog/xdp") || text.contains(" xdp")
 }
@@ -235,11 +242,13 @@ fn tcx_programs(lab: &Lab) -> usize {
             aya::programs::TcAttachType::Egress,
         ]
         .into_iter()
-        .map(|t| {
-            aya::programs::SchedClassifier::query_tcx(SERVER_IF, t)
-                .map(|(_, p)| p.len())
-                .unwrap_or(0)
-        })
+        .map(
+            |t| match aya::programs::SchedClassifier::query_tcx(SERVER_IF, t) {
+                Ok((_, programs)) => programs.len(),
+                // A failed query is no evidence that nothing is attached.
+                Err(e) => panic!("querying tcx {t:?} on {SERVER_IF}: {e}"),
+            },
+        )
         .sum()
     })
 }
