@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+
+#[path = "../../fuzz/harness.rs"]
+mod harness;
 use rst_tracer::{
     event::{decode, Clock},
     source::{
@@ -132,4 +135,28 @@ proptest! {
             Some(e) => prop_assert!(false, "cut at {}: {}", cut, e),
         }
     }
+}
+
+/// The fuzzers' regression corpus (`fuzz/regressions/<target>/`: inputs that once crashed or
+/// that pin a case) through the same functions as the fuzz targets.
+#[test]
+fn the_fuzz_regression_corpus_replays_without_a_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    let mut replayed = 0;
+    for (target, run) in harness::TARGETS {
+        let dir = root.join(target);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            run(&std::fs::read(&path).unwrap());
+            replayed += 1;
+        }
+    }
+    assert!(
+        replayed > 0,
+        "no regression inputs under {}",
+        root.display()
+    );
 }

@@ -25,7 +25,14 @@ pub struct Options {
 
 /// Every section `summary.json` must hold after a run; a missing one fails the bench.
 const SECTIONS: [&str; 8] = [
-    "kernel", "replay", "stack", "userspace", "flood", "veth", "insitu", "veth_mtu",
+    "kernel",
+    "replay",
+    "stack",
+    "userspace",
+    "flood",
+    "veth",
+    "insitu",
+    "veth_mtu",
 ];
 
 /// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth, insitu
@@ -123,7 +130,10 @@ mod tests {
         let all = |kernel_met: bool| {
             let mut doc = serde_json::Map::new();
             for s in super::SECTIONS {
-                doc.insert(s.into(), serde_json::json!({"budget": s, "budget_met": true}));
+                doc.insert(
+                    s.into(),
+                    serde_json::json!({"budget": s, "budget_met": true}),
+                );
             }
             doc["kernel"]["budget_met"] = kernel_met.into();
             doc["replay"] = serde_json::json!({"records_per_s": 1.0});

@@ -6,12 +6,14 @@
 //! - `test`: build, then the whole test suite (unit, kernel and lab tests; needs root);
 //! - `bench`: build, then the benchmarks, each beside its baseline;
 //! - `lab [--report]`: build, then the namespace lab (demo, or every scenario scored);
-//! - `eval [--scale N]`: build, then the labelled lab corpus, verdicts counted per class.
+//! - `eval [--scale N]`: build, then the labelled lab corpus, verdicts counted per class;
+//! - `fuzz [--seconds N] [--target T]`: each fuzz target for a bounded time (cargo-fuzz).
 
 mod bench;
 mod build;
 mod eval;
 mod exec;
+mod fuzz;
 mod lab;
 mod run;
 mod test;
@@ -43,6 +45,8 @@ enum Command {
     Lab(lab::Options),
     /// Build, then score the verdicts on a labelled lab corpus (docs/eval.md). Needs root.
     Eval(eval::Options),
+    /// Run each fuzz target (capture reader, link layer, ring decoder) for a bounded time.
+    Fuzz(fuzz::Options),
 }
 
 fn main() {
@@ -54,6 +58,7 @@ fn main() {
         Command::Bench(o) => bench::run(&o),
         Command::Lab(o) => lab::run(&o),
         Command::Eval(o) => eval::run(&o),
+        Command::Fuzz(o) => fuzz::run(&o),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -142,6 +142,14 @@ pub struct Input {
 }
 
 impl Input {
+    /// An input read from `reader`, named `name` in messages.
+    pub fn from_reader(name: impl Into<PathBuf>, reader: Box<dyn Read + Send>) -> Input {
+        Input {
+            name: name.into(),
+            reader,
+        }
+    }
+
     /// Opens `path`; `-` is standard input.
     ///
     /// # Errors
