@@ -7,7 +7,8 @@
 //! - `bench`: build, then the benchmarks, each beside its baseline;
 //! - `lab [--report]`: build, then the namespace lab (demo, or every scenario scored);
 //! - `eval [--scale N]`: build, then the labelled lab corpus, verdicts counted per class;
-//! - `fuzz [--seconds N] [--target T]`: each fuzz target for a bounded time (cargo-fuzz).
+//! - `fuzz [--seconds N] [--target T]`: each fuzz target for a bounded time (cargo-fuzz);
+//! - `soak [--minutes N]`: build, then the tracer under continuous lab load, memory over time.
 
 mod bench;
 mod build;
@@ -16,6 +17,7 @@ mod exec;
 mod fuzz;
 mod lab;
 mod run;
+mod soak;
 mod test;
 mod toolchain;
 
@@ -47,6 +49,8 @@ enum Command {
     Eval(eval::Options),
     /// Run each fuzz target (capture reader, link layer, ring decoder) for a bounded time.
     Fuzz(fuzz::Options),
+    /// Build, then run the tracer under continuous lab load with churn. Needs root.
+    Soak(soak::Options),
 }
 
 fn main() {
@@ -59,6 +63,7 @@ fn main() {
         Command::Lab(o) => lab::run(&o),
         Command::Eval(o) => eval::run(&o),
         Command::Fuzz(o) => fuzz::run(&o),
+        Command::Soak(o) => soak::run(&o),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
