@@ -20,6 +20,11 @@ fn check(name: &str) {
         o.missed
     );
     assert!(
+        o.unseen.is_empty(),
+        "{name}: forged resets toward the traced host never reported: {:#?}",
+        o.unseen
+    );
+    assert!(
         o.false_positives.is_empty(),
         "{name}: honest resets called suspicious: {:#?}",
         o.false_positives

@@ -381,6 +381,8 @@ pub struct Outcome {
     pub codes: BTreeSet<String>,
     /// Forged resets seen but not caught, with their findings.
     pub missed: Vec<String>,
+    /// Forged resets sent toward the traced host that the tracer never reported.
+    pub unseen: Vec<String>,
     /// Honest resets called suspicious, with their findings.
     pub false_positives: Vec<String>,
     /// Honest resets (or silent flows) carrying every one of the scenario's explanation codes.
@@ -427,6 +429,7 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         caught: 0,
         codes: BTreeSet::new(),
         missed: Vec::new(),
+        unseen: Vec::new(),
         false_positives: Vec::new(),
         explained: 0,
         stack_gaps: Vec::new(),
@@ -471,6 +474,17 @@ pub fn score(scenario: &Scenario, out: &[Value], forged: &[Rst]) -> Outcome {
         } else if explains(scenario, &codes) {
             o.explained += 1;
             o.codes.extend(codes);
+        }
+    }
+    // Every forged reset toward the traced host crosses its interface: each must be there.
+    let traced: std::net::Ipv4Addr = SERVER_IP.parse().unwrap();
+    for f in forged.iter().filter(|f| f.dst == traced) {
+        let resets = out.iter().filter(|r| r["type"] == "reset");
+        if !resets.clone().any(|r| is(r, f)) {
+            o.unseen.push(format!(
+                "{}:{} -> {}:{} seq {}",
+                f.src, f.sport, f.dst, f.dport, f.seq
+            ));
         }
     }
     o
