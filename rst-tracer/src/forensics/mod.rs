@@ -35,8 +35,6 @@ pub mod stack;
 pub mod timing;
 pub mod ttl;
 
-use serde::Serialize;
-
 use crate::event::{Reset, Sample};
 use explain::Explanation;
 use ipid::IpIdShare;
@@ -60,14 +58,13 @@ pub enum Strength {
 pub const SUSPICIOUS_SCORE: u32 = 3;
 
 /// One piece of evidence.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     /// Stable code (see the README for the list).
     pub code: &'static str,
     /// The evidence in numbers.
     pub detail: String,
-    /// Its weight.
-    #[serde(skip)]
+    /// Its weight (not in the output).
     pub strength: Strength,
 }
 
@@ -83,8 +80,7 @@ impl Finding {
 }
 
 /// Who sent a reset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The endpoint it claims to come from.
     Peer,
