@@ -73,6 +73,9 @@ impl FlowRecord {
         if self.recent_resets.len() == RECENT_RESETS {
             self.recent_resets.remove(0);
         }
+        // Most flows see one or two resets: room for exactly those (a reset is 400 bytes, and
+        // a first push makes room for four).
+        self.recent_resets.reserve_exact(1);
         self.recent_resets.push((id, reset.clone()));
     }
 
@@ -190,7 +193,7 @@ impl FlowTable {
 
     /// The record of `key`, created if new; marks it active at `now_ns`.
     pub fn touch(&mut self, key: &FlowKey, now_ns: u64) -> &mut FlowRecord {
-        if !self.flows.contains_key(key) && self.flows.len() >= self.capacity {
+        if self.flows.len() >= self.capacity && !self.flows.contains_key(key) {
             self.make_room(now_ns);
         }
         let rec = self.flows.entry(*key).or_default();

@@ -169,15 +169,14 @@ impl Pipeline {
                         .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
                 let listener = self.take_listener_note(&r);
-                let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                rec.remember(id, &r);
+                rec.remember(self.settle.next_id(), &r);
                 if let Some(note) = listener {
                     rec.note(note);
                 }
-                match evicted {
+                match self.settle.hold(r) {
                     Some(p) => self.verdict(p),
                     None => Ok(()),
                 }
@@ -417,7 +416,7 @@ impl Pipeline {
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);
-        let record = ResetRecord::of(r, &self.iface_name(r.seen.ifindex), &verdict, &case.stack);
+        let record = ResetRecord::of(r, &self.iface_name(r.seen.ifindex), verdict, case.stack);
         self.sink.reset(&record)
     }
 

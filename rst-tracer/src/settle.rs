@@ -61,9 +61,14 @@ pub struct SettleQueue {
 }
 
 impl SettleQueue {
-    /// Holds a reset until `now + window`; returns its id and, when the queue was full, the
-    /// oldest pending reset, which must be settled now.
-    pub fn hold(&mut self, reset: Box<Reset>) -> (u64, Option<Pending>) {
+    /// The id the next reset held gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Holds a reset until `now + window` under [`SettleQueue::next_id`]; returns, when the
+    /// queue was full, the oldest pending reset, which must be settled now.
+    pub fn hold(&mut self, reset: Box<Reset>) -> Option<Pending> {
         let id = self.next_id;
         self.next_id += 1;
         let deadline_ns = reset.seen.kernel_ts_ns + window_ns(&reset.flow);
@@ -79,19 +84,20 @@ impl SettleQueue {
                 deadline_ns,
             },
         );
-        let evicted = if self.pending.len() > MAX_PENDING {
+        if self.pending.len() > MAX_PENDING {
             self.settled_early += 1;
             self.pop_next()
         } else {
             None
-        };
-        (id, evicted)
+        }
     }
 
     /// Adds an after-reset packet to the resets of its flow.
     pub fn after(&mut self, s: &Sample) {
         self.for_flow(&s.seen.key, |p| {
             if p.after.iter().all(|a| a.seen.side != s.seen.side) {
+                // One per side at most: no room for more.
+                p.after.reserve_exact(1);
                 p.after.push(s.clone());
             }
         });
@@ -197,17 +203,19 @@ impl IpIdRegistry {
 
     /// How many flows' resets carried `id` within the window around `ts_ns`, `key`'s included.
     pub fn share(&self, id: u16, key: &FlowKey, ts_ns: u64) -> IpIdShare {
-        let mut flows: Vec<&FlowKey> = vec![key];
+        let mut flows = [key; IPID_SHARE_FLOWS_MAX];
+        let mut counted = 1;
         for (k, t) in self.by_id.get(&id).into_iter().flatten().rev() {
-            if flows.len() == IPID_SHARE_FLOWS_MAX {
+            if counted == IPID_SHARE_FLOWS_MAX {
                 break;
             }
-            if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows.contains(&k) {
-                flows.push(k);
+            if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows[..counted].contains(&k) {
+                flows[counted] = k;
+                counted += 1;
             }
         }
         IpIdShare {
-            flows: flows.len(),
+            flows: counted,
             noted: self.order.len().max(1),
         }
     }
@@ -260,8 +268,8 @@ mod tests {
     #[test]
     fn resets_wait_for_their_window_and_collect_what_follows() {
         let mut q = SettleQueue::default();
-        let (id, evicted) = q.hold(Box::new(reset()));
-        assert!(evicted.is_none());
+        let id = q.next_id();
+        assert!(q.hold(Box::new(reset())).is_none());
         q.after(&after(Side::Lo, 5, PacketInfo::default()));
         q.after(&after(Side::Lo, 6, PacketInfo::default())); // only the first per side
         q.retransmit(&after(Side::Hi, 7, PacketInfo::default()));

@@ -157,7 +157,7 @@ pub fn judge(case: &Case) -> Verdict {
             explanation: None,
         };
     }
-    let mut findings = Vec::new();
+    let mut findings = Vec::with_capacity(8);
     findings.extend(ttl::check(case));
     findings.extend(ipid::check(case));
     findings.extend(sequence::check(case));

@@ -352,8 +352,12 @@ mod tests {
         ] {
             assert_eq!(json(&f), serde_json::to_string(&f).unwrap(), "{f}");
         }
-        assert_eq!(json(&u64::MAX), u64::MAX.to_string());
-        assert_eq!(json(&i64::MIN), i64::MIN.to_string());
+        for n in [0, 7, 10, 99, 100, 12_345, 1 << 40, u64::MAX] {
+            assert_eq!(json(&n), n.to_string());
+        }
+        for n in [0, -1, -100, i64::MIN, i64::MAX] {
+            assert_eq!(json(&n), n.to_string());
+        }
         for a in [
             "0.0.0.0",
             "255.10.0.1",
@@ -493,7 +497,7 @@ mod schema {
         };
         let iface: Arc<str> = Arc::from("eth0");
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(&r, &iface, &verdict, &stack))
+            s.reset(&ResetRecord::of(&r, &iface, verdict, stack))
                 .unwrap()
         });
         let expected = [
@@ -539,13 +543,8 @@ mod schema {
         };
         let iface: Arc<str> = Arc::from("");
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(
-                &r,
-                &iface,
-                &verdict,
-                &StackFacts::default(),
-            ))
-            .unwrap()
+            s.reset(&ResetRecord::of(&r, &iface, verdict, StackFacts::default()))
+                .unwrap()
         });
         let side = r#"{"seen":false,"packets":0,"bytes":0,"retransmits":0,"ttl":null,"last_ip_id":null,"seq_next":null,"last_ack":null,"window":null,"timestamps":false,"ts_val":null,"last_seen_us_ago":null,"leg_rtt_us":null}"#;
         let expected = [

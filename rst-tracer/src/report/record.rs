@@ -534,7 +534,7 @@ pub struct StackJoin {
 
 impl ResetRecord {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &Arc<str>, verdict: &Verdict, stack: &StackFacts) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &Arc<str>, verdict: Verdict, stack: StackFacts) -> ResetRecord {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -575,12 +575,12 @@ impl ResetRecord {
             origin: verdict.origin,
             hops_closer: verdict.hops_closer,
             suspicious: verdict.suspicious,
-            findings: verdict.findings.clone(),
+            findings: verdict.findings,
             explanation: verdict.explanation.as_ref().map(|e| e.mechanism.code()),
-            explanation_detail: verdict.explanation.as_ref().map(|e| e.detail.clone()),
+            explanation_detail: verdict.explanation.map(|e| e.detail),
             stack: StackJoin {
-                kernel_reason: stack.kernel_reason.clone(),
-                socket_state: stack.socket_state.clone(),
+                kernel_reason: stack.kernel_reason,
+                socket_state: stack.socket_state,
                 accepted: stack.accepted,
             },
         }
@@ -775,11 +775,30 @@ impl Rfc3339 {
     }
 }
 
-/// Writes `v` in decimal into all of `digits`, with leading zeros.
+/// Decimal digit pairs, `00` to `99`.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes `v` in decimal into all of `digits`, two at a time, with leading zeros (digits that
+/// do not fit are dropped).
 fn put_digits(digits: &mut [u8], mut v: u64) {
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+    let mut end = digits.len();
+    while end >= 2 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        digits[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if end == 1 {
+        digits[0] = b'0' + (v % 10) as u8;
     }
 }
 
