@@ -42,16 +42,24 @@ impl<'a> Object<'a> {
 
     /// Writes a field. `key` is a literal of the schema: letters, digits and `_` only, so it is
     /// written as it is.
-    #[inline]
+    #[inline(always)]
     pub fn field<V: WriteJson + ?Sized>(&mut self, key: &'static str, value: &V) -> &mut Self {
-        debug_assert!(key.bytes().all(|b| !needs_escape(b)), "key {key:?}");
-        if !self.empty {
-            self.out.push(b',');
-        }
+        const MAX_KEY: usize = 32;
+        let key = key.as_bytes();
+        debug_assert!(
+            key.len() <= MAX_KEY && !key.iter().copied().any(needs_escape),
+            "key {key:?}"
+        );
+        // `,"key":` as one piece, without the comma before the first field. Inlined, with the
+        // key a literal and the chain of fields known, the piece and its length are constants:
+        // one copy of known length instead of four small writes.
+        let mut piece = [0; MAX_KEY + 4];
+        piece[..2].copy_from_slice(b",\"");
+        piece[2..2 + key.len()].copy_from_slice(key);
+        piece[2 + key.len()..4 + key.len()].copy_from_slice(b"\":");
+        let from = usize::from(self.empty);
         self.empty = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(&piece[from..4 + key.len()]);
         value.write_json(self.out);
         self
     }
