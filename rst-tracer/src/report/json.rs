@@ -194,10 +194,16 @@ write_json_integers!(u8, u16, u32, u64, usize, i32, i64);
 
 impl WriteJson for f64 {
     /// As serde_json writes it: the shortest digits that read back the same, `null` when not
-    /// finite.
+    /// finite. Whole numbers below 1e15 (most microsecond counts) are the integer and `.0`,
+    /// written without the float formatter.
     fn write_json(&self, out: &mut Vec<u8>) {
-        if self.is_finite() {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(*self).as_bytes());
+        let v = *self;
+        let whole = v as u64;
+        if whole as f64 == v && v < 1e15 && v.is_sign_positive() {
+            out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+            out.extend_from_slice(b".0");
+        } else if v.is_finite() {
+            out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
         } else {
             out.extend_from_slice(b"null");
         }
@@ -210,13 +216,29 @@ impl WriteJson for IpAddr {
         out.push(b'"');
         match self {
             IpAddr::V4(a) => {
-                let mut digits = itoa::Buffer::new();
+                // Room for the longest, `255.255.255.255`, written in place and cut to length:
+                // no copy of a length known only at run time.
+                let start = out.len();
+                out.extend_from_slice(&[0; 15]);
+                let text = &mut out[start..];
+                let mut len = 0;
                 for (i, octet) in a.octets().into_iter().enumerate() {
                     if i > 0 {
-                        out.push(b'.');
+                        text[len] = b'.';
+                        len += 1;
                     }
-                    out.extend_from_slice(digits.format(octet).as_bytes());
+                    if octet >= 100 {
+                        text[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        text[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    text[len] = b'0' + octet % 10;
+                    len += 1;
                 }
+                out.truncate(start + len);
             }
             // Hex digits, colons and dots: nothing to escape.
             IpAddr::V6(a) => write!(out, "{a}").expect("a Vec takes every byte"),
@@ -348,16 +370,17 @@ mod tests {
 
     #[test]
     fn numbers_and_addresses_as_serde_json_writes_them() {
-        for f in [
-            0.0,
-            370.0,
-            12.5,
-            1e-7,
-            20_993_000.0,
-            1e16,
-            1.0 / 3.0,
-            f64::NAN,
-        ] {
+        let mut floats = vec![0.0, -0.0, 370.0, 12.5, 1e-7, 1.0 / 3.0, -2.0, f64::NAN];
+        floats.extend([
+            f64::INFINITY,
+            9_007_199_254_740_992.0,
+            999_999_999_999_999.9,
+        ]);
+        for exp in 0..18 {
+            let p = 10f64.powi(exp);
+            floats.extend([p - 1.0, p, p + 1.0, p * 2.5, p / 1000.0 + 0.001]);
+        }
+        for f in floats {
             assert_eq!(json(&f), serde_json::to_string(&f).unwrap(), "{f}");
         }
         for n in [0, 7, 10, 99, 100, 12_345, 1 << 40, u64::MAX] {
@@ -368,6 +391,8 @@ mod tests {
         }
         for a in [
             "0.0.0.0",
+            "255.255.255.255",
+            "9.99.100.199",
             "255.10.0.1",
             "2001:db8::1",
             "::ffff:10.0.0.1",
