@@ -1,7 +1,7 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{io, net::IpAddr, sync::Arc};
+use std::{io, net::IpAddr};
 
 use ipnet::IpNet;
 use rst_tracer_common::{
@@ -45,7 +45,7 @@ pub struct Pipeline {
     clock: Clock,
     flows: FlowTable,
     window: SummaryWindow,
-    iface_names: PacketMap<u32, Arc<str>>,
+    iface_names: IfaceNames,
     kernel_flow_capacity: u32,
     decode_errors: u64,
     local_networks: Vec<IpNet>,
@@ -56,6 +56,25 @@ pub struct Pipeline {
     /// The kernel's cumulative dropped-reset counts at the last summary.
     dropped_seen: PacketMap<DroppedReset, u64>,
     stack: Option<StackContext>,
+}
+
+/// Interface names by index, each looked up once ("" for 0, replay's).
+#[derive(Default)]
+struct IfaceNames(PacketMap<u32, Box<str>>);
+
+impl IfaceNames {
+    /// The name of interface `ifindex`.
+    fn name(&mut self, ifindex: u32) -> &str {
+        self.0.entry(ifindex).or_insert_with(|| {
+            if ifindex == 0 {
+                Box::from("")
+            } else {
+                crate::iface::name_of(ifindex)
+                    .unwrap_or_else(|| format!("if{ifindex}"))
+                    .into()
+            }
+        })
+    }
 }
 
 /// What the pipeline needs of the stack view to join tracepoint notes with resets.
@@ -77,7 +96,7 @@ impl Pipeline {
             clock,
             flows: FlowTable::new(USER_FLOW_CAPACITY, USER_FLOW_IDLE_NS),
             window: SummaryWindow::new(now_ns),
-            iface_names: PacketMap::default(),
+            iface_names: IfaceNames::default(),
             kernel_flow_capacity,
             decode_errors: 0,
             local_networks: Vec::new(),
@@ -187,9 +206,9 @@ impl Pipeline {
                 rec.after_reset[s.seen.side.index()] += 1;
                 let last_reset = rec.last_reset;
                 self.window.after_reset();
-                let iface = self.iface_name(s.seen.ifindex);
+                let iface = self.iface_names.name(s.seen.ifindex);
                 self.sink
-                    .after_reset(&AfterResetRecord::of(&s, &iface, last_reset))
+                    .after_reset(&AfterResetRecord::of(&s, iface, last_reset))
             }
             Event::Retransmit(s) => {
                 self.settle.retransmit(&s);
@@ -200,18 +219,16 @@ impl Pipeline {
                     rec.first_retransmit_ns[i] = s.seen.kernel_ts_ns;
                 }
                 self.window.retransmit();
-                let iface = self.iface_name(s.seen.ifindex);
-                self.sink
-                    .sample(&SampleRecord::of("retransmit", &s, &iface))
+                let iface = self.iface_names.name(s.seen.ifindex);
+                self.sink.sample(&SampleRecord::of("retransmit", &s, iface))
             }
             Event::TtlChange(s) => {
                 let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
                 rec.ttl_changes += 1;
                 rec.ttl_shifts[s.seen.side.index()] = Some(TtlShift::of(&s));
                 self.window.ttl_change();
-                let iface = self.iface_name(s.seen.ifindex);
-                self.sink
-                    .sample(&SampleRecord::of("ttl_change", &s, &iface))
+                let iface = self.iface_names.name(s.seen.ifindex);
+                self.sink.sample(&SampleRecord::of("ttl_change", &s, iface))
             }
             Event::Stack(note) => self.stack_note(note),
         }
@@ -416,7 +433,8 @@ impl Pipeline {
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);
-        let record = ResetRecord::of(r, &self.iface_name(r.seen.ifindex), verdict, case.stack);
+        let iface = self.iface_names.name(r.seen.ifindex);
+        let record = ResetRecord::of(r, iface, verdict, case.stack);
         self.sink.reset(&record)
     }
 
@@ -472,16 +490,5 @@ impl Pipeline {
             self.window.dropped(&seen, syn_side, new);
         }
         self.dropped_seen = seen_now;
-    }
-
-    fn iface_name(&mut self, ifindex: u32) -> Arc<str> {
-        let name = self.iface_names.entry(ifindex).or_insert_with(|| {
-            if ifindex == 0 {
-                Arc::from("")
-            } else {
-                Arc::from(crate::iface::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}")))
-            }
-        });
-        Arc::clone(name)
     }
 }

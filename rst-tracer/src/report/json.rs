@@ -528,9 +528,9 @@ mod schema {
             accepted: Some(false),
             ..StackFacts::default()
         };
-        let iface: Arc<str> = Arc::from("eth0");
+        let iface = "eth0";
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(&r, &iface, verdict, stack))
+            s.reset(&ResetRecord::of(&r, iface, verdict, stack))
                 .unwrap()
         });
         let expected = [
@@ -574,9 +574,9 @@ mod schema {
             findings: Vec::new(),
             explanation: None,
         };
-        let iface: Arc<str> = Arc::from("");
+        let iface = "";
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(&r, &iface, verdict, StackFacts::default()))
+            s.reset(&ResetRecord::of(&r, iface, verdict, StackFacts::default()))
                 .unwrap()
         });
         let side = r#"{"seen":false,"packets":0,"bytes":0,"retransmits":0,"ttl":null,"last_ip_id":null,"seq_next":null,"last_ack":null,"window":null,"timestamps":false,"ts_val":null,"last_seen_us_ago":null,"leg_rtt_us":null}"#;
@@ -648,11 +648,11 @@ mod schema {
     #[test]
     fn samples_of_both_kinds() {
         let s = v6_sample();
-        let iface: Arc<str> = Arc::from("eth1");
+        let iface = "eth1";
         let got = lines(|sink| {
-            sink.sample(&SampleRecord::of("retransmit", &s, &iface))
+            sink.sample(&SampleRecord::of("retransmit", &s, iface))
                 .unwrap();
-            sink.sample(&SampleRecord::of("ttl_change", &s, &iface))
+            sink.sample(&SampleRecord::of("ttl_change", &s, iface))
                 .unwrap();
         });
         let body = [
@@ -676,23 +676,23 @@ mod schema {
     #[test]
     fn after_reset_packets_with_and_without_their_reset() {
         let s = v6_sample();
-        let iface: Arc<str> = Arc::from("eth1");
+        let iface = "eth1";
         let got = lines(|sink| {
             // The flow's reset came from this packet's sender 2 ms (T + 1 ms) before it.
             sink.after_reset(&AfterResetRecord::of(
                 &s,
-                &iface,
+                iface,
                 Some((s.seen.side, T + MS)),
             ))
             .unwrap();
             // The reset came from the other side; then, one this run did not see.
             sink.after_reset(&AfterResetRecord::of(
                 &s,
-                &iface,
+                iface,
                 Some((s.seen.side.other(), T + MS)),
             ))
             .unwrap();
-            sink.after_reset(&AfterResetRecord::of(&s, &iface, None))
+            sink.after_reset(&AfterResetRecord::of(&s, iface, None))
                 .unwrap();
         });
         let head = [

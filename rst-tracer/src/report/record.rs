@@ -5,7 +5,7 @@
 //! add fields freely, never rename or remove one. Each type's [`WriteJson`] impl, beside it,
 //! writes its fields in declaration order under their own names.
 
-use std::{fmt, net::IpAddr, sync::Arc};
+use std::{fmt, net::IpAddr};
 
 use rst_tracer_common::{
     event::{
@@ -62,13 +62,13 @@ json_object!(FlowView {
 
 /// Where and when a record's packet was seen: the fields every packet record starts with.
 #[derive(Clone, Debug)]
-pub struct SeenView {
+pub struct SeenView<'a> {
     /// RFC 3339 time, microseconds, UTC.
     pub ts: Rfc3339,
     /// Nanoseconds since the epoch.
     pub ts_ns: u64,
     /// Interface name (empty in replay).
-    pub iface: Arc<str>,
+    pub iface: &'a str,
     /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
     pub hook: &'static str,
     /// `ingress`, `egress` or `unknown`.
@@ -77,13 +77,13 @@ pub struct SeenView {
     pub flow: FlowView,
 }
 
-impl SeenView {
+impl<'a> SeenView<'a> {
     /// The view of a seen packet on `iface`.
-    pub fn of(seen: &Seen, iface: &Arc<str>) -> SeenView {
+    pub fn of(seen: &Seen, iface: &'a str) -> SeenView<'a> {
         SeenView {
             ts: Rfc3339(seen.ts_ns),
             ts_ns: seen.ts_ns,
-            iface: Arc::clone(iface),
+            iface,
             hook: seen.hook.name(),
             direction: seen.direction.name(),
             flow: FlowView::of(seen),
@@ -92,12 +92,12 @@ impl SeenView {
 
     /// Opens the object of a packet record of type `kind` in `out`: its `type`, then these
     /// fields.
-    fn begin_record<'a>(&self, kind: &'static str, out: &'a mut Vec<u8>) -> Object<'a> {
+    fn begin_record<'o>(&self, kind: &'static str, out: &'o mut Vec<u8>) -> Object<'o> {
         let mut o = Object::begin(out);
         o.field("type", &Name(kind))
             .field("ts", &self.ts)
             .field("ts_ns", &self.ts_ns)
-            .field("iface", &*self.iface)
+            .field("iface", self.iface)
             .field("hook", &Name(self.hook))
             .field("direction", &Name(self.direction))
             .field("flow", &self.flow);
@@ -457,11 +457,11 @@ json_object!(PayloadView {
 
 /// A `"type": "reset"` record.
 #[derive(Clone, Debug)]
-pub struct ResetRecord {
+pub struct ResetRecord<'a> {
     /// Always `"reset"`.
     pub kind: &'static str,
     /// Where and when.
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The RST's headers.
     pub rst: PacketView,
     /// The RST's payload, when it has one.
@@ -494,7 +494,7 @@ pub struct ResetRecord {
     pub stack: StackJoin,
 }
 
-impl WriteJson for ResetRecord {
+impl WriteJson for ResetRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         self.seen
             .begin_record(self.kind, out)
@@ -532,9 +532,9 @@ pub struct StackJoin {
     pub accepted: Option<bool>,
 }
 
-impl ResetRecord {
+impl<'a> ResetRecord<'a> {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &Arc<str>, verdict: Verdict, stack: StackFacts) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &'a str, verdict: Verdict, stack: StackFacts) -> ResetRecord<'a> {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -604,11 +604,11 @@ fn history(flow: &FlowState, seen: &Seen) -> HistoryView {
 
 /// A `"type": "after_reset"` record: the first packet from a side after a reset in its flow.
 #[derive(Clone, Debug)]
-pub struct AfterResetRecord {
+pub struct AfterResetRecord<'a> {
     /// Always `"after_reset"`.
     pub kind: &'static str,
     /// Where and when.
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The packet.
     pub packet: PacketView,
     /// True when this packet's sender is the side the reset claimed to come from.
@@ -617,7 +617,7 @@ pub struct AfterResetRecord {
     pub us_after_reset: Option<f64>,
 }
 
-impl WriteJson for AfterResetRecord {
+impl WriteJson for AfterResetRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         self.seen
             .begin_record(self.kind, out)
@@ -630,18 +630,18 @@ impl WriteJson for AfterResetRecord {
 
 /// A `"type": "retransmit"` or `"type": "ttl_change"` record (a rate-limited sample).
 #[derive(Clone, Debug)]
-pub struct SampleRecord {
+pub struct SampleRecord<'a> {
     /// `"retransmit"` or `"ttl_change"`.
     pub kind: &'static str,
     /// Where and when.
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The packet.
     pub packet: PacketView,
     /// The sender's history before this packet (retransmit count, TTL baseline).
     pub sender: SideView,
 }
 
-impl WriteJson for SampleRecord {
+impl WriteJson for SampleRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         self.seen
             .begin_record(self.kind, out)
@@ -651,9 +651,9 @@ impl WriteJson for SampleRecord {
     }
 }
 
-impl SampleRecord {
+impl<'a> SampleRecord<'a> {
     /// Record of a sample of `kind` (`"retransmit"` or `"ttl_change"`).
-    pub fn of(kind: &'static str, s: &Sample, iface: &Arc<str>) -> SampleRecord {
+    pub fn of(kind: &'static str, s: &Sample, iface: &'a str) -> SampleRecord<'a> {
         let ipv6 = s.packet.ip_flags & IP_V6 != 0;
         SampleRecord {
             kind,
@@ -664,10 +664,10 @@ impl SampleRecord {
     }
 }
 
-impl AfterResetRecord {
+impl<'a> AfterResetRecord<'a> {
     /// Record of an after-reset sample; `reset` is the side and kernel time of the flow's last
     /// reset, when this run saw it.
-    pub fn of(s: &Sample, iface: &Arc<str>, reset: Option<(Side, u64)>) -> AfterResetRecord {
+    pub fn of(s: &Sample, iface: &'a str, reset: Option<(Side, u64)>) -> AfterResetRecord<'a> {
         AfterResetRecord {
             kind: "after_reset",
             seen: SeenView::of(&s.seen, iface),
