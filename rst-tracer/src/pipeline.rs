@@ -405,12 +405,12 @@ impl Pipeline {
     /// Judges a settled reset and writes it.
     fn verdict(&mut self, p: Pending) -> io::Result<()> {
         let r = &p.reset;
+        let flow = self.flows.get(&r.seen.key);
         let window = settle::window_ns(&r.flow);
-        let neighbours = self
-            .flows
-            .get(&r.seen.key)
+        let neighbours = flow
             .map(|f| f.neighbours(p.id, r, window))
             .unwrap_or_default();
+        let ttl_shift = flow.and_then(|f| f.ttl_shifts[r.seen.side.index()]);
         let ipid_share = if r.rst.ip_flags & IP_V6 == 0 && r.rst.ip_id != 0 {
             self.ip_ids
                 .share(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns)
@@ -427,10 +427,7 @@ impl Pipeline {
             ipid_share,
             retransmits_after: p.retransmits_after,
             stack,
-            ttl_shift: self
-                .flows
-                .get(&r.seen.key)
-                .and_then(|f| f.ttl_shifts[r.seen.side.index()]),
+            ttl_shift,
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);

@@ -250,6 +250,11 @@ impl OptionNames {
 
 impl WriteJson for OptionNames {
     fn write_json(&self, out: &mut Vec<u8>) {
+        if self.0 == 0 {
+            // Most packets after the handshake carry none.
+            out.extend_from_slice(b"[]");
+            return;
+        }
         out.push(b'[');
         for (i, name) in self.names().enumerate() {
             if i > 0 {
