@@ -5,7 +5,7 @@
 //! the `#[repr(C)]` struct from `rst-tracer-common` read, unaligned, from the bytes. A record that fails a check is an
 //! error with the numbers in it, never a guess.
 
-use std::{net::IpAddr, sync::Arc};
+use std::net::IpAddr;
 
 use bytes::{Buf, Bytes};
 use rst_tracer_common::{
@@ -222,9 +222,8 @@ pub struct StackNote {
 /// A decoded ring-buffer record.
 #[derive(Clone, Debug)]
 pub enum Event {
-    /// A reset: shared by the settle queue, which judges it, and its flow's record, which keeps
-    /// it for the verdicts of the flow's later resets.
-    Reset(Arc<Reset>),
+    /// A reset.
+    Reset(Box<Reset>),
     /// The first packet from a side after a reset in its flow.
     AfterReset(Sample),
     /// A retransmission sample.
@@ -266,7 +265,7 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             let raw: RstEvent = read(record);
             let seen = seen(&raw.header, clock)?;
             let n = (raw.payload_captured as usize).min(raw.payload.len());
-            Ok(Event::Reset(Arc::new(Reset {
+            Ok(Event::Reset(Box::new(Reset {
                 seen,
                 rst: raw.rst,
                 flow: raw.flow,

@@ -4,7 +4,7 @@
 //! Memory is bounded by `capacity`; idle flows are expired, and when the table is still full the
 //! least recently active tenth is evicted. Every eviction is counted and reported.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 /// A hash map keyed by values a packet's sender chooses (flow keys, IP IDs, reset ids): ahash
 /// with keys drawn at random per process, several times faster than std's SipHash on these
@@ -17,7 +17,7 @@ use rst_tracer_common::event::Direction;
 
 use crate::{
     event::{Reset, StackAct, StackNote},
-    forensics::ttl::TtlShift,
+    forensics::{ttl::TtlShift, Neighbour},
     report::summary::FlowTableStats,
 };
 
@@ -40,7 +40,7 @@ pub struct FlowRecord {
     pub ttl_shifts: [Option<TtlShift>; 2],
     /// The flow's recent resets with their settle ids, newest last (the neighbours a verdict
     /// looks at).
-    pub recent_resets: Vec<(u64, Arc<Reset>)>,
+    pub recent_resets: Vec<(u64, Neighbour)>,
     /// Kernel time of the first retransmission sample per side since the other side last
     /// answered (0: none pending); the silence check looks at these.
     pub first_retransmit_ns: [u64; 2],
@@ -69,11 +69,11 @@ fn sent_before(n: &StackNote, side: Side, t: u64) -> bool {
 
 impl FlowRecord {
     /// Remembers a reset, forgetting the oldest beyond [`RECENT_RESETS`].
-    pub fn remember(&mut self, id: u64, reset: &Arc<Reset>) {
+    pub fn remember(&mut self, id: u64, reset: &Reset) {
         if self.recent_resets.len() == RECENT_RESETS {
             self.recent_resets.remove(0);
         }
-        self.recent_resets.push((id, Arc::clone(reset)));
+        self.recent_resets.push((id, Neighbour::of(reset)));
     }
 
     /// Remembers what the stack said: retransmissions are counted, reset notes kept (the
@@ -101,12 +101,12 @@ impl FlowRecord {
     }
 
     /// The flow's other resets within `window_ns` of `reset` (`id` is the reset's own).
-    pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Reset> {
+    pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Neighbour> {
         let t = reset.seen.kernel_ts_ns;
         self.recent_resets
             .iter()
             .filter(|(i, r)| *i != id && r.seen.kernel_ts_ns.abs_diff(t) <= window_ns)
-            .map(|(_, r)| Reset::clone(r))
+            .map(|(_, r)| r.clone())
             .collect()
     }
 
@@ -335,8 +335,8 @@ mod tests {
     fn an_accept_belongs_to_the_last_ingress_reset_before_it() {
         // A blind reset at 100, the exact one at 200, a socket accepts at 201.
         let (blind, exact) = (
-            Arc::new(reset_at(Direction::Ingress, 100)),
-            Arc::new(reset_at(Direction::Ingress, 200)),
+            reset_at(Direction::Ingress, 100),
+            reset_at(Direction::Ingress, 200),
         );
         let mut f = FlowRecord::default();
         f.remember(1, &blind);

@@ -1,7 +1,7 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{io, net::IpAddr, sync::Arc};
+use std::{io, net::IpAddr};
 
 use ipnet::IpNet;
 use rst_tracer_common::{
@@ -175,8 +175,7 @@ impl Pipeline {
     pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
         let seen = match &mut ev {
             Event::Stack(note) => return self.stack_note(*note),
-            // Not shared yet: the decoder made it.
-            Event::Reset(r) => &mut Arc::make_mut(r).seen,
+            Event::Reset(r) => &mut r.seen,
             Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => &mut s.seen,
         };
         self.replay_direction(seen);

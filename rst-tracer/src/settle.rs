@@ -6,7 +6,6 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
-    sync::Arc,
 };
 
 use rst_tracer_common::flow::{FlowKey, FlowState};
@@ -42,7 +41,7 @@ pub struct Pending {
     /// Identifies the reset among the flow's recent resets.
     pub id: u64,
     /// The reset.
-    pub reset: Arc<Reset>,
+    pub reset: Box<Reset>,
     /// The first packet from each side after it.
     pub after: Vec<Sample>,
     /// Retransmission samples per side after it.
@@ -69,7 +68,7 @@ impl SettleQueue {
 
     /// Holds a reset until `now + window` under [`SettleQueue::next_id`]; returns, when the
     /// queue was full, the oldest pending reset, which must be settled now.
-    pub fn hold(&mut self, reset: Arc<Reset>) -> Option<Pending> {
+    pub fn hold(&mut self, reset: Box<Reset>) -> Option<Pending> {
         let id = self.next_id;
         self.next_id += 1;
         let deadline_ns = reset.seen.kernel_ts_ns + window_ns(&reset.flow);
@@ -270,7 +269,7 @@ mod tests {
     fn resets_wait_for_their_window_and_collect_what_follows() {
         let mut q = SettleQueue::default();
         let id = q.next_id();
-        assert!(q.hold(Arc::new(reset())).is_none());
+        assert!(q.hold(Box::new(reset())).is_none());
         q.after(&after(Side::Lo, 5, PacketInfo::default()));
         q.after(&after(Side::Lo, 6, PacketInfo::default())); // only the first per side
         q.retransmit(&after(Side::Hi, 7, PacketInfo::default()));

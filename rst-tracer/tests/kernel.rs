@@ -75,7 +75,7 @@ impl Kernel {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
-                Event::Reset(r) => Some(std::sync::Arc::unwrap_or_clone(r)),
+                Event::Reset(r) => Some(*r),
                 _ => None,
             })
             .collect()
