@@ -73,6 +73,9 @@ impl FlowRecord {
         if self.recent_resets.len() == RECENT_RESETS {
             self.recent_resets.remove(0);
         }
+        // Most flows see one or two resets: room for exactly those (a first push makes room
+        // for four).
+        self.recent_resets.reserve_exact(1);
         self.recent_resets.push((id, Neighbour::of(reset)));
     }
 
