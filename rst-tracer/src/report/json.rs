@@ -1,5 +1,5 @@
-//! JSON Lines sink: one object per line, each line handed to the (buffered) output in one write,
-//! so a flush never leaves half a line.
+//! JSON Lines sink: one object per line, lines buffered in the sink and handed to the output
+//! whole, so a flush never leaves half a line.
 //!
 //! The per-packet records (resets, after-reset packets, samples, silences) write themselves
 //! through [`WriteJson`]: keys are literals that need no escaping, numbers go through `itoa` and
@@ -284,25 +284,42 @@ impl<T: WriteJson> WriteJson for Vec<T> {
 /// Writes each record as one JSON object per line.
 pub struct JsonSink {
     out: Box<dyn Write + Send>,
-    /// The line being built: written here first so each line reaches `out` in one write.
-    line: Vec<u8>,
+    /// Whole lines not yet handed to `out`: each line is written here, and they go to `out` in
+    /// one write when they pass `buffer` bytes and at every flush, so `out` never sees half a
+    /// line (and the sink is its own output buffer: no line is copied a second time).
+    lines: Vec<u8>,
+    buffer: usize,
 }
 
 impl JsonSink {
-    /// A sink writing to `out`.
-    pub fn new(out: Box<dyn Write + Send>) -> JsonSink {
+    /// A sink writing to `out` (unbuffered: the sink buffers) in writes of about `buffer` bytes.
+    pub fn new(out: Box<dyn Write + Send>, buffer: usize) -> JsonSink {
         JsonSink {
             out,
-            line: Vec::with_capacity(4096),
+            lines: Vec::with_capacity(buffer + 4096),
+            buffer,
         }
     }
 
-    /// Writes one line: `write` puts the object in the empty line buffer.
+    /// Writes one line: `write` appends the object to the buffered lines.
     fn line(&mut self, write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
-        self.line.clear();
-        write(&mut self.line)?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)
+        let start = self.lines.len();
+        if let Err(e) = write(&mut self.lines) {
+            self.lines.truncate(start);
+            return Err(e);
+        }
+        self.lines.push(b'\n');
+        if self.lines.len() >= self.buffer {
+            self.write_lines()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered lines to `out`.
+    fn write_lines(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.lines)?;
+        self.lines.clear();
+        Ok(())
     }
 
     fn record(&mut self, r: &impl WriteJson) -> io::Result<()> {
@@ -340,7 +357,16 @@ impl Sink for JsonSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.write_lines()?;
         self.out.flush()
+    }
+}
+
+impl Drop for JsonSink {
+    /// Writes what is still buffered, as a `BufWriter` does, ignoring errors (there is no one to
+    /// report them to).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -471,7 +497,7 @@ mod schema {
     /// The lines `write` makes a JSON sink write.
     fn lines(write: impl FnOnce(&mut JsonSink)) -> Vec<String> {
         let out = Shared::default();
-        let mut sink = JsonSink::new(Box::new(out.clone()));
+        let mut sink = JsonSink::new(Box::new(out.clone()), 4096);
         write(&mut sink);
         sink.flush().unwrap();
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
