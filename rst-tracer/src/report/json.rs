@@ -181,6 +181,7 @@ impl WriteJson for bool {
     }
 }
 
+// Integers in decimal, as serde_json writes them (it uses itoa too).
 macro_rules! write_json_integers {
     ($($t:ty),*) => {$(
         impl WriteJson for $t {
