@@ -17,7 +17,7 @@ use rst_tracer_common::event::Direction;
 
 use crate::{
     event::{Reset, StackAct, StackNote},
-    forensics::ttl::TtlShift,
+    forensics::{ttl::TtlShift, Neighbour},
     report::summary::FlowTableStats,
 };
 
@@ -40,7 +40,7 @@ pub struct FlowRecord {
     pub ttl_shifts: [Option<TtlShift>; 2],
     /// The flow's recent resets with their settle ids, newest last (the neighbours a verdict
     /// looks at).
-    pub recent_resets: Vec<(u64, Reset)>,
+    pub recent_resets: Vec<(u64, Neighbour)>,
     /// Kernel time of the first retransmission sample per side since the other side last
     /// answered (0: none pending); the silence check looks at these.
     pub first_retransmit_ns: [u64; 2],
@@ -73,10 +73,10 @@ impl FlowRecord {
         if self.recent_resets.len() == RECENT_RESETS {
             self.recent_resets.remove(0);
         }
-        // Most flows see one reset: room for exactly one (a Vec's first growth makes room
-        // for four, 1.5 KB of resets per flow that never come).
+        // Most flows see one or two resets: room for exactly those (a first push makes room
+        // for four).
         self.recent_resets.reserve_exact(1);
-        self.recent_resets.push((id, reset.clone()));
+        self.recent_resets.push((id, Neighbour::of(reset)));
     }
 
     /// Remembers what the stack said: retransmissions are counted, reset notes kept (the
@@ -104,7 +104,7 @@ impl FlowRecord {
     }
 
     /// The flow's other resets within `window_ns` of `reset` (`id` is the reset's own).
-    pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Reset> {
+    pub fn neighbours(&self, id: u64, reset: &Reset, window_ns: u64) -> Vec<Neighbour> {
         let t = reset.seen.kernel_ts_ns;
         self.recent_resets
             .iter()
@@ -193,7 +193,7 @@ impl FlowTable {
 
     /// The record of `key`, created if new; marks it active at `now_ns`.
     pub fn touch(&mut self, key: &FlowKey, now_ns: u64) -> &mut FlowRecord {
-        if !self.flows.contains_key(key) && self.flows.len() >= self.capacity {
+        if self.flows.len() >= self.capacity && !self.flows.contains_key(key) {
             self.make_room(now_ns);
         }
         let rec = self.flows.entry(*key).or_default();

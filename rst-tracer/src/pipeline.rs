@@ -1,7 +1,7 @@
 //! The path every source shares: decoded events -> flow table -> records -> sink, plus the
 //! interval summaries. Live tracing and capture replay feed the same pipeline.
 
-use std::{io, net::IpAddr, sync::Arc};
+use std::{io, net::IpAddr};
 
 use ipnet::IpNet;
 use rst_tracer_common::{
@@ -45,7 +45,7 @@ pub struct Pipeline {
     clock: Clock,
     flows: FlowTable,
     window: SummaryWindow,
-    iface_names: PacketMap<u32, Arc<str>>,
+    iface_names: IfaceNames,
     kernel_flow_capacity: u32,
     decode_errors: u64,
     local_networks: Vec<IpNet>,
@@ -58,6 +58,25 @@ pub struct Pipeline {
     /// The kernel's cumulative dropped-reset counts at the last summary.
     dropped_seen: PacketMap<DroppedReset, u64>,
     stack: Option<StackContext>,
+}
+
+/// Interface names by index, each looked up once ("" for 0, replay's).
+#[derive(Default)]
+struct IfaceNames(PacketMap<u32, Box<str>>);
+
+impl IfaceNames {
+    /// The name of interface `ifindex`.
+    fn name(&mut self, ifindex: u32) -> &str {
+        self.0.entry(ifindex).or_insert_with(|| {
+            if ifindex == 0 {
+                Box::from("")
+            } else {
+                crate::iface::name_of(ifindex)
+                    .unwrap_or_else(|| format!("if{ifindex}"))
+                    .into()
+            }
+        })
+    }
 }
 
 /// What the pipeline needs of the stack view to join tracepoint notes with resets.
@@ -79,7 +98,7 @@ impl Pipeline {
             clock,
             flows: FlowTable::new(USER_FLOW_CAPACITY, USER_FLOW_IDLE_NS),
             window: SummaryWindow::new(now_ns),
-            iface_names: PacketMap::default(),
+            iface_names: IfaceNames::default(),
             kernel_flow_capacity,
             decode_errors: 0,
             local_networks: Vec::new(),
@@ -172,15 +191,14 @@ impl Pipeline {
                         .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
                 let listener = self.take_listener_note(&r);
-                let (id, evicted) = self.settle.hold(r.clone());
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                rec.remember(id, &r);
+                rec.remember(self.settle.next_id(), &r);
                 if let Some(note) = listener {
                     rec.note(note);
                 }
-                match evicted {
+                match self.settle.hold(r) {
                     Some(p) => self.verdict(p),
                     None => Ok(()),
                 }
@@ -191,9 +209,9 @@ impl Pipeline {
                 rec.after_reset[s.seen.side.index()] += 1;
                 let last_reset = rec.last_reset;
                 self.window.after_reset();
-                let iface = self.iface_name(s.seen.ifindex);
+                let iface = self.iface_names.name(s.seen.ifindex);
                 self.sink
-                    .after_reset(&AfterResetRecord::of(&s, &iface, last_reset))
+                    .after_reset(&AfterResetRecord::of(&s, iface, last_reset))
             }
             Event::Retransmit(s) => {
                 self.settle.retransmit(&s);
@@ -204,18 +222,16 @@ impl Pipeline {
                     rec.first_retransmit_ns[i] = s.seen.kernel_ts_ns;
                 }
                 self.window.retransmit();
-                let iface = self.iface_name(s.seen.ifindex);
-                self.sink
-                    .sample(&SampleRecord::of("retransmit", &s, &iface))
+                let iface = self.iface_names.name(s.seen.ifindex);
+                self.sink.sample(&SampleRecord::of("retransmit", &s, iface))
             }
             Event::TtlChange(s) => {
                 let rec = self.flows.touch(&s.seen.key, s.seen.kernel_ts_ns);
                 rec.ttl_changes += 1;
                 rec.ttl_shifts[s.seen.side.index()] = Some(TtlShift::of(&s));
                 self.window.ttl_change();
-                let iface = self.iface_name(s.seen.ifindex);
-                self.sink
-                    .sample(&SampleRecord::of("ttl_change", &s, &iface))
+                let iface = self.iface_names.name(s.seen.ifindex);
+                self.sink.sample(&SampleRecord::of("ttl_change", &s, iface))
             }
             Event::Stack(note) => self.stack_note(note),
         }
@@ -413,12 +429,12 @@ impl Pipeline {
     /// Judges a settled reset and writes it.
     fn verdict(&mut self, p: Pending) -> io::Result<()> {
         let r = &p.reset;
+        let flow = self.flows.get(&r.seen.key);
         let window = settle::window_ns(&r.flow);
-        let neighbours = self
-            .flows
-            .get(&r.seen.key)
+        let neighbours = flow
             .map(|f| f.neighbours(p.id, r, window))
             .unwrap_or_default();
+        let ttl_shift = flow.and_then(|f| f.ttl_shifts[r.seen.side.index()]);
         let ipid_share = if r.rst.ip_flags & IP_V6 == 0 && r.rst.ip_id != 0 {
             self.ip_ids
                 .share(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns)
@@ -435,14 +451,12 @@ impl Pipeline {
             ipid_share,
             retransmits_after: p.retransmits_after,
             stack,
-            ttl_shift: self
-                .flows
-                .get(&r.seen.key)
-                .and_then(|f| f.ttl_shifts[r.seen.side.index()]),
+            ttl_shift,
         };
         let verdict = forensics::judge(&case);
         self.window.reset(r, &verdict, &case.stack);
-        let record = ResetRecord::of(r, &self.iface_name(r.seen.ifindex), &verdict, &case.stack);
+        let iface = self.iface_names.name(r.seen.ifindex);
+        let record = ResetRecord::of(r, iface, verdict, case.stack);
         self.sink.reset(&record)
     }
 
@@ -503,16 +517,5 @@ impl Pipeline {
             self.window.dropped(&seen, syn_side, new);
         }
         self.dropped_seen = seen_now;
-    }
-
-    fn iface_name(&mut self, ifindex: u32) -> Arc<str> {
-        let name = self.iface_names.entry(ifindex).or_insert_with(|| {
-            if ifindex == 0 {
-                Arc::from("")
-            } else {
-                Arc::from(crate::iface::name_of(ifindex).unwrap_or_else(|| format!("if{ifindex}")))
-            }
-        });
-        Arc::clone(name)
     }
 }

@@ -4,8 +4,8 @@
 //! live, capture time in replay), so live tracing and replay settle alike.
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, VecDeque},
+    cmp::{Ordering, Reverse},
+    collections::{hash_map::Entry, BinaryHeap, VecDeque},
 };
 
 use rst_tracer_common::flow::{FlowKey, FlowState};
@@ -53,78 +53,94 @@ pub struct Pending {
 /// Resets waiting for their windows to close, in deadline order.
 #[derive(Debug, Default)]
 pub struct SettleQueue {
-    pending: PacketMap<u64, Pending>,
-    by_flow: PacketMap<FlowKey, Vec<u64>>,
-    order: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Per flow, its pending resets in the order they were held: what follows a reset finds
+    /// them with one look-up of its flow.
+    by_flow: PacketMap<FlowKey, Vec<Pending>>,
+    /// Every pending reset's deadline, earliest first.
+    order: BinaryHeap<Reverse<Deadline>>,
+    pending: usize,
     next_id: u64,
     settled_early: u64,
 }
 
+/// When a pending reset's window closes, and where it waits.
+#[derive(Debug, PartialEq, Eq)]
+struct Deadline {
+    ns: u64,
+    id: u64,
+    key: FlowKey,
+}
+
+impl Ord for Deadline {
+    /// By time, then by id (the order held): `id` alone tells two resets apart.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.ns, self.id).cmp(&(other.ns, other.id))
+    }
+}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl SettleQueue {
-    /// Holds a reset until `now + window`; returns its id and, when the queue was full, the
-    /// oldest pending reset, which must be settled now.
-    pub fn hold(&mut self, reset: Box<Reset>) -> (u64, Option<Pending>) {
+    /// The id the next reset held gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Holds a reset until `now + window` under [`SettleQueue::next_id`]; returns, when the
+    /// queue was full, the oldest pending reset, which must be settled now.
+    pub fn hold(&mut self, reset: Box<Reset>) -> Option<Pending> {
         let id = self.next_id;
         self.next_id += 1;
         let deadline_ns = reset.seen.kernel_ts_ns + window_ns(&reset.flow);
-        self.by_flow.entry(reset.seen.key).or_default().push(id);
-        self.order.push(Reverse((deadline_ns, id)));
-        self.pending.insert(
+        let key = reset.seen.key;
+        self.order.push(Reverse(Deadline {
+            ns: deadline_ns,
             id,
-            Pending {
-                id,
-                reset,
-                after: Vec::new(),
-                retransmits_after: [0, 0],
-                deadline_ns,
-            },
-        );
-        let evicted = if self.pending.len() > MAX_PENDING {
+            key,
+        }));
+        self.by_flow.entry(key).or_default().push(Pending {
+            id,
+            reset,
+            after: Vec::new(),
+            retransmits_after: [0, 0],
+            deadline_ns,
+        });
+        self.pending += 1;
+        if self.pending > MAX_PENDING {
             self.settled_early += 1;
             self.pop_next()
         } else {
             None
-        };
-        (id, evicted)
+        }
     }
 
     /// Adds an after-reset packet to the resets of its flow.
     pub fn after(&mut self, s: &Sample) {
-        self.for_flow(&s.seen.key, |p| {
+        for p in self.by_flow.get_mut(&s.seen.key).into_iter().flatten() {
             if p.after.iter().all(|a| a.seen.side != s.seen.side) {
+                // One per side at most: no room for more.
+                p.after.reserve_exact(1);
                 p.after.push(s.clone());
             }
-        });
+        }
     }
 
     /// Counts a retransmission for the resets of its flow.
     pub fn retransmit(&mut self, s: &Sample) {
-        self.for_flow(&s.seen.key, |p| {
-            p.retransmits_after[s.seen.side.index()] += 1
-        });
-    }
-
-    fn for_flow(&mut self, key: &FlowKey, mut f: impl FnMut(&mut Pending)) {
-        let Self {
-            pending, by_flow, ..
-        } = self;
-        for id in by_flow.get(key).into_iter().flatten() {
-            if let Some(p) = pending.get_mut(id) {
-                f(p);
-            }
+        for p in self.by_flow.get_mut(&s.seen.key).into_iter().flatten() {
+            p.retransmits_after[s.seen.side.index()] += 1;
         }
     }
 
     /// The resets whose window closed by `now_ns`, earliest first.
     pub fn due(&mut self, now_ns: u64) -> Vec<Pending> {
         let mut out = Vec::new();
-        while let Some(Reverse((deadline, _))) = self.order.peek() {
-            if *deadline > now_ns {
-                break;
-            }
-            if let Some(p) = self.pop_next() {
-                out.push(p);
-            }
+        while self.order.peek().is_some_and(|Reverse(d)| d.ns <= now_ns) {
+            out.extend(self.pop_next());
         }
         out
     }
@@ -135,28 +151,31 @@ impl SettleQueue {
     }
 
     fn pop_next(&mut self) -> Option<Pending> {
-        while let Some(Reverse((_, id))) = self.order.pop() {
-            if let Some(p) = self.pending.remove(&id) {
-                if let Some(ids) = self.by_flow.get_mut(&p.reset.seen.key) {
-                    ids.retain(|i| *i != id);
-                    if ids.is_empty() {
-                        self.by_flow.remove(&p.reset.seen.key);
-                    }
-                }
-                return Some(p);
-            }
+        let Reverse(next) = self.order.pop()?;
+        let Entry::Occupied(mut flow) = self.by_flow.entry(next.key) else {
+            unreachable!("every deadline has its reset in by_flow");
+        };
+        let resets = flow.get_mut();
+        let i = resets
+            .iter()
+            .position(|p| p.id == next.id)
+            .expect("every deadline has its reset in by_flow");
+        let p = resets.remove(i);
+        if resets.is_empty() {
+            flow.remove();
         }
-        None
+        self.pending -= 1;
+        Some(p)
     }
 
     /// Resets waiting now.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending == 0
     }
 
     /// Resets settled before their window closed because too many were waiting.
@@ -197,17 +216,19 @@ impl IpIdRegistry {
 
     /// How many flows' resets carried `id` within the window around `ts_ns`, `key`'s included.
     pub fn share(&self, id: u16, key: &FlowKey, ts_ns: u64) -> IpIdShare {
-        let mut flows: Vec<&FlowKey> = vec![key];
+        let mut flows = [key; IPID_SHARE_FLOWS_MAX];
+        let mut counted = 1;
         for (k, t) in self.by_id.get(&id).into_iter().flatten().rev() {
-            if flows.len() == IPID_SHARE_FLOWS_MAX {
+            if counted == IPID_SHARE_FLOWS_MAX {
                 break;
             }
-            if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows.contains(&k) {
-                flows.push(k);
+            if t.abs_diff(ts_ns) <= SHARE_WINDOW_NS && !flows[..counted].contains(&k) {
+                flows[counted] = k;
+                counted += 1;
             }
         }
         IpIdShare {
-            flows: flows.len(),
+            flows: counted,
             noted: self.order.len().max(1),
         }
     }
@@ -260,8 +281,8 @@ mod tests {
     #[test]
     fn resets_wait_for_their_window_and_collect_what_follows() {
         let mut q = SettleQueue::default();
-        let (id, evicted) = q.hold(Box::new(reset()));
-        assert!(evicted.is_none());
+        let id = q.next_id();
+        assert!(q.hold(Box::new(reset())).is_none());
         q.after(&after(Side::Lo, 5, PacketInfo::default()));
         q.after(&after(Side::Lo, 6, PacketInfo::default())); // only the first per side
         q.retransmit(&after(Side::Hi, 7, PacketInfo::default()));

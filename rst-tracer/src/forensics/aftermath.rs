@@ -7,15 +7,14 @@ use rst_tracer_common::{
     flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
 };
 
-use super::{explain, Case, Finding, Strength};
-use crate::event::Reset;
+use super::{explain, Case, Finding, Neighbour, Strength};
 
 /// Resets toward both ends of a flow this close together (ns) are one injector's work.
 const BOTH_ENDS_NS: u64 = 10_000_000;
 
 /// Whether a packet passed between this reset and `other` (a reset toward the other end) that
 /// the later of the two could be answering: then it is a reply, not the second half of a pair.
-fn answered_between(case: &Case, other: &Reset) -> bool {
+fn answered_between(case: &Case, other: &Neighbour) -> bool {
     let r = case.reset;
     let (t, u) = (r.seen.kernel_ts_ns, other.seen.kernel_ts_ns);
     if u <= t {
@@ -71,7 +70,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     }
 
-    let toward_other_end: Vec<&Reset> = case
+    let toward_other_end: Vec<&Neighbour> = case
         .neighbours
         .iter()
         .filter(|n| n.seen.side != side)
@@ -90,7 +89,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let at_once = toward_other_end.iter().any(|n| {
             n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS
                 && !answered_between(case, n)
-                && !(own && explain::is_own_abort(n))
+                && !(own && n.own_abort)
         });
         let (strength, what) = if at_once {
             (Strength::Strong, "an injector resets both ends at once")
@@ -349,7 +348,7 @@ mod tests {
         a.rst.seq = 2000;
         let mut b = reset();
         b.rst.seq = 3000;
-        let n = [a, b];
+        let n = [Neighbour::of(&a), Neighbour::of(&b)];
         let c = Case {
             neighbours: &n,
             ..case(&r)
@@ -374,7 +373,7 @@ mod tests {
         other.seen.kernel_ts_ns = T + MS / 10;
         other.rst.seq = 5000;
         other.rst.ip_id = 8; // the server's count: 7 before
-        let pair = [other];
+        let pair = [Neighbour::of(&other)];
         let strength = |c: &Case| {
             check(c)
                 .into_iter()
@@ -387,9 +386,9 @@ mod tests {
         };
         assert_eq!(strength(&c), Some(Strength::Info), "both ends aborted");
         // The other carries an ID of no counter: an injector's pair.
-        let mut forged = pair[0].clone();
+        let mut forged = other.clone();
         forged.rst.ip_id = 0x3412;
-        let pair = [forged];
+        let pair = [Neighbour::of(&forged)];
         let c = Case {
             neighbours: &pair,
             ..case(&r)

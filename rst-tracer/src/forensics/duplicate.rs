@@ -39,11 +39,14 @@ pub fn check(case: &Case) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{case, reset, MS};
+    use crate::forensics::{
+        testing::{case, reset, MS},
+        Neighbour,
+    };
 
     #[test]
     fn one_lower_ttl_same_headers_is_a_duplicate() {
-        let first = reset();
+        let first = Neighbour::of(&reset());
         let mut copy = reset();
         copy.rst.ttl -= 1;
         copy.seen.kernel_ts_ns += MS / 100;

@@ -35,9 +35,9 @@ pub mod stack;
 pub mod timing;
 pub mod ttl;
 
-use serde::Serialize;
+use rst_tracer_common::event::PacketInfo;
 
-use crate::event::{Reset, Sample};
+use crate::event::{Reset, Sample, Seen};
 use explain::Explanation;
 use ipid::IpIdShare;
 use stack::StackFacts;
@@ -60,14 +60,13 @@ pub enum Strength {
 pub const SUSPICIOUS_SCORE: u32 = 3;
 
 /// One piece of evidence.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     /// Stable code (see the README for the list).
     pub code: &'static str,
     /// The evidence in numbers.
     pub detail: String,
-    /// Its weight.
-    #[serde(skip)]
+    /// Its weight (not in the output).
     pub strength: Strength,
 }
 
@@ -83,8 +82,7 @@ impl Finding {
 }
 
 /// Who sent a reset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// The endpoint it claims to come from.
     Peer,
@@ -127,6 +125,30 @@ pub struct Verdict {
     pub explanation: Option<Explanation>,
 }
 
+/// What the verdict of a reset needs of the flow's other resets, its neighbours: where and when
+/// each was seen, its headers, and whether it bore its sender's own abort. A flow keeps these,
+/// not whole resets: the flow state from before a reset is two thirds of it.
+#[derive(Clone, Debug)]
+pub struct Neighbour {
+    /// Where and when.
+    pub seen: Seen,
+    /// The RST's headers.
+    pub rst: PacketInfo,
+    /// [`explain::is_own_abort`], from the flow state before it.
+    pub own_abort: bool,
+}
+
+impl Neighbour {
+    /// What the flow keeps of `r`.
+    pub fn of(r: &Reset) -> Neighbour {
+        Neighbour {
+            seen: r.seen.clone(),
+            rst: r.rst,
+            own_abort: explain::is_own_abort(r),
+        }
+    }
+}
+
 /// Everything known about one reset when its settle window closes.
 #[derive(Clone, Debug)]
 pub struct Case<'a> {
@@ -138,7 +160,7 @@ pub struct Case<'a> {
     /// The first packet from each side after the reset (from the kernel), within the window.
     pub after: &'a [Sample],
     /// The flow's other resets within the window, before and after this one.
-    pub neighbours: &'a [Reset],
+    pub neighbours: &'a [Neighbour],
     /// How many flows' resets carried this reset's IP ID around it, among how many noted.
     pub ipid_share: IpIdShare,
     /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
@@ -161,7 +183,7 @@ pub fn judge(case: &Case) -> Verdict {
             explanation: None,
         };
     }
-    let mut findings = Vec::new();
+    let mut findings = Vec::with_capacity(8);
     findings.extend(ttl::check(case));
     findings.extend(ipid::check(case));
     findings.extend(sequence::check(case));
@@ -420,7 +442,7 @@ mod tests {
         r.rst.seq = 900;
         r.rst.ip_id = 0;
         r.rst.flags = rst_tracer_common::event::TCP_RST;
-        let burst = [r.clone(), r.clone()];
+        let burst = [Neighbour::of(&r), Neighbour::of(&r)];
         let v = judge(&Case {
             neighbours: &burst,
             ..case(&r)

@@ -38,14 +38,16 @@ pub trait Sink {
     fn flush(&mut self) -> io::Result<()>;
 }
 
-/// Output buffered between flushes; a line longer than this is written on its own.
+/// Output buffered between flushes: about this many bytes a write.
 const OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// A sink of `format` writing to `out`.
 pub fn sink(format: Format, out: Box<dyn io::Write + Send>) -> Box<dyn Sink + Send> {
-    let out = Box::new(io::BufWriter::with_capacity(OUTPUT_BUFFER, out));
     match format {
-        Format::Text => Box::new(text::TextSink::new(out)),
-        Format::Json => Box::new(json::JsonSink::new(out)),
+        Format::Text => Box::new(text::TextSink::new(Box::new(io::BufWriter::with_capacity(
+            OUTPUT_BUFFER,
+            out,
+        )))),
+        Format::Json => Box::new(json::JsonSink::new(out, OUTPUT_BUFFER)),
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! These are the JSON Lines wire types (one object per line, `"type"` first) and the numbers the
 //! text format prints. Every field here is part of the documented schema (README, "JSON output");
-//! add fields freely, never rename or remove one.
+//! add fields freely, never rename or remove one. Each type's [`WriteJson`] impl, beside it,
+//! writes its fields in declaration order under their own names.
 
-use std::{cell::RefCell, fmt, net::IpAddr, sync::Arc};
+use std::{fmt, net::IpAddr};
 
 use rst_tracer_common::{
     event::{
@@ -19,13 +20,14 @@ use rst_tracer_common::{
 };
 use serde::Serialize;
 
+use super::json::{json_object, Name, Object, WriteJson, HEX_DIGITS};
 use crate::{
     event::{Reset, Sample, Seen},
     forensics::{stack::StackFacts, Finding, Origin, Verdict},
 };
 
 /// A flow as sender -> receiver of the packet a record is about.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowView {
     /// The packet's source address (for a reset: the endpoint it claims to come from).
     pub src: IpAddr,
@@ -51,15 +53,22 @@ impl FlowView {
     }
 }
 
+json_object!(FlowView {
+    src,
+    sport,
+    dst,
+    dport
+});
+
 /// Where and when a record's packet was seen: the fields every packet record starts with.
-#[derive(Clone, Debug, Serialize)]
-pub struct SeenView {
+#[derive(Clone, Debug)]
+pub struct SeenView<'a> {
     /// RFC 3339 time, microseconds, UTC.
     pub ts: Rfc3339,
     /// Nanoseconds since the epoch.
     pub ts_ns: u64,
     /// Interface name (empty in replay).
-    pub iface: Arc<str>,
+    pub iface: &'a str,
     /// `xdp`, `tc-ingress`, `tc-egress` or `replay`.
     pub hook: &'static str,
     /// `ingress`, `egress` or `unknown`.
@@ -68,22 +77,36 @@ pub struct SeenView {
     pub flow: FlowView,
 }
 
-impl SeenView {
+impl<'a> SeenView<'a> {
     /// The view of a seen packet on `iface`.
-    pub fn of(seen: &Seen, iface: &Arc<str>) -> SeenView {
+    pub fn of(seen: &Seen, iface: &'a str) -> SeenView<'a> {
         SeenView {
             ts: Rfc3339(seen.ts_ns),
             ts_ns: seen.ts_ns,
-            iface: Arc::clone(iface),
+            iface,
             hook: seen.hook.name(),
             direction: seen.direction.name(),
             flow: FlowView::of(seen),
         }
     }
+
+    /// Opens the object of a packet record of type `kind` in `out`: its `type`, then these
+    /// fields.
+    fn begin_record<'o>(&self, kind: &'static str, out: &'o mut Vec<u8>) -> Object<'o> {
+        let mut o = Object::begin(out);
+        o.field("type", &Name(kind))
+            .field("ts", &self.ts)
+            .field("ts_ns", &self.ts_ns)
+            .field("iface", self.iface)
+            .field("hook", &Name(self.hook))
+            .field("direction", &Name(self.direction))
+            .field("flow", &self.flow);
+        o
+    }
 }
 
 /// One TCP segment's headers.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketView {
     /// Sequence number.
     pub seq: u32,
@@ -104,7 +127,7 @@ pub struct PacketView {
     /// TCP payload length.
     pub payload_len: u16,
     /// TCP options present, by name.
-    pub options: Vec<&'static str>,
+    pub options: OptionNames,
     /// TSval when the timestamps option is present.
     pub ts_val: Option<u32>,
 }
@@ -123,19 +146,37 @@ impl PacketView {
             ip_id: (p.ip_flags & IP_V6 == 0).then_some(p.ip_id),
             df: p.ip_flags & IP_DF != 0,
             payload_len: p.payload_len,
-            options: option_names(p.tcp_options),
+            options: OptionNames(p.tcp_options),
             ts_val: ts.then_some(p.ts_val),
         }
     }
 }
+
+json_object!(PacketView {
+    seq,
+    ack,
+    flags,
+    flags_raw,
+    window,
+    ttl,
+    ip_id,
+    df,
+    payload_len,
+    options,
+    ts_val,
+});
 
 /// TCP flags as text, e.g. `RST|ACK`; reserved bits show as `RES(0x…)`, no flag as `none`.
 /// Written straight into the output: no string is built per packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlagNames(pub u16);
 
-impl fmt::Display for FlagNames {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl FlagNames {
+    /// The longest text: every flag and the reserved bits.
+    const MAX_TEXT: usize = "SYN|FIN|RST|PSH|ACK|URG|ECE|CWR|RES(0xf)".len();
+
+    /// The text, written into `buf`.
+    fn text(self, buf: &mut [u8; Self::MAX_TEXT]) -> &str {
         const NAMES: [(u16, &str); 8] = [
             (TCP_SYN, "SYN"),
             (TCP_FIN, "FIN"),
@@ -147,48 +188,86 @@ impl fmt::Display for FlagNames {
             (TCP_CWR, "CWR"),
         ];
         let flags = self.0;
-        let mut sep = "";
+        let mut len = 0;
+        let mut put = |piece: &[u8]| {
+            buf[len..len + piece.len()].copy_from_slice(piece);
+            len += piece.len();
+        };
+        let mut sep: &[u8] = b"";
         for (bit, name) in NAMES {
             if flags & bit != 0 {
-                write!(f, "{sep}{name}")?;
-                sep = "|";
+                put(sep);
+                put(name.as_bytes());
+                sep = b"|";
             }
         }
         if flags & TCP_RESERVED != 0 {
-            write!(f, "{sep}RES(0x{:x})", (flags & TCP_RESERVED) >> 8)?;
+            put(sep);
+            put(b"RES(0x");
+            put(&[HEX_DIGITS[usize::from((flags & TCP_RESERVED) >> 8)], b')']);
         } else if sep.is_empty() {
-            f.write_str("none")?;
+            put(b"none");
         }
-        Ok(())
+        std::str::from_utf8(&buf[..len]).expect("flag names are ASCII")
     }
 }
 
-impl Serialize for FlagNames {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+impl fmt::Display for FlagNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text(&mut [0; Self::MAX_TEXT]))
     }
 }
 
-fn option_names(bits: u8) -> Vec<&'static str> {
-    const NAMES: [(u8, &str); 8] = [
-        (OPT_MSS, "mss"),
-        (OPT_WSCALE, "wscale"),
-        (OPT_SACK_OK, "sack_ok"),
-        (OPT_SACK, "sack"),
-        (OPT_TIMESTAMPS, "timestamps"),
-        (OPT_MPTCP, "mptcp"),
-        (OPT_OTHER, "other"),
-        (OPT_MALFORMED, "malformed"),
-    ];
-    NAMES
-        .iter()
-        .filter(|(bit, _)| bits & bit != 0)
-        .map(|(_, n)| *n)
-        .collect()
+impl WriteJson for FlagNames {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        Name(self.text(&mut [0; Self::MAX_TEXT])).write_json(out);
+    }
+}
+
+/// TCP options present, as a list of names (`["mss", "sack_ok"]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionNames(pub u8);
+
+impl OptionNames {
+    /// The names of the options present, in option-bit order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        const NAMES: [(u8, &str); 8] = [
+            (OPT_MSS, "mss"),
+            (OPT_WSCALE, "wscale"),
+            (OPT_SACK_OK, "sack_ok"),
+            (OPT_SACK, "sack"),
+            (OPT_TIMESTAMPS, "timestamps"),
+            (OPT_MPTCP, "mptcp"),
+            (OPT_OTHER, "other"),
+            (OPT_MALFORMED, "malformed"),
+        ];
+        NAMES
+            .into_iter()
+            .filter(move |(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| n)
+    }
+}
+
+impl WriteJson for OptionNames {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        if self.0 == 0 {
+            // Most packets after the handshake carry none.
+            out.extend_from_slice(b"[]");
+            return;
+        }
+        out.push(b'[');
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            Name(name).write_json(out);
+        }
+        out.push(b']');
+    }
 }
 
 /// TTL baseline of one side.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TtlBaseline {
     /// Last TTL.
     pub last: u8,
@@ -200,8 +279,10 @@ pub struct TtlBaseline {
     pub n: u32,
 }
 
+json_object!(TtlBaseline { last, min, max, n });
+
 /// What one endpoint had sent before the packet a record is about.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SideView {
     /// Any packet seen from this side.
     pub seen: bool,
@@ -259,8 +340,24 @@ impl SideView {
     }
 }
 
+json_object!(SideView {
+    seen,
+    packets,
+    bytes,
+    retransmits,
+    ttl,
+    last_ip_id,
+    seq_next,
+    last_ack,
+    window,
+    timestamps,
+    ts_val,
+    last_seen_us_ago,
+    leg_rtt_us,
+});
+
 /// The last packet the reset's receiver sent: the candidate trigger of the reset.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TriggerView {
     /// Microseconds from it to the reset.
     pub us_before: f64,
@@ -276,8 +373,17 @@ pub struct TriggerView {
     pub ip_id: Option<u16>,
 }
 
+json_object!(TriggerView {
+    us_before,
+    seq,
+    ack,
+    len,
+    flags,
+    ip_id
+});
+
 /// What the flow had seen before the reset.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HistoryView {
     /// The reset is the first packet seen of this flow.
     pub new_flow: bool,
@@ -293,8 +399,17 @@ pub struct HistoryView {
     pub age_us: f64,
 }
 
+json_object!(HistoryView {
+    new_flow,
+    midstream,
+    handshake,
+    handshake_rtt_us,
+    resets_before,
+    age_us,
+});
+
 /// The reset's sequence and acknowledgement numbers against the streams.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SeqCheck {
     /// Where the claimed sender's stream is (its highest seq + len); null when it sent nothing.
     pub expected: Option<u32>,
@@ -306,8 +421,15 @@ pub struct SeqCheck {
     pub ack_delta: Option<i64>,
 }
 
+json_object!(SeqCheck {
+    expected,
+    delta,
+    receiver_seq_next,
+    ack_delta
+});
+
 /// Printable or hex view of a RST's payload.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayloadView {
     /// Bytes captured (at most 64).
     pub captured: usize,
@@ -332,15 +454,19 @@ impl PayloadView {
     }
 }
 
+json_object!(PayloadView {
+    captured,
+    hex,
+    text
+});
+
 /// A `"type": "reset"` record.
-#[derive(Clone, Debug, Serialize)]
-pub struct ResetRecord {
+#[derive(Clone, Debug)]
+pub struct ResetRecord<'a> {
     /// Always `"reset"`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where and when.
-    #[serde(flatten)]
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The RST's headers.
     pub rst: PacketView,
     /// The RST's payload, when it has one.
@@ -370,13 +496,36 @@ pub struct ResetRecord {
     /// The evidence for the explanation, in numbers; null with it.
     pub explanation_detail: Option<String>,
     /// What this host's TCP stack said about it.
-    #[serde(flatten)]
     pub stack: StackJoin,
+}
+
+impl WriteJson for ResetRecord<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.seen
+            .begin_record(self.kind, out)
+            .field("rst", &self.rst)
+            .field("payload", &self.payload)
+            .field("sender", &self.sender)
+            .field("receiver", &self.receiver)
+            .field("trigger", &self.trigger)
+            .field("history", &self.history)
+            .field("seq_check", &self.seq_check)
+            .field("origin", &Name(self.origin.name()))
+            .field("hops_closer", &self.hops_closer)
+            .field("suspicious", &self.suspicious)
+            .field("findings", &self.findings)
+            .field("explanation", &self.explanation.map(Name))
+            .field("explanation_detail", &self.explanation_detail)
+            .field("kernel_reason", &self.stack.kernel_reason)
+            .field("socket_state", &self.stack.socket_state)
+            .field("accepted", &self.stack.accepted)
+            .end();
+    }
 }
 
 /// What this host's TCP stack said about a reset (tracepoints), where it could know: the JSON
 /// view of [`StackFacts`].
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackJoin {
     /// Why this host sent it, in the kernel's words (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ...);
     /// null for resets this host did not send, or without the tracepoint.
@@ -388,9 +537,9 @@ pub struct StackJoin {
     pub accepted: Option<bool>,
 }
 
-impl ResetRecord {
+impl<'a> ResetRecord<'a> {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &Arc<str>, verdict: &Verdict, stack: &StackFacts) -> ResetRecord {
+    pub fn of(r: &Reset, iface: &'a str, verdict: Verdict, stack: StackFacts) -> ResetRecord<'a> {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -431,12 +580,12 @@ impl ResetRecord {
             origin: verdict.origin,
             hops_closer: verdict.hops_closer,
             suspicious: verdict.suspicious,
-            findings: verdict.findings.clone(),
+            findings: verdict.findings,
             explanation: verdict.explanation.as_ref().map(|e| e.mechanism.code()),
-            explanation_detail: verdict.explanation.as_ref().map(|e| e.detail.clone()),
+            explanation_detail: verdict.explanation.map(|e| e.detail),
             stack: StackJoin {
-                kernel_reason: stack.kernel_reason.clone(),
-                socket_state: stack.socket_state.clone(),
+                kernel_reason: stack.kernel_reason,
+                socket_state: stack.socket_state,
                 accepted: stack.accepted,
             },
         }
@@ -459,14 +608,12 @@ fn history(flow: &FlowState, seen: &Seen) -> HistoryView {
 }
 
 /// A `"type": "after_reset"` record: the first packet from a side after a reset in its flow.
-#[derive(Clone, Debug, Serialize)]
-pub struct AfterResetRecord {
+#[derive(Clone, Debug)]
+pub struct AfterResetRecord<'a> {
     /// Always `"after_reset"`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where and when.
-    #[serde(flatten)]
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The packet.
     pub packet: PacketView,
     /// True when this packet's sender is the side the reset claimed to come from.
@@ -475,24 +622,43 @@ pub struct AfterResetRecord {
     pub us_after_reset: Option<f64>,
 }
 
+impl WriteJson for AfterResetRecord<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.seen
+            .begin_record(self.kind, out)
+            .field("packet", &self.packet)
+            .field("from_reset_sender", &self.from_reset_sender)
+            .field("us_after_reset", &self.us_after_reset)
+            .end();
+    }
+}
+
 /// A `"type": "retransmit"` or `"type": "ttl_change"` record (a rate-limited sample).
-#[derive(Clone, Debug, Serialize)]
-pub struct SampleRecord {
+#[derive(Clone, Debug)]
+pub struct SampleRecord<'a> {
     /// `"retransmit"` or `"ttl_change"`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where and when.
-    #[serde(flatten)]
-    pub seen: SeenView,
+    pub seen: SeenView<'a>,
     /// The packet.
     pub packet: PacketView,
     /// The sender's history before this packet (retransmit count, TTL baseline).
     pub sender: SideView,
 }
 
-impl SampleRecord {
+impl WriteJson for SampleRecord<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.seen
+            .begin_record(self.kind, out)
+            .field("packet", &self.packet)
+            .field("sender", &self.sender)
+            .end();
+    }
+}
+
+impl<'a> SampleRecord<'a> {
     /// Record of a sample of `kind` (`"retransmit"` or `"ttl_change"`).
-    pub fn of(kind: &'static str, s: &Sample, iface: &Arc<str>) -> SampleRecord {
+    pub fn of(kind: &'static str, s: &Sample, iface: &'a str) -> SampleRecord<'a> {
         let ipv6 = s.packet.ip_flags & IP_V6 != 0;
         SampleRecord {
             kind,
@@ -503,10 +669,10 @@ impl SampleRecord {
     }
 }
 
-impl AfterResetRecord {
+impl<'a> AfterResetRecord<'a> {
     /// Record of an after-reset sample; `reset` is the side and kernel time of the flow's last
     /// reset, when this run saw it.
-    pub fn of(s: &Sample, iface: &Arc<str>, reset: Option<(Side, u64)>) -> AfterResetRecord {
+    pub fn of(s: &Sample, iface: &'a str, reset: Option<(Side, u64)>) -> AfterResetRecord<'a> {
         AfterResetRecord {
             kind: "after_reset",
             seen: SeenView::of(&s.seen, iface),
@@ -518,10 +684,9 @@ impl AfterResetRecord {
 }
 
 /// A `"type": "silence"` record: a flow that fell silent one way, with no reset to explain it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct SilenceRecord {
     /// Always `"silence"`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     /// RFC 3339 time of the check.
     pub ts: Rfc3339,
@@ -533,6 +698,28 @@ pub struct SilenceRecord {
     pub retransmits: u32,
     /// The evidence (`oneway_silence`).
     pub findings: Vec<Finding>,
+}
+
+impl WriteJson for SilenceRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        Object::begin(out)
+            .field("type", &Name(self.kind))
+            .field("ts", &self.ts)
+            .field("ts_ns", &self.ts_ns)
+            .field("flow", &self.flow)
+            .field("retransmits", &self.retransmits)
+            .field("findings", &self.findings)
+            .end();
+    }
+}
+
+impl WriteJson for Finding {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        Object::begin(out)
+            .field("code", &Name(self.code))
+            .field("detail", &self.detail)
+            .end();
+    }
 }
 
 impl SilenceRecord {
@@ -568,28 +755,89 @@ pub fn us_between(earlier: u64, later: u64) -> f64 {
 }
 
 /// A time as RFC 3339 with microseconds, UTC (`2026-11-22T13:03:44.049732Z`), from nanoseconds
-/// since the epoch. Written straight into the output; the date and second part is formatted
-/// once per second and reused.
+/// since the epoch. Written straight into the output: no string is built per record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rfc3339(pub u64);
 
-thread_local! {
-    /// The last second formatted: (seconds since the epoch, `YYYY-MM-DDTHH:MM:SS`).
-    static LAST_SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+impl Rfc3339 {
+    /// Length of the text: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (a u64 of nanoseconds ends in 2554).
+    const LEN: usize = 27;
+
+    /// The text, as ASCII bytes.
+    fn text(self) -> [u8; Self::LEN] {
+        let secs = self.0 / 1_000_000_000;
+        let (year, month, day) = civil_date(secs / 86_400);
+        let time = secs % 86_400;
+        let mut t = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut t[0..4], year);
+        put_digits(&mut t[5..7], month);
+        put_digits(&mut t[8..10], day);
+        put_digits(&mut t[11..13], time / 3_600);
+        put_digits(&mut t[14..16], time % 3_600 / 60);
+        put_digits(&mut t[17..19], time % 60);
+        put_digits(&mut t[20..26], self.0 % 1_000_000_000 / 1_000);
+        t
+    }
+}
+
+/// Decimal digit pairs, `00` to `99`.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Writes `v` in decimal into all of `digits`, two at a time, with leading zeros (digits that
+/// do not fit are dropped).
+fn put_digits(digits: &mut [u8], mut v: u64) {
+    let mut end = digits.len();
+    while end >= 2 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        digits[end - 2..end].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        end -= 2;
+    }
+    if end == 1 {
+        digits[0] = b'0' + (v % 10) as u8;
+    }
+}
+
+/// Year, month (1-12) and day (1-31) of the proleptic Gregorian calendar, `days` after
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`: eras of 400 years, years from March).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (secs, micros) = (self.0 / 1_000_000_000, self.0 % 1_000_000_000 / 1_000);
-        LAST_SECOND.with_borrow_mut(|(second, prefix)| {
-            if *second != secs {
-                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-                let whole = humantime::format_rfc3339_seconds(t).to_string();
-                *prefix = whole.trim_end_matches('Z').to_string();
-                *second = secs;
-            }
-            write!(f, "{prefix}.{micros:06}Z")
-        })
+        f.write_str(std::str::from_utf8(&self.text()).expect("digits and separators"))
+    }
+}
+
+impl WriteJson for Rfc3339 {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(&self.text());
+        out.push(b'"');
     }
 }
 
@@ -612,20 +860,19 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_reuses_the_second_but_not_the_fraction() {
-        assert_eq!(
-            Rfc3339(1_795_352_624_049_732_610).to_string(),
-            "2026-11-22T13:03:44.049732Z"
-        );
-        assert_eq!(
-            Rfc3339(1_795_352_624_000_001_999).to_string(),
-            "2026-11-22T13:03:44.000001Z"
-        );
-        assert_eq!(
-            Rfc3339(1_795_352_625_000_000_000).to_string(),
-            "2026-11-22T13:03:45.000000Z"
-        );
-        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000000Z");
+    fn rfc3339_dates_across_leap_days_and_centuries() {
+        for (ns, text) in [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (1_795_352_624_049_732_610, "2026-11-22T13:03:44.049732Z"),
+            (1_795_352_624_000_001_999, "2026-11-22T13:03:44.000001Z"),
+            (951_782_399_999_999_000, "2000-02-28T23:59:59.999999Z"),
+            (951_782_400_000_000_000, "2000-02-29T00:00:00.000000Z"),
+            (1_735_689_599_123_456_789, "2024-12-31T23:59:59.123456Z"),
+            (4_107_542_400_000_000_000, "2100-03-01T00:00:00.000000Z"),
+            (u64::MAX, "2554-07-21T23:34:33.709551Z"),
+        ] {
+            assert_eq!(Rfc3339(ns).to_string(), text, "{ns}");
+        }
     }
 
     #[test]
