@@ -23,7 +23,7 @@ use bytes::Bytes;
 use mimalloc::MiMalloc;
 use rst_tracer::{
     attach::LoadOptions,
-    event::{decode, Clock},
+    event::{decode, Clock, Event, Reset},
     flows::FlowTable,
     pipeline::Pipeline,
     report::{
@@ -186,17 +186,32 @@ fn kernel_bytes_per_flow() -> Result<f64> {
 }
 
 /// Live bytes the userspace flow table holds per flow, with `MEMORY_FLOWS` flows in it.
-fn user_bytes_per_flow() -> f64 {
+/// With `reset`, each flow also remembers that reset, as a flow that was reset does.
+fn user_bytes_per_flow(reset: Option<&Reset>) -> f64 {
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     let mut table = FlowTable::new(MEMORY_FLOWS as usize, u64::MAX);
     for i in 0..MEMORY_FLOWS {
         let (key, _) =
             FlowKey::canonical(FAMILY_IPV4, &[i, 0, 0, 0], 1, &[0xffff_ffff, 0, 0, 0], 2);
-        table.touch(&key, 1 + u64::from(i));
+        let flow = table.touch(&key, 1 + u64::from(i));
+        if let Some(r) = reset {
+            flow.remember(u64::from(i), r);
+        }
     }
     let after = LIVE_BYTES.load(Ordering::Relaxed);
     drop(table);
     (after - before) as f64 / f64::from(MEMORY_FLOWS)
+}
+
+/// The first reset of the synthetic stream, decoded.
+fn first_reset(records: &[Bytes], clock: &Clock) -> Result<Reset> {
+    records
+        .iter()
+        .find_map(|r| match decode(r, clock) {
+            Ok(Event::Reset(reset)) => Some(*reset),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("the synthetic stream has no reset"))
 }
 
 /// A sink that drops every record: the pipeline's cost without output.
@@ -267,7 +282,8 @@ fn main() -> Result<()> {
         median(discard_rates),
         median(pipeline_rates),
     );
-    let user = user_bytes_per_flow();
+    let user = user_bytes_per_flow(None);
+    let user_reset = user_bytes_per_flow(Some(&first_reset(&records, &clock)?));
     let kernel = kernel_bytes_per_flow()?;
 
     println!(
@@ -283,7 +299,9 @@ fn main() -> Result<()> {
         "  decode + pipeline + JSON            {rate:>12.0} events/s  ({:.2}x of decode only)",
         rate / decode_rate
     );
-    println!("  memory per flow: kernel {kernel:.0} B, userspace {user:.0} B");
+    println!(
+        "  memory per flow: kernel {kernel:.0} B, userspace {user:.0} B ({user_reset:.0} B for a flow that was reset)"
+    );
 
     let mut values = serde_json::Map::new();
     summary::budget(
@@ -297,5 +315,6 @@ fn main() -> Result<()> {
     values.insert("no_output_events_per_s".into(), json!(discard_rate));
     values.insert("bytes_per_flow_kernel".into(), json!(kernel));
     values.insert("bytes_per_flow_user".into(), json!(user));
+    values.insert("bytes_per_reset_flow_user".into(), json!(user_reset));
     summary::write_section(&summary::out_dir(), "userspace", values)
 }
