@@ -10,7 +10,7 @@ use common::{require_root_and_object, scenarios};
 /// The tracer binary this test runs.
 const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
 
-fn check(name: &str) {
+fn check(name: &str) -> scenarios::Outcome {
     require_root_and_object();
     let scenario = scenarios::ALL.iter().find(|s| s.name == name).unwrap();
     let o = scenarios::run(TRACER, scenario);
@@ -51,6 +51,7 @@ fn check(name: &str) {
             scenario.explain_codes
         );
     }
+    o
 }
 
 #[test]
@@ -95,7 +96,9 @@ fn honest() {
 
 #[test]
 fn benign_load() {
-    check("benign-load");
+    let o = check("benign-load");
+    // Every aborted connection's reset, each once (the load says which connections abort).
+    assert_eq!(o.resets, scenarios::benign_resets(), "benign load: {o:#?}");
 }
 
 #[test]

@@ -347,18 +347,46 @@ fn honest(lab: &Lab) -> Vec<Rst> {
     Vec::new()
 }
 
+/// Connections of the benign load.
+pub const BENIGN_CONNECTIONS: u32 = 1000;
+
+/// An end of a connection.
+enum End {
+    Client,
+    Server,
+}
+
+/// Which end of the benign load's connection `i` aborts (one reset each), if any: a third of the
+/// clients, and a fifth of the servers of the rest; the others close with FINs.
+fn benign_aborter(i: u32) -> Option<End> {
+    if i.is_multiple_of(3) {
+        Some(End::Client)
+    } else if i.is_multiple_of(5) {
+        Some(End::Server)
+    } else {
+        None
+    }
+}
+
+/// The resets the benign load makes: one per aborted connection.
+pub fn benign_resets() -> usize {
+    (0..BENIGN_CONNECTIONS)
+        .filter(|i| benign_aborter(*i).is_some())
+        .count()
+}
+
 fn benign_load(lab: &Lab) -> Vec<Rst> {
     let l = lab.listen(8120);
     let mut buf = [0u8; 4];
-    for i in 0..1000 {
+    for i in 0..BENIGN_CONNECTIONS {
         let mut c = lab.connect(8120).unwrap();
         let (mut s, _) = l.accept().unwrap();
         c.write_all(b"ping").unwrap();
         s.read_exact(&mut buf).unwrap();
-        if i % 3 == 0 {
-            abort(&c);
-        } else if i % 5 == 0 {
-            abort(&s);
+        match benign_aborter(i) {
+            Some(End::Client) => abort(&c),
+            Some(End::Server) => abort(&s),
+            None => {}
         }
         drop((c, s));
     }
