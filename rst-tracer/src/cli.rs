@@ -110,6 +110,10 @@ pub struct LiveArgs {
     /// when missing; a directory without the tcp tracepoints turns the stack view off.
     #[arg(long, value_name = "DIR", default_value = stack::TRACEFS)]
     pub tracefs: PathBuf,
+    /// When a traced interface disappears (a pod's veth deleted), wait for one of that name to
+    /// come back and attach to it, instead of ending the run. Keeps CAP_NET_ADMIN for that.
+    #[arg(long)]
+    pub reattach: bool,
     /// Write this file once every hook is attached (for scripts that must wait).
     #[arg(long, value_name = "FILE", hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -194,6 +198,7 @@ impl LiveArgs {
             },
             tracefs: self.tracefs.clone(),
             ready_file: self.ready_file.clone(),
+            reattach: self.reattach,
         }
     }
 }

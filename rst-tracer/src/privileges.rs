@@ -54,6 +54,10 @@ pub fn check() -> Result<()> {
 /// it while unprivileged BPF is disabled; later ones need nothing). Reading ring buffers,
 /// closing links and everything else the tracer does from then on needs no capability.
 pub const KEPT_AFTER_LOAD: &[caps::Capability] = &[caps::Capability::CAP_BPF];
+/// What live tracing keeps with `--reattach`: also CAP_NET_ADMIN, to attach to an interface that
+/// comes back.
+pub const KEPT_FOR_REATTACH: &[caps::Capability] =
+    &[caps::Capability::CAP_BPF, caps::Capability::CAP_NET_ADMIN];
 
 /// Gives up every capability but those of `keep` the process has: from the effective,
 /// permitted, inheritable and ambient sets and, where the process may (`CAP_SETPCAP`), the

@@ -291,23 +291,37 @@ fn kill_9_leaves_nothing_attached() {
     );
 }
 
+/// Adds the veth `gone0` to the server's namespace (10.209.0.1/24), its peer `gone1` to the
+/// client's (10.209.0.2/24), both up: an interface for the tests to delete.
+fn add_gone0(lab: &Lab) {
+    let (s, c) = (lab.server.as_str(), lab.client.as_str());
+    common::lab::ip(&[
+        "-n", s, "link", "add", "gone0", "type", "veth", "peer", "name", "gone1", "netns", c,
+    ]);
+    common::lab::ip(&["-n", s, "addr", "add", "10.209.0.1/24", "dev", "gone0"]);
+    common::lab::ip(&["-n", c, "addr", "add", "10.209.0.2/24", "dev", "gone1"]);
+    common::lab::ip(&["-n", s, "link", "set", "gone0", "up"]);
+    common::lab::ip(&["-n", c, "link", "set", "gone1", "up"]);
+}
+
+/// Waits up to 5 s for the tracer to write `text` to stderr.
+fn wait_for_stderr(tracer: &common::lab::Tracer, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tracer.stderr().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} on stderr in 5 s: {}",
+            tracer.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn an_interface_that_disappears_is_reported_and_ends_the_run() {
     require_root_and_object();
     let lab = Lab::new(TRACER);
-    common::lab::ip(&[
-        "-n",
-        &lab.server,
-        "link",
-        "add",
-        "gone0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "gone1",
-    ]);
-    common::lab::ip(&["-n", &lab.server, "link", "set", "gone0", "up"]);
+    add_gone0(&lab);
     let tracer = lab.start_tracer_on(&lab.server, "gone0", "json", &["--ingress", "tc"]);
     let deleted = Instant::now();
     common::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
@@ -368,6 +382,39 @@ fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
         "no kernel reason: {}",
         refused[0]
     );
+}
+
+/// With --reattach, a deleted interface is waited for, attached to again when one of its name
+/// comes back, and traced: a refused connect over the new one is reported.
+#[test]
+fn with_reattach_an_interface_that_comes_back_is_traced_again() {
+    require_root_and_object();
+    let lab = Lab::new(TRACER);
+    add_gone0(&lab);
+    let tracer = lab.start_tracer_on(
+        &lab.server,
+        "gone0",
+        "json",
+        &["--ingress", "tc", "--reattach"],
+    );
+    common::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
+    wait_for_stderr(&tracer, "waiting for it to come back");
+    add_gone0(&lab);
+    wait_for_stderr(&tracer, "re-attached to gone0");
+    // A connect to a closed port over the new gone0: the server's reset leaves through it.
+    let refused = in_ns(&lab.client, || {
+        TcpStream::connect_timeout(&"10.209.0.1:9".parse().unwrap(), Duration::from_secs(2))
+    });
+    assert!(refused.is_err());
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop();
+    let resets: Vec<&Value> = out
+        .iter()
+        .filter(|o| o["type"] == "reset" && o["flow"]["src"] == "10.209.0.1")
+        .collect();
+    assert_eq!(resets.len(), 1, "{out:?}");
+    assert_eq!(resets[0]["iface"], "gone0");
+    assert_eq!(resets[0]["direction"], "egress");
 }
 
 fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {

@@ -55,6 +55,8 @@ pub struct LiveOptions {
     pub tracefs: PathBuf,
     /// Written once every hook is attached (for scripts and tests that must wait for it).
     pub ready_file: Option<PathBuf>,
+    /// Wait for a vanished interface to come back and attach to it again.
+    pub reattach: bool,
 }
 
 /// Runs the live tracer, writing records to `out`.
@@ -100,9 +102,14 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     // The tracepoints are attached and their links do not need tracefs: one mounted for them
     // is unmounted again.
     drop(tracefs);
-    // Everything that needed privileges is done: keep only what reading the maps needs.
-    privileges::keep_only(privileges::KEPT_AFTER_LOAD)
-        .context("giving up capabilities after attaching")?;
+    // Everything that needed privileges is done: keep only what reading the maps needs (and,
+    // with --reattach, attaching again).
+    let kept = if opts.reattach {
+        privileges::KEPT_FOR_REATTACH
+    } else {
+        privileges::KEPT_AFTER_LOAD
+    };
+    privileges::keep_only(kept).context("giving up capabilities after attaching")?;
     for note in &stack_notes {
         eprintln!("rst-tracer: stack view: {note}");
     }
@@ -128,8 +135,10 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
     let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);
     let mut iface_ticker = interval_at(Instant::now() + IFACE_CHECK, IFACE_CHECK);
-    // An interface that disappeared: its hooks went with it, so tracing stops with an error.
+    // An interface that disappeared: its hooks went with it, so tracing stops with an error;
+    // with --reattach, the names waiting to come back.
     let mut vanished = None;
+    let mut waiting: Vec<String> = Vec::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let deadline = sleep(
@@ -148,12 +157,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
             // hold back summaries.
             _ = settle_ticker.tick() => pipeline.advance(monotonic_now_ns())?,
             _ = iface_ticker.tick() => {
-                vanished = attachments.iter().find(|a| !a.present()).map(|a| {
-                    format!(
-                        "interface {} (index {}) disappeared while tracing, and its hooks with it",
-                        a.iface, a.ifindex
-                    )
-                });
+                vanished = check_interfaces(&mut ebpf, &mut attachments, &mut waiting, &opts);
                 if vanished.is_some() {
                     break;
                 }
@@ -195,6 +199,54 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         Some(why) => Err(anyhow!(why)),
         None => Ok(()),
     }
+}
+
+/// Checks that every traced interface is still there. One that disappeared ends the run (the
+/// returned message says which), or with `--reattach` waits in `waiting` until an interface of
+/// its name appears, which is then attached to.
+fn check_interfaces(
+    ebpf: &mut aya::Ebpf,
+    attachments: &mut Vec<attach::Attachment>,
+    waiting: &mut Vec<String>,
+    opts: &LiveOptions,
+) -> Option<String> {
+    let mut i = 0;
+    while i < attachments.len() {
+        if attachments[i].present() {
+            i += 1;
+            continue;
+        }
+        let gone = attachments.remove(i);
+        let what = format!(
+            "interface {} (index {}) disappeared while tracing, and its hooks with it",
+            gone.iface, gone.ifindex
+        );
+        if !opts.reattach {
+            return Some(what);
+        }
+        eprintln!("rst-tracer: {what}; waiting for it to come back (--reattach)");
+        waiting.push(gone.iface.clone());
+    }
+    waiting.retain(|name| {
+        if iface::index_of(name).is_none() {
+            return true;
+        }
+        match attach::attach(ebpf, name, opts.ingress) {
+            Ok(a) => {
+                eprintln!(
+                    "rst-tracer: re-attached to {} (index {}; ingress {}, egress tc)",
+                    a.iface, a.ifindex, a.ingress
+                );
+                attachments.push(a);
+                false
+            }
+            Err(e) => {
+                eprintln!("rst-tracer: {name} is back but attaching failed, retrying: {e:#}");
+                true
+            }
+        }
+    });
+    None
 }
 
 /// Writes the ready file without following a symbolic link (this runs as root, and the path may
