@@ -4,19 +4,17 @@
 //! tracer saw must be caught, and no handshake may be quicker than the router's delay line.
 //! Needs root and the built object.
 
+#[macro_use]
 mod common;
 
-use common::{
-    eval::{self, Kind, Viewpoint, CLASSES, DELAY},
-    require_root_and_object,
-};
+use common::eval::{self, Kind, Viewpoint, CLASSES, DELAY};
 
 const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
 /// Connections of the largest honest class (the others a share of it, forged classes once).
 const SCALE: usize = 60;
 
 fn check(viewpoint: Viewpoint) {
-    require_root_and_object();
+    require_privileges!();
     let mut failures = Vec::new();
     let mut timed = 0;
     for class in CLASSES {

@@ -2,6 +2,7 @@
 //! in the server namespace, assertions on its JSON output. They need root and the built eBPF
 //! object (`cargo xtask test`) and fail plainly without.
 
+#[macro_use]
 mod common;
 
 use std::{
@@ -14,7 +15,6 @@ use std::{
 use common::{
     forge::{inject, Rst, Sniffer},
     lab::{abort, in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
-    require_root_and_object,
 };
 
 /// The tracer binary this test runs.
@@ -54,7 +54,7 @@ fn resets_on(out: &[Value], port: u16) -> Vec<&Value> {
 
 #[test]
 fn real_connections_stream_each_reset_once_with_its_evidence() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&[]);
 
@@ -154,7 +154,7 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
 
 #[test]
 fn a_reset_forged_by_the_router_with_its_own_ttl() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let port = 8090;
     let l = lab.listen(port);
@@ -255,7 +255,7 @@ fn tcx_programs(lab: &Lab) -> usize {
 
 #[test]
 fn kill_9_leaves_nothing_attached() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&["--ingress", "xdp"]);
     assert!(
@@ -319,7 +319,7 @@ fn wait_for_stderr(tracer: &common::lab::Tracer, text: &str) {
 
 #[test]
 fn an_interface_that_disappears_is_reported_and_ends_the_run() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     add_gone0(&lab);
     let tracer = lab.start_tracer_on(&lab.server, "gone0", "json", &["--ingress", "tc"]);
@@ -347,7 +347,7 @@ fn an_interface_that_disappears_is_reported_and_ends_the_run() {
 
 #[test]
 fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     // `ip netns exec` gives the tracer a fresh /sys without tracefs: it mounts one.
     let tracer = lab.start_tracer(&[]);
@@ -388,7 +388,7 @@ fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
 /// comes back, and traced: a refused connect over the new one is reported.
 #[test]
 fn with_reattach_an_interface_that_comes_back_is_traced_again() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     add_gone0(&lab);
     let tracer = lab.start_tracer_on(
@@ -431,7 +431,7 @@ fn run_tracer_in(ns: &str, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn errors_say_what_to_do() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
 
     let (ok, err) = run_tracer_in(&lab.server, &["--iface", "nosuch0", "--duration", "1"]);
@@ -509,7 +509,7 @@ fn evidence(r: &Value) -> Value {
 
 #[test]
 fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
-    require_root_and_object();
+    require_privileges!();
     assert!(
         Command::new("tcpdump")
             .arg("--version")

@@ -2,6 +2,7 @@
 //! through `rst-tracer replay`, and broken capture files. They need root and the built eBPF
 //! object (`cargo xtask test`) and fail plainly without.
 
+#[macro_use]
 mod common;
 
 use std::{
@@ -10,7 +11,6 @@ use std::{
     process::Command,
 };
 
-use common::require_root_and_object;
 use serde_json::Value;
 
 /// The shared corpus, beside this checkout.
@@ -340,7 +340,7 @@ fn every_capture_in_the_manifest_has_expectations() {
 
 #[test]
 fn the_corpus_replays_with_every_reset() {
-    require_root_and_object();
+    require_privileges!();
     let dir = corpus();
     let mut failures = Vec::new();
     for e in CORPUS {
@@ -427,7 +427,7 @@ fn capture_host(path: &Path) -> String {
 
 #[test]
 fn local_networks_give_replayed_resets_a_direction() {
-    require_root_and_object();
+    require_privileges!();
     let path = corpus().join("benign/http-traffic.pcap");
     // The capture host, from the capture's packets (it is in most of them).
     let host = capture_host(&path);
@@ -447,7 +447,7 @@ fn local_networks_give_replayed_resets_a_direction() {
 
 #[test]
 fn standard_input_replays_like_the_file() {
-    require_root_and_object();
+    require_privileges!();
     // Two captures, each through a pipe in 100-byte pieces (pcapng through a FIFO: the
     // capture reader's unit tests).
     for (file, resets_in_it) in [
@@ -492,7 +492,7 @@ fn standard_input_replays_like_the_file() {
 
 #[test]
 fn replay_parses_the_capture_without_the_privileges_it_loaded_with() {
-    require_root_and_object();
+    require_privileges!();
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("capture.fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -536,7 +536,7 @@ fn replay_parses_the_capture_without_the_privileges_it_loaded_with() {
 
 #[test]
 fn several_files_replay_as_one_stream() {
-    require_root_and_object();
+    require_privileges!();
     let dir = corpus();
     let a = dir.join("censor/gfw-test1.pcap");
     let b = dir.join("zeek/ftp_ipv6-violation.pcap");
@@ -556,7 +556,7 @@ fn scratch(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
 
 #[test]
 fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
-    require_root_and_object();
+    require_privileges!();
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read(corpus().join("censor/gfw-test1.pcap")).unwrap();
 

@@ -3,6 +3,7 @@
 //! They need root, the built eBPF object and tracefs (`cargo xtask test`) and fail plainly
 //! without. The reasons asserted are the ones Linux 6.10+ gives for each case.
 
+#[macro_use]
 mod common;
 
 use std::{
@@ -15,7 +16,6 @@ use std::{
 use common::{
     forge::{inject, Rst, Sniffer},
     lab::{self, abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
-    require_root_and_object,
     scenarios::nft,
 };
 use serde_json::Value;
@@ -72,7 +72,7 @@ fn local_resets(lab: &Lab) -> Vec<TcpStream> {
 
 #[test]
 fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&[]);
     let keep = local_resets(&lab);
@@ -180,7 +180,7 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
 /// port 8305 above.)
 #[test]
 fn a_listeners_reset_for_a_connection_gone_here_carries_the_kernels_reason() {
-    require_root_and_object();
+    require_privileges!();
     // A port of its own: the tracepoints are kernel-wide.
     const PORT: u16 = 8310;
     let lab = Lab::new(TRACER);
@@ -244,7 +244,7 @@ fn a_listeners_reset_for_a_connection_gone_here_carries_the_kernels_reason() {
 /// `accepted` is null, and the server's reason is not the router's to report.
 #[test]
 fn forwarded_resets_carry_no_stack_view() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer_on(&lab.router, ROUTER_SERVER_IF, "json", &[]);
     let (c, mut s) = lab.pair(8308);
@@ -268,7 +268,7 @@ fn forwarded_resets_carry_no_stack_view() {
 /// fill its flow table; they are counted as notes from elsewhere.
 #[test]
 fn another_namespaces_stack_notes_stay_out_of_the_flow_table() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&[]);
     const REFUSED: u16 = 200;
@@ -297,7 +297,7 @@ fn another_namespaces_stack_notes_stay_out_of_the_flow_table() {
 /// then gives up and resets. The reset's findings say the server's stack never took the ACK.
 #[test]
 fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let tracer = lab.start_tracer(&[]);
     let listener = lab.listen(8306);
@@ -395,7 +395,7 @@ impl Drop for TraceCount {
 /// flush that the reset makes.
 #[test]
 fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
-    require_root_and_object();
+    require_privileges!();
     // A port no other test here uses: the tracepoints, and the count below, are kernel-wide.
     const PORT: u16 = 8309;
     let lab = Lab::new(TRACER);
@@ -487,7 +487,7 @@ fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
 
 #[test]
 fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
-    require_root_and_object();
+    require_privileges!();
     let lab = Lab::new(TRACER);
     let empty = std::env::temp_dir().join(format!("rst-no-tracefs-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
@@ -523,7 +523,7 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
 /// one no longer loads (a program over the verifier's 512-byte stack, for example).
 #[test]
 fn every_stack_view_program_loads_and_attaches() {
-    require_root_and_object();
+    require_privileges!();
     let _tracefs = host_tracefs();
     let view =
         rst_tracer::stack::StackView::discover(std::path::Path::new(rst_tracer::stack::TRACEFS));

@@ -11,18 +11,65 @@ pub mod frames;
 pub mod lab;
 pub mod scenarios;
 
-/// Fails the test with a plain message when it cannot run: privileged tests never pass silently.
-pub fn require_root_and_object() {
+/// Why this machine cannot run a privileged test (it loads eBPF programs and makes network
+/// namespaces: root and the built eBPF object), if it cannot.
+pub fn missing_privileges() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        panic!(
-            "this test needs root (it loads eBPF programs and makes network namespaces); \
-             run `cargo xtask test` as root"
-        );
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("it needs root (it loads eBPF programs and makes network namespaces)".into());
     }
-    if let Err(e) = rst_tracer::object::embedded() {
-        panic!("this test needs the built eBPF object: {e:#}");
+    match rst_tracer::object::embedded() {
+        Ok(_) => None,
+        Err(e) => Some(format!("it needs the built eBPF object: {e:#}")),
+    }
+}
+
+/// Reports that the running test cannot run here and why, on the terminal itself (past the test
+/// harness's capture, so the line is seen even though the test passes), with how to run it.
+/// Under `CI=true` a test that cannot run fails instead: CI must run everything.
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run here, and CI=true: {why}");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}; `cargo xtask test` (as root) runs it"
+    );
+}
+
+/// True when a privileged test can run here; otherwise says so loudly (see [`skip`]).
+pub fn privileged() -> bool {
+    match missing_privileges() {
+        None => true,
+        Some(why) => {
+            skip(&why);
+            false
+        }
+    }
+}
+
+/// Returns from the test, after saying so loudly, when it cannot run here (see [`privileged`]).
+#[allow(
+    unused_macros,
+    reason = "the examples include this module and do not skip"
+)]
+macro_rules! require_privileges {
+    () => {
+        if !crate::common::privileged() {
+            return;
+        }
+    };
+}
+
+/// For the lab examples, which cannot skip: fails with the reason they cannot run.
+pub fn require_root_and_object() {
+    if let Some(why) = missing_privileges() {
+        panic!("this needs root and the built eBPF object: {why}; run it through `cargo xtask`");
     }
 }
 
