@@ -74,6 +74,7 @@ pub fn rst_empty_eg(_ctx: TcContext) -> i32 {
 #[xdp]
 pub fn rst_floor_clock(_ctx: XdpContext) -> u32 {
     // A use of the time, so the call is not an unused result.
+    // SAFETY: a BPF helper without arguments.
     match unsafe { bpf_ktime_get_ns() } {
         0 => xdp_action::XDP_ABORTED,
         _ => xdp_action::XDP_PASS,
@@ -84,6 +85,7 @@ pub fn rst_floor_clock(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn rst_floor_lookup(ctx: XdpContext) -> u32 {
     if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), false) {
+        // SAFETY: a pointer into the map's value returned by the look-up: valid for the run.
         unsafe { (*state).sides[side].packets += 1 };
     }
     xdp_action::XDP_PASS
@@ -93,6 +95,8 @@ pub fn rst_floor_lookup(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn rst_floor_lookup_clock(ctx: XdpContext) -> u32 {
     if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), false) {
+        // SAFETY: a pointer into the map's value returned by the look-up (valid for the run),
+        // and a BPF helper without arguments.
         unsafe { (*state).sides[side].last_ns = bpf_ktime_get_ns() };
     }
     xdp_action::XDP_PASS
@@ -103,6 +107,7 @@ pub fn rst_floor_lookup_clock(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn rst_tc_lookup(ctx: TcContext) -> i32 {
     if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), true) {
+        // SAFETY: a pointer into the map's value returned by the look-up: valid for the run.
         unsafe { (*state).sides[side].packets += 1 };
     }
     TC_ACT_UNSPEC
@@ -113,6 +118,8 @@ pub fn rst_tc_lookup(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn rst_tc_look_clk(ctx: TcContext) -> i32 {
     if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), true) {
+        // SAFETY: a pointer into the map's value returned by the look-up (valid for the run),
+        // and a BPF helper without arguments.
         unsafe { (*state).sides[side].last_ns = bpf_ktime_get_ns() };
     }
     TC_ACT_UNSPEC
@@ -139,6 +146,7 @@ pub fn rst_tc_slot_clk(ctx: TcContext) -> i32 {
             if slot.key != key {
                 slot.key = key;
             }
+            // SAFETY: a BPF helper without arguments.
             slot.state.sides[side.index()].last_ns = unsafe { bpf_ktime_get_ns() };
         }
     }

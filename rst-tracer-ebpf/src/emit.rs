@@ -33,6 +33,9 @@ pub struct Subject<'a> {
 }
 
 /// Fills the header every event starts with, in place (no stack copy).
+///
+/// # Safety
+/// `h` points at the header of a ring entry this program reserved and has not submitted.
 #[inline(always)]
 unsafe fn fill_header(
     h: *mut EventHeader,
@@ -67,6 +70,8 @@ pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
         return;
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the ring entry just reserved for a `RstEvent`, this program's until it
+    // submits it.
     unsafe {
         fill_header(
             &mut (*ev).header,
@@ -119,6 +124,7 @@ fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
     // bpf_skb_load_bytes reads those too.
     let available = match subject.obs.ctx {
         PacketCtx::Xdp(_) => subject.seg.payload_available,
+        // SAFETY: the program's context, valid for the whole run.
         PacketCtx::Skb(skb) => unsafe { (*skb).len }.saturating_sub(subject.seg.payload_offset),
     } as usize;
     let mut len = subject.seg.info.payload_len as usize;
@@ -133,6 +139,8 @@ fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
     }
     let offset = subject.seg.payload_offset;
     let to = dst.as_mut_ptr() as *mut c_void;
+    // SAFETY: the helpers copy `len` <= RST_PAYLOAD_MAX bytes into `dst`, which holds
+    // RST_PAYLOAD_MAX, from the program's own context; they check the packet's bounds.
     let rc = unsafe {
         match subject.obs.ctx {
             PacketCtx::Xdp(ctx) => bpf_xdp_load_bytes(ctx, offset, to, len as u32),
@@ -172,6 +180,8 @@ pub fn sample(kind: EventKind, subject: &Subject, sender: &SideState) {
         return;
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the ring entry just reserved for a `SampleEvent`, this program's until it
+    // submits it.
     unsafe {
         fill_header(
             &mut (*ev).header,

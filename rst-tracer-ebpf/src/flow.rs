@@ -46,6 +46,8 @@ pub fn observe_segment(seg: &Segment, obs: &Observation) {
             None => return,
         },
     };
+    // SAFETY: a pointer into the flow map's value from the look-up or the insert, valid for the
+    // run; another CPU updating the same flow races on its fields, never on the memory.
     let state = unsafe { &mut *state };
     let subject = Subject {
         seg,
@@ -71,7 +73,9 @@ pub fn observe_segment(seg: &Segment, obs: &Observation) {
 )]
 fn insert_flow(key: &FlowKey, seg: &Segment, obs: &Observation) -> Option<*mut FlowState> {
     let scratch = RST_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the per-CPU scratch slot, valid for the run and this CPU's alone.
     unsafe { core::ptr::write_bytes(scratch, 0, 1) };
+    // SAFETY: the per-CPU scratch slot, valid for the run and this CPU's alone.
     let fresh = unsafe { &mut *scratch };
     fresh.first_ns = obs.now_ns;
     fresh.sides[0].wscale = WSCALE_UNKNOWN;

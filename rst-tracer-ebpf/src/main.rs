@@ -144,6 +144,7 @@ fn xdp_frame(ctx: &XdpContext) -> Cursor {
 
 #[inline(always)]
 fn observe_xdp(ctx: &XdpContext) {
+    // SAFETY: the program's context, valid for the whole run.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     observe(
         xdp_frame(ctx),
@@ -160,6 +161,7 @@ fn observe_replay(ctx: &XdpContext) {
         end: ctx.data(),
     };
     let ts_ns = match meta.ptr_at::<ReplayMeta>(0) {
+        // SAFETY: `ptr_at` checked that the metadata holds a whole `ReplayMeta`.
         Some(m) if unsafe { (*m).magic } == REPLAY_MAGIC => unsafe { (*m).ts_ns },
         _ => return,
     };
@@ -209,6 +211,7 @@ fn truncated(reason: Counter) -> bool {
 /// linear bytes while the skb holds more pulls the headers in and parses again.
 #[inline(always)]
 fn observe_tc(ctx: &TcContext, hook: Hook) {
+    // SAFETY: the program's context, valid for the whole run.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let obs = Observation::live(PacketCtx::Skb(ctx.skb.skb), hook, ifindex);
     let Some(seg) = start() else {
@@ -257,6 +260,7 @@ fn finish(parsed: Result<(), Counter>, seg: &mut Segment, mut obs: Observation) 
     match parsed {
         Ok(()) => {
             if obs.header_flags & HDR_TS_CAPTURE == 0 {
+                // SAFETY: a BPF helper without arguments.
                 obs.now_ns = unsafe { bpf_ktime_get_ns() };
             }
             flow::observe_segment(seg, &obs)

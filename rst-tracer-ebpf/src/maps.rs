@@ -65,6 +65,7 @@ pub static SAMPLE_GAP_NS: u64 = DEFAULT_SAMPLE_GAP_NS;
 #[inline(always)]
 pub fn count(counter: Counter) {
     if let Some(slot) = RST_COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU array slot: valid for the run, and only this CPU's run uses it.
         unsafe { *slot += 1 };
     }
 }
@@ -72,5 +73,6 @@ pub fn count(counter: Counter) {
 /// The configured sample gap.
 #[inline(always)]
 pub fn sample_gap_ns() -> u64 {
+    // SAFETY: a plain-data global that userspace sets before load and nothing writes after.
     unsafe { core::ptr::read_volatile(&SAMPLE_GAP_NS) }
 }

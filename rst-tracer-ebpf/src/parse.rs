@@ -72,6 +72,8 @@ impl Cursor {
 
     #[inline(always)]
     fn be16_at(&self, offset: usize) -> Option<u16> {
+        // SAFETY: `ptr_at` checked that these bytes lie within the packet.
+        // SAFETY: `ptr_at` checked that these bytes lie within the packet.
         self.ptr_at::<[u8; 2]>(offset)
             .map(|p| u16::from_be_bytes(unsafe { *p }))
     }
@@ -155,6 +157,7 @@ pub fn parse_frame(frame: Cursor, seg: &mut Segment) -> Result<(), Counter> {
 fn clear(info: &mut PacketInfo) {
     let words = info as *mut PacketInfo as *mut u64;
     for i in 0..size_of::<PacketInfo>() / 8 {
+        // SAFETY: `i` counts the 8-byte words of `info` (8-byte aligned): each store is inside it.
         unsafe { write_volatile(words.add(i), 0) };
     }
 }
@@ -169,6 +172,7 @@ fn word<const N: usize>(hdr: &[u8; N], at: usize) -> u32 {
 #[inline(always)]
 fn parse_ipv4(cur: &mut Cursor, seg: &mut Segment) -> Result<usize, Counter> {
     let hdr = cur.ptr_at::<[u8; 20]>(0).ok_or(Counter::ErrIpv4Truncated)?;
+    // SAFETY: `ptr_at` checked that these bytes lie within the packet.
     let hdr = unsafe { &*hdr };
     if hdr[0] >> 4 != 4 {
         return Err(Counter::ErrIpv4BadHeader);
@@ -216,6 +220,7 @@ fn parse_ipv6(frame: Cursor, cur: &mut Cursor, seg: &mut Segment) -> Result<usiz
     let hdr = cur
         .ptr_at::<[u8; IPV6_HLEN]>(0)
         .ok_or(Counter::ErrIpv6Truncated)?;
+    // SAFETY: `ptr_at` checked that these bytes lie within the packet.
     let hdr = unsafe { &*hdr };
     if hdr[0] >> 4 != 6 {
         return Err(Counter::ErrIpv6Truncated);
@@ -231,10 +236,14 @@ fn parse_ipv6(frame: Cursor, cur: &mut Cursor, seg: &mut Segment) -> Result<usiz
     if next == IPPROTO_TCP {
         return Ok(remaining);
     }
+    // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+    // bound applied to every read).
     unsafe { write_volatile(&mut seg.ext_off, (cur.pos - frame.pos) as u32) };
     let mut i = 0;
     while i < IPV6_MAX_EXT {
         i += 1;
+        // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+        // bound applied to every read).
         let off = (unsafe { read_volatile(&seg.ext_off) } & MAX_HEADER_OFFSET) as usize;
         let ext = Cursor {
             pos: frame.pos + off,
@@ -243,6 +252,7 @@ fn parse_ipv6(frame: Cursor, cur: &mut Cursor, seg: &mut Segment) -> Result<usiz
         let b = ext
             .ptr_at::<[u8; 8]>(0)
             .ok_or(Counter::ErrIpv6ExtTruncated)?;
+        // SAFETY: `ptr_at` checked that these bytes lie within the packet.
         let b = unsafe { &*b };
         let len = match next {
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
@@ -267,8 +277,12 @@ fn parse_ipv6(frame: Cursor, cur: &mut Cursor, seg: &mut Segment) -> Result<usiz
         }
         remaining -= len;
         next = b[0];
+        // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+        // bound applied to every read).
         unsafe { write_volatile(&mut seg.ext_off, (off + len) as u32) };
         if next == IPPROTO_TCP {
+            // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+            // bound applied to every read).
             let off = (unsafe { read_volatile(&seg.ext_off) } & MAX_HEADER_OFFSET) as usize;
             cur.pos = frame.pos + off;
             return Ok(remaining);
@@ -283,6 +297,7 @@ fn parse_tcp(cur: &mut Cursor, ip_payload_len: usize, seg: &mut Segment) -> Resu
     let hdr = cur
         .ptr_at::<[u8; TCP_HLEN]>(0)
         .ok_or(Counter::ErrTcpTruncated)?;
+    // SAFETY: `ptr_at` checked that these bytes lie within the packet.
     let hdr = unsafe { &*hdr };
     let doff = (hdr[12] >> 4) as usize * 4;
     if doff < TCP_HLEN || doff > ip_payload_len {
@@ -330,6 +345,7 @@ fn timestamp_fast_path(opts: Cursor, len: usize, info: &mut PacketInfo) {
     let Some(p) = opts.ptr_at::<[u8; 12]>(0) else {
         return;
     };
+    // SAFETY: `ptr_at` checked that these bytes lie within the packet.
     let b = unsafe { &*p };
     if b[..4] == [1, 1, 8, 10] {
         info.ts_val = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
@@ -371,6 +387,8 @@ fn walk_options(opts: Cursor, len: usize, out: &mut OptionSummary) {
     if len > TCP_MAX_OPT {
         len = TCP_MAX_OPT;
     }
+    // SAFETY: the helper copies `len` <= TCP_MAX_OPT bytes into `out.raw`, which holds
+    // TCP_MAX_OPT, from the program's own context; it checks the packet's bounds.
     let rc = unsafe {
         bpf_probe_read_kernel(
             out.raw.as_mut_ptr() as *mut c_void,
@@ -394,7 +412,11 @@ fn walk_options(opts: Cursor, len: usize, out: &mut OptionSummary) {
     while n < TCP_MAX_OPT {
         n += 1;
         // Volatile: otherwise LLVM keeps them in registers, which the verifier tracks.
+        // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+        // bound applied to every read).
         let off = (unsafe { read_volatile(&out.off) } & 63) as usize;
+        // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+        // bound applied to every read).
         let len = (unsafe { read_volatile(&out.len) } & 63) as usize;
         if off >= len || off >= TCP_MAX_OPT - 1 {
             return;
@@ -404,6 +426,8 @@ fn walk_options(opts: Cursor, len: usize, out: &mut OptionSummary) {
             return;
         }
         if kind == 1 {
+            // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+            // bound applied to every read).
             unsafe { write_volatile(&mut out.off, (off + 1) as u8) };
             continue;
         }
@@ -434,6 +458,8 @@ fn walk_options(opts: Cursor, len: usize, out: &mut OptionSummary) {
             30 => out.bits |= OPT_MPTCP,
             _ => out.bits |= OPT_OTHER,
         }
+        // SAFETY: a reference to a field: valid and aligned (volatile, so the verifier sees the
+        // bound applied to every read).
         unsafe { write_volatile(&mut out.off, (off + olen) as u8) };
     }
 }

@@ -58,6 +58,8 @@ fn socket_offsets(fields: &SocketFields) -> SocketFields {
 
 /// An address and port from a `struct sockaddr_in` / `sockaddr_in6` copied into a tracepoint.
 fn sockaddr(ctx: &TracePointContext, off: u32) -> Option<(u16, AddrWords, u16)> {
+    // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+    // bad offset fails or reads other bytes of the record, it cannot fault.
     let raw: [u8; 28] = unsafe { ctx.read_at(off as usize) }.ok()?;
     let family = u16::from_ne_bytes([raw[0], raw[1]]);
     let port = u16::from_be_bytes([raw[2], raw[3]]);
@@ -77,10 +79,14 @@ pub fn sent_reset(ctx: &TracePointContext) {
     else {
         return;
     };
+    // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+    // bad offset fails or reads other bytes of the record, it cannot fault.
     let state: i32 = unsafe { ctx.read_at(state_at as usize) }.unwrap_or(0);
     let reason: u32 = if reason_at == FIELD_ABSENT {
         REASON_UNKNOWN
     } else {
+        // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+        // bad offset fails or reads other bytes of the record, it cannot fault.
         unsafe { ctx.read_at(reason_at as usize) }.unwrap_or(REASON_UNKNOWN)
     };
     let (key, side) = FlowKey::canonical(family, &src, sport, &dst, dport);
@@ -121,9 +127,11 @@ pub fn retransmit(ctx: &TracePointContext) {
     let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.retransmit), false) else {
         return;
     };
+    // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let s = side as usize;
     let count_now = match RST_STACK_TALLY.get_ptr_mut(&key) {
+        // SAFETY: a pointer into the tally map's value from the look-up, valid for the run.
         Some(t) => unsafe {
             let last = (*t).last_ns[s];
             if last != 0 && now.wrapping_sub(last) < sample_gap_ns() {
@@ -162,6 +170,8 @@ fn flush_retransmits(key: &FlowKey) {
     };
     for side in [Side::Lo, Side::Hi] {
         let s = side as usize;
+        // SAFETY (both): a pointer into the tally map's value from the look-up, valid for the
+        // run.
         let held = unsafe { (*t).held[s] };
         if held > 0 {
             unsafe { (*t).held[s] = 0 };
@@ -199,6 +209,8 @@ fn socket(
     f: &SocketFields,
     accepted: bool,
 ) -> Option<(FlowKey, Side, u32)> {
+    // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+    // bad offset fails or reads other bytes of the record, it cannot fault.
     let field = |off: u32| -> Option<u16> { unsafe { ctx.read_at::<u16>(off as usize) }.ok() };
     let (Some(family), Some(sport), Some(dport)) =
         (field(f.family), field(f.sport), field(f.dport))
@@ -207,9 +219,13 @@ fn socket(
     };
     let addr = |v4: u32, v6: u32| -> Option<(u16, AddrWords)> {
         if family == AF_INET {
+            // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+            // bad offset fails or reads other bytes of the record, it cannot fault.
             let a: [u8; 4] = unsafe { ctx.read_at(v4 as usize) }.ok()?;
             Some((FAMILY_IPV4, [u32::from_ne_bytes(a), 0, 0, 0]))
         } else {
+            // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+            // bad offset fails or reads other bytes of the record, it cannot fault.
             let a: [u8; 16] = unsafe { ctx.read_at(v6 as usize) }.ok()?;
             let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
             Some((FAMILY_IPV6, [w(0), w(4), w(8), w(12)]))
@@ -228,6 +244,8 @@ fn socket(
     let state: i32 = if f.state == FIELD_ABSENT {
         0
     } else {
+        // SAFETY: bpf_probe_read of the tracepoint's record at an offset from its format file: a
+        // bad offset fails or reads other bytes of the record, it cannot fault.
         unsafe { ctx.read_at(f.state as usize) }.unwrap_or(0)
     };
     Some((key, side, state as u32))
@@ -244,6 +262,8 @@ fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32, ac
         return;
     };
     let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the ring entry just reserved for a `StackEvent`, this program's until it
+    // submits it.
     unsafe {
         (*ev).version = EVENT_VERSION;
         (*ev).kind = kind as u8;
