@@ -10,11 +10,11 @@
 //! when the tracer (auto) keeps less than 0.90 of the throughput without it, or does not beat
 //! tcpdump.
 
+#[path = "common/iperf.rs"]
+mod iperf;
 #[path = "../tests/common/lab.rs"]
 #[allow(dead_code, reason = "the bench uses only part of the lab")]
 mod lab;
-#[path = "common/iperf.rs"]
-mod iperf;
 #[path = "common/summary.rs"]
 mod summary;
 

@@ -50,8 +50,16 @@ impl Direction {
 /// One iperf3 run of `seconds` in `direction`: received Gbit/s.
 pub fn run(lab: &Lab, seconds: u32, direction: Direction) -> Result<f64> {
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &lab.client, "iperf3", "-J", "-c", SERVER_IP])
-        .args(["-p", PORT, "-t", &seconds.to_string()]);
+    cmd.args([
+        "netns",
+        "exec",
+        &lab.client,
+        "iperf3",
+        "-J",
+        "-c",
+        SERVER_IP,
+    ])
+    .args(["-p", PORT, "-t", &seconds.to_string()]);
     if direction == Direction::FromServer {
         cmd.arg("-R");
     }

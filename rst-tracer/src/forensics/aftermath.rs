@@ -2,6 +2,7 @@
 //! sent it), resets toward both ends, the flow going one way (a stateful device dropping it),
 //! retransmissions before it (loss, a black hole), and resets of flows this host never saw start.
 
+use crate::forensics::codes;
 use rst_tracer_common::{
     event::{IP_V6, TCP_ACK, TCP_RST, TCP_SYN},
     flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
@@ -58,7 +59,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     });
     if let Some(a) = continues {
         out.push(Finding::new(
-            "sender_continues",
+            codes::SENDER_CONTINUES,
             Strength::Strong,
             format!(
                 "the claimed sender sent {} {} B (ttl {}) {:.3} ms after its own reset: it never sent the reset",
@@ -97,7 +98,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             (Strength::Info, "each end reset the other")
         };
         out.push(Finding::new(
-            "both_directions",
+            codes::BOTH_DIRECTIONS,
             strength,
             format!(
                 "{} reset(s) toward the other end of the flow, the closest {:.3} ms from this one: {what}",
@@ -130,7 +131,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             " at one sequence number".to_string()
         };
         out.push(Finding::new(
-            "rst_burst",
+            codes::RST_BURST,
             Strength::Info,
             format!(
                 "{} resets from the same side within the settle window{shifting}",
@@ -148,7 +149,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let answered = |s| case.after.iter().any(|a| a.seen.side == s);
     if theirs > 0 && !answered(side) && mine == 0 {
         out.push(Finding::new(
-            "oneway_after",
+            codes::ONEWAY_AFTER,
             Strength::Info,
             format!("after the reset only the receiver kept sending ({theirs} retransmissions, no answer): a stateful device dropped the session"),
         ));
@@ -159,7 +160,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let before = sender.retransmits + receiver.retransmits;
     if before > 0 {
         out.push(Finding::new(
-            "retransmissions_before",
+            codes::RETRANSMISSIONS_BEFORE,
             Strength::Info,
             format!(
                 "{before} retransmissions before the reset ({} from the sender, {} from the receiver): loss or a black hole on the path",
@@ -170,13 +171,13 @@ pub fn check(case: &Case) -> Vec<Finding> {
 
     if r.flow.flags & FLOW_MIDSTREAM != 0 && case.sent_locally {
         out.push(Finding::new(
-            "midstream_reset",
+            codes::MIDSTREAM_RESET,
             Strength::Info,
             "this host reset a flow it never saw start: a segment for a connection it does not have (ECMP/VIP mis-routing, or a restarted service)",
         ));
     } else if r.flow.flags & FLOW_HANDSHAKE == 0 && sender.packets + receiver.packets > 0 {
         out.push(Finding::new(
-            "no_handshake",
+            codes::NO_HANDSHAKE,
             Strength::Info,
             "the flow's handshake was not seen",
         ));

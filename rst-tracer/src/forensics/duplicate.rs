@@ -1,6 +1,7 @@
 //! Capture duplicates: the same packet seen twice on the capture path (before and after a
 //! router, or on two interfaces) is one reset, not two, and never evidence of forgery.
 
+use crate::forensics::codes;
 use rst_tracer_common::event::IP_V6;
 
 use super::{Case, Finding, Strength};
@@ -22,7 +23,7 @@ pub fn check(case: &Case) -> Option<Finding> {
             && (r.rst.ip_flags & IP_V6 != 0 || n.rst.ip_id == r.rst.ip_id);
         (earlier && same && n.rst.ttl == r.rst.ttl.wrapping_add(1)).then(|| {
             Finding::new(
-                "duplicate",
+                codes::DUPLICATE,
                 Strength::Info,
                 format!(
                     "the RST of {:.3} ms earlier again (same seq and ip id {:#06x}), ttl {} then {}: the same packet captured before and after a hop",

@@ -2,6 +2,7 @@
 //! window; no stack sets the reserved bits; stacks do not write text into resets (devices do);
 //! a timestamp older than the sender's last is not the sender's clock.
 
+use crate::forensics::codes;
 use rst_tracer_common::{
     event::{OPT_TIMESTAMPS, TCP_RESERVED, TCP_SYN},
     flow::{SideState, SIDE_TIMESTAMPS},
@@ -35,19 +36,19 @@ pub fn check(case: &Case) -> Vec<Finding> {
     if window != 0 {
         if sender.packets > 0 && window == sender.window {
             out.push(Finding::new(
-                "window_sender",
+                codes::WINDOW_SENDER,
                 Strength::Info,
                 format!("window {window} = the sender's last window, as stack aborts carry"),
             ));
         } else if sender.packets > 0 && window_unknown(sender) {
             out.push(Finding::new(
-                "window_unusual",
+                codes::WINDOW_UNUSUAL,
                 Strength::Weak,
                 format!("window {window} on a RST after only the sender's SYN (window {}, unscaled): its connection's window, scaled and shrunk by unread data, is not known yet", sender.window),
             ));
         } else if sender.packets > 0 && near(window, sender.window) {
             out.push(Finding::new(
-                "window_unusual",
+                codes::WINDOW_UNUSUAL,
                 Strength::Weak,
                 format!("window {window} on a RST, near the sender's own {} (some stacks put their receive space there)", sender.window),
             ));
@@ -58,7 +59,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
                 "the sender sent nothing before".into()
             };
             out.push(Finding::new(
-                "window_unusual",
+                codes::WINDOW_UNUSUAL,
                 Strength::Medium,
                 format!("window {window} on a RST: reply resets carry 0 and aborts the sender's own window ({last})"),
             ));
@@ -66,7 +67,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     if r.rst.flags & TCP_RESERVED != 0 {
         out.push(Finding::new(
-            "reserved_bits",
+            codes::RESERVED_BITS,
             Strength::Medium,
             format!(
                 "reserved TCP bits {:#x} set: no stack sets them",
@@ -78,7 +79,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let text = crate::report::record::PayloadView::of(&r.payload).text;
         let shown = text.map(|t| format!(": {t:?}")).unwrap_or_default();
         out.push(Finding::new(
-            "payload",
+            codes::PAYLOAD,
             Strength::Medium,
             format!("{} bytes of payload on a RST{shown}: devices write their reason there, stacks do not", r.rst.payload_len),
         ));
@@ -87,7 +88,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let d = seq_diff(r.rst.ts_val, sender.ts_val);
         if d < 0 {
             out.push(Finding::new(
-                "ts_regressed",
+                codes::TS_REGRESSED,
                 Strength::Medium,
                 format!(
                     "TSval {} is {} ticks older than the sender's last ({}): not the sender's clock (Linux accepts resets regardless of timestamps)",
@@ -130,7 +131,10 @@ mod tests {
         r.flow.sides[0].last_flags = TCP_SYN | rst_tracer_common::event::TCP_ACK;
         r.flow.sides[0].window = 65_160;
         r.rst.window = 64;
-        assert_eq!(codes(check(&case(&r))), [("window_unusual", Strength::Weak)]);
+        assert_eq!(
+            codes(check(&case(&r))),
+            [("window_unusual", Strength::Weak)]
+        );
     }
 
     #[test]

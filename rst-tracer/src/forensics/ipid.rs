@@ -2,6 +2,7 @@
 //! reset whose IP ID copies the packet it answers, or that carries the same value on resets of
 //! many flows, was built by a device, not by the sender's stack. IPv6 has no IP ID.
 
+use crate::forensics::codes;
 use rst_tracer_common::{
     event::{IP_V6, TCP_SYN},
     flow::SideState,
@@ -107,7 +108,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let r = case.reset;
     if r.rst.ip_flags & IP_V6 != 0 {
         return vec![Finding::new(
-            "ipid_none",
+            codes::IPID_NONE,
             Strength::Info,
             "IPv6: no IP ID to compare",
         )];
@@ -124,7 +125,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let own = sender.packets > 0 && id == sender.last_ip_id;
     if id != 0 && receiver.packets > 0 && id == receiver.last_ip_id && !own {
         out.push(Finding::new(
-            "ipid_copied",
+            codes::IPID_COPIED,
             Strength::Strong,
             format!("ip id {id:#06x} is the id of the packet it answers (the receiver's last): copied, not numbered"),
         ));
@@ -135,7 +136,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let share = case.ipid_share;
     if id != 0 && share.flows >= 2 && !continues_own && share.chance() < CHANCE {
         out.push(Finding::new(
-            "ipid_shared",
+            codes::IPID_SHARED,
             Strength::Strong,
             format!(
                 "ip id {id:#06x} on resets of {} flows within {} s (chance {:.1e} among {} noted): a fixed value, not a stack's counter",
@@ -150,7 +151,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         return out;
     }
     let last = sender.last_ip_id;
-    let copied = out.iter().any(|f| f.code == "ipid_copied");
+    let copied = out.iter().any(|f| f.code == codes::IPID_COPIED);
     // A reply without a socket (the reset answers one of the receiver's segments) may carry any
     // ID: Linux puts 0 there, other stacks a per-destination or global value. Only a reset that
     // can be nothing but the sender's own abort must continue its count: one that answers
@@ -160,7 +161,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     if id != 0 && !copied && abort_only && !continues_sender(id, sender) && keeps_a_counter(sender)
     {
         out.push(Finding::new(
-            "ipid_foreign",
+            codes::IPID_FOREIGN,
             Strength::Strong,
             format!(
                 "ip id {id:#06x} after the sender's {last:#06x} (+{}), whose stack numbers this connection's packets one by one: its own reset would continue the count (an abort) or carry 0 (a reply without a socket)",
@@ -171,7 +172,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     }
     if id == 0 && last != 0 {
         out.push(Finding::new(
-            "ipid_zero",
+            codes::IPID_ZERO,
             Strength::Weak,
             format!("ip id 0 after the sender's {last:#06x} (Linux reply resets also carry 0)"),
         ));
@@ -179,13 +180,13 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let step = id.wrapping_sub(last);
         if continues_sender(id, sender) {
             out.push(Finding::new(
-                "ipid_continues",
+                codes::IPID_CONTINUES,
                 Strength::Info,
                 format!("ip id {id:#06x} after {last:#06x} (+{step})"),
             ));
         } else {
             out.push(Finding::new(
-                "ipid_jump",
+                codes::IPID_JUMP,
                 Strength::Weak,
                 format!("ip id {id:#06x} after the sender's {last:#06x} (+{step})"),
             ));

@@ -25,6 +25,7 @@
 //!   sent nothing before has origin `unknown` unless a finding says otherwise.
 
 pub mod aftermath;
+pub mod codes;
 pub mod duplicate;
 pub mod explain;
 pub mod fingerprint;
@@ -208,7 +209,7 @@ pub fn judge(case: &Case) -> Verdict {
         // sending in the flow after it says its stack did not build it (a raw-socket tool did).
         (
             Origin::Local,
-            findings.iter().any(|f| f.code == "sender_continues"),
+            findings.iter().any(|f| f.code == codes::SENDER_CONTINUES),
         )
     } else if contradicted || (explanation.is_none() && has_medium && habits >= SUSPICIOUS_SCORE) {
         (Origin::OnPath, true)

@@ -3,6 +3,7 @@
 //! a reset only when its sequence is exactly RCV.NXT (RFC 5961): inside the window it sends a
 //! challenge ACK instead, outside it drops the reset.
 
+use crate::forensics::codes;
 use rst_tracer_common::{
     event::{TCP_ACK, TCP_FIN, TCP_SYN},
     flow::{SideState, WSCALE_UNKNOWN},
@@ -110,16 +111,16 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let d = seq_diff(r.rst.seq, nxt);
         let window = i64::from(receive_window(receiver, sender));
         out.push(if d == 0 {
-            Finding::new("rfc5961_reset", Strength::Info, format!("seq = RCV.NXT ({nxt}): a Linux receiver accepts it and the connection ends"))
+            Finding::new(codes::RFC5961_RESET, Strength::Info, format!("seq = RCV.NXT ({nxt}): a Linux receiver accepts it and the connection ends"))
         } else if d > 0 && (d as i64) < window {
             Finding::new(
-                "rfc5961_challenge_ack",
+                codes::RFC5961_CHALLENGE_ACK,
                 Strength::Info,
                 format!("seq RCV.NXT+{d}, inside the receive window ({window}): Linux answers with a challenge ACK and the connection survives"),
             )
         } else {
             Finding::new(
-                "rfc5961_drop",
+                codes::RFC5961_DROP,
                 Strength::Info,
                 format!("seq RCV.NXT{d:+}, outside the receive window ({window}): Linux drops it; it did not end the connection"),
             )
@@ -135,13 +136,13 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let answers = answers_receiver(case).is_some();
         if d < 0 && !answers {
             out.push(Finding::new(
-                "seq_stale",
+                codes::SEQ_STALE,
                 Strength::Medium,
                 format!("seq {d} behind the sender's stream ({expect}): built from an old packet"),
             ));
         } else if d > 0 && !answers {
             out.push(Finding::new(
-                "seq_ahead",
+                codes::SEQ_AHEAD,
                 Strength::Medium,
                 format!("seq +{d} ahead of anything the sender sent ({expect})"),
             ));
@@ -151,7 +152,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let d = seq_diff(r.rst.ack, receiver.seq_next);
         if d > 0 {
             out.push(Finding::new(
-                "ack_ahead",
+                codes::ACK_AHEAD,
                 Strength::Medium,
                 format!(
                     "ack {} acknowledges {d} bytes the receiver never sent",

@@ -7,6 +7,7 @@
 //! the retransmitting side started retransmitting (from the samples), and when the other side
 //! last sent anything.
 
+use crate::forensics::codes;
 use rst_tracer_common::flow::{FlowState, Side};
 
 use super::{Finding, Strength};
@@ -38,7 +39,7 @@ pub fn check(flow: &FlowState, side: Side, first_retransmit_ns: u64, now_ns: u64
         return Silence::Waiting;
     }
     Silence::Silent(Finding::new(
-        "oneway_silence",
+        codes::ONEWAY_SILENCE,
         Strength::Info,
         format!(
             "{} retransmissions over {:.1} s and no answer (the other side last sent {:.1} s ago): a black hole, or a stateful device that dropped the session",

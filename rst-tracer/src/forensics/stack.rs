@@ -1,6 +1,7 @@
 //! Findings from the stack view: what this host's own TCP stack said about the flow (whether it
 //! accepted the reset, what it retransmitted before it). Empty without the tracepoints.
 
+use crate::forensics::codes;
 use rst_tracer_common::{event::TCP_SYN, flow::FLOW_MIDSTREAM};
 
 use super::{Case, Finding, Strength};
@@ -27,14 +28,14 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let mut out = Vec::new();
     if s.accepted == Some(false) {
         out.push(Finding::new(
-            "not_accepted",
+            codes::NOT_ACCEPTED,
             Strength::Info,
             "no socket of this host accepted it (outside the window, a challenge ACK, or no such connection): it did not end a connection here",
         ));
     }
     if s.synacks_after_handshake > 0 {
         out.push(Finding::new(
-            "synack_after_handshake",
+            codes::SYNACK_AFTER_HANDSHAKE,
             Strength::Info,
             format!(
                 "this host retransmitted its SYN-ACK {} time(s) after the client's handshake ACK was seen: its stack did not take the ACK (TCP_DEFER_ACCEPT waiting for data, a full accept queue) while the client believed the connection open",
@@ -58,7 +59,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             "a connection that ended here without the peer knowing (a reset this host accepted, a restarted service), or packets reaching the wrong host"
         };
         out.push(Finding::new(
-            "no_socket_midstream",
+            codes::NO_SOCKET_MIDSTREAM,
             Strength::Info,
             format!(
                 "the kernel had no connection for this mid-stream segment ({}): {start}; a routing or lifecycle problem, not the application",
@@ -71,7 +72,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         let n = s.retransmits[side];
         if n > 0 {
             out.push(Finding::new(
-                "stack_retransmits",
+                codes::STACK_RETRANSMITS,
                 Strength::Info,
                 format!("this host's stack retransmitted {n} time(s) from the reset's {whose} before it"),
             ));

@@ -2,6 +2,7 @@
 //! the observer-to-sender round trip after that packet. The handshake gives that round trip per
 //! side: SYN-ACK to ACK for the client, SYN to SYN-ACK for the server.
 
+use crate::forensics::codes;
 use rst_tracer_common::{
     event::{TCP_ACK, TCP_FIN, TCP_SYN},
     flow::{Side, FLOW_HANDSHAKE_UNTIMED},
@@ -80,7 +81,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     // Below a millisecond of margin, scheduling and queueing jitter decide, not distance.
     if elapsed * 2 + TIMING_MARGIN_NS < leg {
         vec![Finding::new(
-            "too_fast",
+            codes::TOO_FAST,
             Strength::Strong,
             format!(
                 "arrived {:.3} ms after the packet it acknowledges, but the sender is {:.3} ms away (round trip, from the {source}): sent from near the observer",
@@ -90,7 +91,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         )]
     } else {
         vec![Finding::new(
-            "timing_plausible",
+            codes::TIMING_PLAUSIBLE,
             Strength::Info,
             format!(
                 "{:.3} ms after the packet it acknowledges; the sender's round trip is {:.3} ms (from the {source})",

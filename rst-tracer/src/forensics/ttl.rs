@@ -2,6 +2,7 @@
 //! on every hop, so packets of one sender on one path arrive with one TTL; a reset with another
 //! was built by another box, and the initial-TTL guess says how far that box is.
 
+use crate::forensics::codes;
 use rst_tracer_common::ttl::{hops_from_initial, initial_ttl, INITIAL_TTLS};
 
 use super::{Case, Finding, Strength};
@@ -28,7 +29,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             return vec![f];
         }
         return vec![Finding::new(
-            "ttl_consistent",
+            codes::TTL_CONSISTENT,
             Strength::Info,
             format!(
                 "ttl {ttl} within the sender's baseline {base} (n={})",
@@ -72,7 +73,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         )
     };
     vec![Finding::new(
-        "ttl_mismatch",
+        codes::TTL_MISMATCH,
         strength,
         format!(
             "ttl {ttl} vs the sender's baseline {base} (n={}): {how}",
@@ -122,7 +123,7 @@ pub fn takeover(case: &Case) -> Option<Finding> {
         && shift.ts_ns <= r.seen.kernel_ts_ns;
     (stable && recent && shift.payload_len > 0 && shift.ttl != lo && r.rst.ttl == shift.ttl).then(|| {
         Finding::new(
-            "ttl_takeover",
+            codes::TTL_TAKEOVER,
             Strength::Strong,
             format!(
                 "the sender's packets arrived with ttl {lo} until {} B of data {:.3} ms before this reset came with ttl {}, as the reset does: another box answered in its place (a block page, then a reset)",
