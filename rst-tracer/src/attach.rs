@@ -176,15 +176,11 @@ pub struct Attachment {
     pub ifindex: u32,
     /// What sees ingress traffic, e.g. `xdp (driver)`, `xdp (generic)`, `tc`.
     pub ingress: &'static str,
-    links: Vec<FdLink>,
+    /// The bpf links, held only to be dropped: closing them detaches the hooks.
+    _links: Vec<FdLink>,
 }
 
 impl Attachment {
-    /// Number of links held.
-    pub fn links(&self) -> usize {
-        self.links.len()
-    }
-
     /// True while the device the hooks were attached to still exists in this namespace. A
     /// device deleted (a pod's veth), unplugged or moved to another namespace takes its hooks
     /// with it; a renamed one keeps them.
@@ -231,7 +227,7 @@ pub fn attach(ebpf: &mut Ebpf, iface_name: &str, mode: IngressMode) -> Result<At
         iface: iface_name.to_string(),
         ifindex,
         ingress,
-        links,
+        _links: links,
     })
 }
 

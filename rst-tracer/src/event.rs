@@ -83,18 +83,6 @@ impl Clock {
     pub fn epoch_of_kernel(&self, kernel_ns: u64) -> u64 {
         (kernel_ns as i128 + self.monotonic_to_epoch_ns).max(0) as u64
     }
-
-    /// Wall-clock ns for a kernel timestamp of the same clock as `header` (0 stays 0).
-    pub fn epoch_ns_of(&self, header: &EventHeader, kernel_ns: u64) -> u64 {
-        if kernel_ns == 0 {
-            0
-        } else {
-            self.epoch_ns(&EventHeader {
-                ts_ns: kernel_ns,
-                ..*header
-            })
-        }
-    }
 }
 
 /// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns()`.
@@ -491,6 +479,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(CLOCK.epoch_ns(&h), 1_000_000_000_042);
-        assert_eq!(CLOCK.epoch_ns_of(&h, 0), 0);
     }
 }

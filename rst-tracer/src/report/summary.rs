@@ -392,6 +392,9 @@ pub struct StatsRecord {
     pub ts: crate::report::record::Rfc3339,
     /// Every kernel counter by name.
     pub counters: serde_json::Map<String, serde_json::Value>,
+    /// The same counters, typed (see [`StatsRecord::counter`]); not in the JSON twice.
+    #[serde(skip)]
+    pub counter_values: Vec<u64>,
     /// Sum of the `err_*` counters: malformed or truncated packets.
     pub parse_errors: u64,
     /// Events lost to full rings (sum of the `*_dropped` counters).
@@ -428,6 +431,11 @@ pub struct KernelFlowTable {
 }
 
 impl StatsRecord {
+    /// The value of kernel counter `c` in this snapshot.
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.counter_values.get(c as usize).copied().unwrap_or(0)
+    }
+
     /// Stats from a counter snapshot.
     pub fn of(
         now_ns: u64,
@@ -451,6 +459,7 @@ impl StatsRecord {
             kind: "stats",
             ts: crate::report::record::Rfc3339(now_ns),
             counters,
+            counter_values: snap.values.clone(),
             parse_errors: sum(Counter::is_parse_error),
             ring_drops: sum(Counter::is_drop),
             flow_table: KernelFlowTable {

@@ -1,5 +1,6 @@
 //! Text sink: one line per reset with its evidence in numbers, and a summary block per interval.
 
+use rst_tracer_common::counter::Counter;
 use std::io::{self, Write};
 
 use super::{
@@ -295,22 +296,15 @@ impl Sink for TextSink {
                 s.not_accepted
             )?;
         }
-        let c = |name: &str| {
-            stats
-                .counters
-                .get(name)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0)
-        };
         writeln!(
             o,
             "   kernel: packets {} tcp {} rst {} | parse errors {} | ring drops {} | rate-limited samples {}",
-            c("packets"),
-            c("tcp"),
-            c("rst"),
+            stats.counter(Counter::Packets),
+            stats.counter(Counter::Tcp),
+            stats.counter(Counter::Rst),
             stats.parse_errors,
             stats.ring_drops,
-            c("samples_rate_limited")
+            stats.counter(Counter::SamplesRateLimited)
         )?;
         let ft = &stats.flow_table;
         let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
