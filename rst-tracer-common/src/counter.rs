@@ -45,7 +45,8 @@ pub enum Counter {
     ErrTcpBadOffset = 17,
     /// New flows inserted into the flow table.
     FlowInserts = 18,
-    /// Flow insertions the map refused.
+    /// Flow insertions refused: almost always another CPU inserted the same flow first (its
+    /// entry is then used).
     FlowInsertFailed = 19,
     /// Reset events written to the reset ring.
     RstWritten = 20,
@@ -69,7 +70,8 @@ pub enum Counter {
     ReplayFrames = 29,
     /// PPPoE session header cut short.
     ErrPppoeTruncated = 30,
-    /// Stack events (tracepoints) written to the reset ring.
+    /// Stack events (tracepoints) written: sent and accepted resets to the reset ring,
+    /// retransmissions to the sample ring (see `event::EventKind::ring`).
     StackWritten = 31,
     /// Stack events lost (ring full).
     StackDropped = 32,

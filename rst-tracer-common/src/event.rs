@@ -9,6 +9,13 @@
 //! | [`EventKind::AfterRst`] | [`SampleEvent`] | reset ring |
 //! | [`EventKind::Retransmit`] | [`SampleEvent`] | sample ring |
 //! | [`EventKind::TtlChange`] | [`SampleEvent`] | sample ring |
+//! | [`EventKind::StackSentReset`] | [`StackEvent`] | reset ring |
+//! | [`EventKind::StackAcceptedReset`] | [`StackEvent`] | reset ring |
+//! | [`EventKind::StackRetransmit`] | [`StackEvent`] | sample ring |
+//! | [`EventKind::StackSynAckRetransmit`] | [`StackEvent`] | sample ring |
+//!
+//! The ring is [`EventKind::ring`], which the kernel writes by; a test checks this table against
+//! the code.
 
 use core::mem::size_of;
 
@@ -39,7 +46,43 @@ pub enum EventKind {
     StackSynAckRetransmit = 8,
 }
 
+/// The two ring buffers. Resets and what joins them go to the reset ring, samples to the sample
+/// ring, so a storm of samples can never crowd out a reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    /// `RST_RING` (`names::MAP_RST_RING`).
+    Resets,
+    /// `RST_SAMPLES` (`names::MAP_SAMPLE_RING`).
+    Samples,
+}
+
 impl EventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Rst,
+        EventKind::AfterRst,
+        EventKind::Retransmit,
+        EventKind::TtlChange,
+        EventKind::StackSentReset,
+        EventKind::StackAcceptedReset,
+        EventKind::StackRetransmit,
+        EventKind::StackSynAckRetransmit,
+    ];
+
+    /// The ring events of this kind are written to.
+    pub const fn ring(self) -> Ring {
+        match self {
+            EventKind::Rst
+            | EventKind::AfterRst
+            | EventKind::StackSentReset
+            | EventKind::StackAcceptedReset => Ring::Resets,
+            EventKind::Retransmit
+            | EventKind::TtlChange
+            | EventKind::StackRetransmit
+            | EventKind::StackSynAckRetransmit => Ring::Samples,
+        }
+    }
+
     /// Kind from its wire byte.
     pub const fn from_u8(v: u8) -> Option<EventKind> {
         match v {
@@ -419,3 +462,65 @@ impl TracepointOffsets {
 
 /// The largest event.
 pub const EVENT_MAX_SIZE: usize = size_of::<RstEvent>();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_table_lists_every_kind_with_its_struct_and_ring() {
+        let rows: [(&str, &str, &str); 8] = {
+            let source = include_str!("event.rs");
+            let mut rows = [("", "", ""); 8];
+            let mut n = 0;
+            for line in source
+                .lines()
+                .filter(|l| l.starts_with("//! | [`EventKind::"))
+            {
+                let cells: [&str; 3] = {
+                    let mut it = line.trim_start_matches("//! |").split('|').map(str::trim);
+                    [
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                        it.next().unwrap_or(""),
+                    ]
+                };
+                assert!(n < rows.len(), "more rows than kinds: {line}");
+                rows[n] = (cells[0], cells[1], cells[2]);
+                n += 1;
+            }
+            assert_eq!(n, EventKind::ALL.len(), "a kind is missing from the table");
+            rows
+        };
+        for (kind, (name, strukt, ring)) in EventKind::ALL.iter().zip(rows) {
+            assert_eq!(
+                name.trim_start_matches("[`EventKind::")
+                    .trim_end_matches("`]"),
+                match kind {
+                    EventKind::Rst => "Rst",
+                    EventKind::AfterRst => "AfterRst",
+                    EventKind::Retransmit => "Retransmit",
+                    EventKind::TtlChange => "TtlChange",
+                    EventKind::StackSentReset => "StackSentReset",
+                    EventKind::StackAcceptedReset => "StackAcceptedReset",
+                    EventKind::StackRetransmit => "StackRetransmit",
+                    EventKind::StackSynAckRetransmit => "StackSynAckRetransmit",
+                },
+                "table order"
+            );
+            let size = match strukt {
+                "[`RstEvent`]" => size_of::<RstEvent>(),
+                "[`SampleEvent`]" => size_of::<SampleEvent>(),
+                "[`StackEvent`]" => size_of::<StackEvent>(),
+                other => panic!("unknown struct {other} for {kind:?}"),
+            };
+            assert_eq!(size, kind.wire_size(), "{kind:?} travels in {strukt}");
+            let expected = match kind.ring() {
+                Ring::Resets => "reset ring",
+                Ring::Samples => "sample ring",
+            };
+            assert_eq!(ring, expected, "{kind:?}");
+            assert_eq!(EventKind::from_u8(*kind as u8), Some(*kind));
+        }
+    }
+}

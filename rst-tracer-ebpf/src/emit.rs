@@ -6,7 +6,6 @@ use core::{mem::size_of, ptr::copy_nonoverlapping};
 use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
-    maps::RingBuf,
 };
 use rst_tracer_common::{
     counter::Counter,
@@ -15,7 +14,7 @@ use rst_tracer_common::{
 };
 
 use crate::{
-    maps::{count, RST_DROPPED, RST_RING, RST_SAMPLES},
+    maps::{count, ring_of, RST_DROPPED, RST_RING},
     parse::Segment,
     Observation, PacketCtx,
 };
@@ -158,24 +157,12 @@ fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
 // A separate BPF function: keeps its stack frame apart from the parser's.
 #[inline(never)]
 pub fn sample(kind: EventKind, subject: &Subject, sender: &SideState) {
-    let (ring, written, dropped): (&RingBuf, Counter, Counter) = match kind {
-        EventKind::AfterRst => (
-            &RST_RING,
-            Counter::AfterRstWritten,
-            Counter::AfterRstDropped,
-        ),
-        EventKind::Retransmit => (
-            &RST_SAMPLES,
-            Counter::RetransmitWritten,
-            Counter::RetransmitDropped,
-        ),
-        _ => (
-            &RST_SAMPLES,
-            Counter::TtlChangeWritten,
-            Counter::TtlChangeDropped,
-        ),
+    let (written, dropped) = match kind {
+        EventKind::AfterRst => (Counter::AfterRstWritten, Counter::AfterRstDropped),
+        EventKind::Retransmit => (Counter::RetransmitWritten, Counter::RetransmitDropped),
+        _ => (Counter::TtlChangeWritten, Counter::TtlChangeDropped),
     };
-    let Some(mut entry) = ring.reserve::<SampleEvent>(0) else {
+    let Some(mut entry) = ring_of(kind).reserve::<SampleEvent>(0) else {
         count(dropped);
         return;
     };

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use rst_tracer_common::{
     counter::Counter,
-    event::{StackTally, TracepointOffsets},
+    event::{EventKind, Ring, StackTally, TracepointOffsets},
     flow::{DroppedReset, FlowKey, FlowState},
     names::{
         DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, DROPPED_RESET_FLOWS, RST_RING_BYTES,
@@ -60,6 +60,15 @@ pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets::LINUX_6_10;
 /// Least time between two samples of one flow (ns). Set by userspace before load.
 #[no_mangle]
 pub static SAMPLE_GAP_NS: u64 = DEFAULT_SAMPLE_GAP_NS;
+
+/// The ring events of `kind` go to (see `EventKind::ring`).
+#[inline(always)]
+pub fn ring_of(kind: EventKind) -> &'static RingBuf {
+    match kind.ring() {
+        Ring::Resets => &RST_RING,
+        Ring::Samples => &RST_SAMPLES,
+    }
+}
 
 /// Adds one to a counter.
 #[inline(always)]

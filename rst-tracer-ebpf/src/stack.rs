@@ -20,13 +20,13 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use rst_tracer_common::{
     counter::Counter,
     event::{
-        EventKind, SocketFields, StackEvent, StackTally, EVENT_VERSION,
-        FIELD_ABSENT, REASON_UNKNOWN,
+        EventKind, SocketFields, StackEvent, StackTally, EVENT_VERSION, FIELD_ABSENT,
+        REASON_UNKNOWN,
     },
     flow::{AddrWords, FlowKey, Side, FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::maps::{count, sample_gap_ns, RST_RING, RST_SAMPLES, RST_STACK_TALLY, TP_OFFSETS};
+use crate::maps::{count, ring_of, sample_gap_ns, RST_STACK_TALLY, TP_OFFSETS};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -124,7 +124,8 @@ pub fn accepted_reset(ctx: &TracePointContext) {
     reason = "by value would copy the key and tally onto the stack"
 )]
 pub fn retransmit(ctx: &TracePointContext) {
-    let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.retransmit), false) else {
+    let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.retransmit), false)
+    else {
         return;
     };
     // SAFETY: a BPF helper without arguments.
@@ -253,11 +254,7 @@ fn socket(
 
 /// Writes one stack event standing for `acts` acts (see `StackEvent::count`).
 fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32, acts: u32) {
-    let ring = match kind {
-        EventKind::StackRetransmit | EventKind::StackSynAckRetransmit => &RST_SAMPLES,
-        _ => &RST_RING,
-    };
-    let Some(mut entry) = ring.reserve::<StackEvent>(0) else {
+    let Some(mut entry) = ring_of(kind).reserve::<StackEvent>(0) else {
         count(Counter::StackDropped);
         return;
     };
