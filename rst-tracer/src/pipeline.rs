@@ -519,3 +519,141 @@ impl Pipeline {
         self.dropped_seen = seen_now;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+    use crate::{
+        forensics::testing::{reset, MS, T},
+        report::{self, Format},
+        settle::MIN_WINDOW_NS,
+    };
+
+    /// Output shared with the test: what the JSON sink wrote.
+    #[derive(Clone, Default)]
+    struct Output(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Output {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Output {
+        /// The JSON records written so far of `kind` (`reset`, `summary`, ...).
+        fn records(&self, kind: &str) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|r| r["type"] == kind)
+                .collect()
+        }
+    }
+
+    /// A pipeline writing JSON to an `Output`, clocks at zero offset (as in replay).
+    fn pipeline() -> (Pipeline, Output) {
+        let out = Output::default();
+        let sink = report::sink(Format::Json, Box::new(out.clone()));
+        let p = Pipeline::new(
+            sink,
+            Clock {
+                monotonic_to_epoch_ns: 0,
+            },
+            65_536,
+            0,
+        );
+        (p, out)
+    }
+
+    #[test]
+    fn a_reset_waits_for_its_settle_window_and_then_gets_its_verdict() {
+        let (mut p, out) = pipeline();
+        p.event(Event::Reset(Box::new(reset()))).unwrap();
+        p.advance(T + MIN_WINDOW_NS / 2).unwrap();
+        p.flush().unwrap();
+        assert!(out.records("reset").is_empty(), "judged before its window");
+        p.advance(T + crate::settle::MAX_WINDOW_NS + MS).unwrap();
+        p.flush().unwrap();
+        let resets = out.records("reset");
+        assert_eq!(resets.len(), 1);
+        let r = &resets[0];
+        // The reset's own headers, from the event.
+        assert_eq!(
+            (r["rst"]["seq"].as_u64(), r["rst"]["ttl"].as_u64()),
+            (Some(1000), Some(62))
+        );
+        // At the sender's next sequence number, with its TTL: nothing contradicts the sender.
+        assert_eq!(r["suspicious"], false, "{r}");
+    }
+
+    #[test]
+    fn a_reset_at_another_ttl_than_its_sender_is_suspicious() {
+        let (mut p, out) = pipeline();
+        let mut forged = reset();
+        forged.rst.ttl = 70;
+        p.event(Event::Reset(Box::new(forged))).unwrap();
+        p.settle_all().unwrap();
+        p.flush().unwrap();
+        let r = &out.records("reset")[0];
+        assert_eq!(r["suspicious"], true, "{r}");
+        let codes: Vec<&str> = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["code"].as_str())
+            .collect();
+        assert!(
+            codes.contains(&crate::forensics::codes::TTL_MISMATCH),
+            "{codes:?}"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_the_judged_resets_and_the_suspicious_ones() {
+        let (mut p, out) = pipeline();
+        let mut forged = reset();
+        forged.rst.ttl = 70;
+        forged.seen.key.port_hi = 443;
+        p.event(Event::Reset(Box::new(reset()))).unwrap();
+        p.event(Event::Reset(Box::new(forged))).unwrap();
+        p.settle_all().unwrap();
+        p.summary(T + 5_000 * MS, T + 5_000 * MS, &CounterSnapshot::default())
+            .unwrap();
+        p.flush().unwrap();
+        let s = &out.records("summary")[0];
+        assert_eq!(
+            (s["resets"].as_u64(), s["suspicious"].as_u64()),
+            (Some(2), Some(1)),
+            "{s}"
+        );
+        assert_eq!(
+            out.records("stats").len(),
+            1,
+            "a stats record follows each summary"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_record_is_counted_not_guessed_at() {
+        let (mut p, out) = pipeline();
+        p.record(&[0xff; 7]).unwrap();
+        p.summary(T, T, &CounterSnapshot::default()).unwrap();
+        p.flush().unwrap();
+        assert_eq!(out.records("stats")[0]["decode_errors"], 1);
+        assert!(out.records("reset").is_empty());
+    }
+}
