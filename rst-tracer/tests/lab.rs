@@ -370,8 +370,7 @@ fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
     // Tracing goes on without them: the server's refusal of a closed port is reported with the
     // kernel's reason.
     let _ = lab.connect(9);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = tracer.stop();
+    let out = tracer.stop_when_quiet();
     let refused: Vec<&Value> = out
         .iter()
         .filter(|r| r["type"] == "reset" && r["flow"]["sport"] == 9)
@@ -406,8 +405,7 @@ fn with_reattach_an_interface_that_comes_back_is_traced_again() {
         TcpStream::connect_timeout(&"10.209.0.1:9".parse().unwrap(), Duration::from_secs(2))
     });
     assert!(refused.is_err());
-    std::thread::sleep(Duration::from_millis(300));
-    let out = tracer.stop();
+    let out = tracer.stop_when_quiet();
     let resets: Vec<&Value> = out
         .iter()
         .filter(|o| o["type"] == "reset" && o["flow"]["src"] == "10.209.0.1")
@@ -523,8 +521,7 @@ fn live_and_replay_of_a_capture_of_the_same_traffic_agree() {
     let tracer = lab.start_tracer(&[]);
 
     let survivors = resets_of_each_kind(&lab);
-    std::thread::sleep(Duration::from_millis(300));
-    let live = tracer.stop();
+    let live = tracer.stop_when_quiet();
     capture.stop();
     drop(survivors);
 

@@ -400,6 +400,38 @@ impl Tracer {
         s
     }
 
+    /// Waits until the TCP traffic the test made has passed the tracer's hooks, then stops it
+    /// like [`Tracer::stop`]: until two `stats` records (one per 1 s interval) written after
+    /// this call show the same count of TCP segments. A condition, where a fixed sleep before
+    /// stopping would guess. Fails after 15 s of traffic that does not stop.
+    pub fn stop_when_quiet(self) -> Vec<serde_json::Value> {
+        let tcp_counts = |dir: &std::path::Path| -> Vec<u64> {
+            std::fs::read_to_string(dir.join("stdout"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|r| r["type"] == "stats")
+                .filter_map(|r| r["counters"]["tcp"].as_u64())
+                .collect()
+        };
+        let before = tcp_counts(&self.dir).len();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let counts = tcp_counts(&self.dir);
+            if let [.., a, b] = counts[before.min(counts.len())..] {
+                if a == b {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "TCP traffic still passing the tracer after 15 s: {counts:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop()
+    }
+
     /// Sends SIGINT, waits for a clean exit and returns every JSON line it printed.
     pub fn stop(self) -> Vec<serde_json::Value> {
         self.stop_with(libc::SIGINT)
