@@ -84,21 +84,14 @@ pub fn rst_floor_clock(_ctx: XdpContext) -> u32 {
 /// Finds the flow's entry and counts the packet in it.
 #[xdp]
 pub fn rst_floor_lookup(ctx: XdpContext) -> u32 {
-    if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), false) {
-        // SAFETY: a pointer into the map's value returned by the look-up: valid for the run.
-        unsafe { (*state).sides[side].packets += 1 };
-    }
+    count_packet(flow_entry(headers(ctx.data(), ctx.data_end()), false));
     xdp_action::XDP_PASS
 }
 
 /// Finds the flow's entry and stamps the packet's time in it.
 #[xdp]
 pub fn rst_floor_lookup_clock(ctx: XdpContext) -> u32 {
-    if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), false) {
-        // SAFETY: a pointer into the map's value returned by the look-up (valid for the run),
-        // and a BPF helper without arguments.
-        unsafe { (*state).sides[side].last_ns = bpf_ktime_get_ns() };
-    }
+    stamp_time(flow_entry(headers(ctx.data(), ctx.data_end()), false));
     xdp_action::XDP_PASS
 }
 
@@ -106,10 +99,7 @@ pub fn rst_floor_lookup_clock(ctx: XdpContext) -> u32 {
 /// the packet in it: the least a per-flow tracer pays where packets really flow.
 #[classifier]
 pub fn rst_tc_lookup(ctx: TcContext) -> i32 {
-    if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), true) {
-        // SAFETY: a pointer into the map's value returned by the look-up: valid for the run.
-        unsafe { (*state).sides[side].packets += 1 };
-    }
+    count_packet(flow_entry(headers(ctx.data(), ctx.data_end()), true));
     TC_ACT_UNSPEC
 }
 
@@ -117,12 +107,27 @@ pub fn rst_tc_lookup(ctx: TcContext) -> i32 {
 /// entry: the least a per-flow tracer that times every packet pays.
 #[classifier]
 pub fn rst_tc_look_clk(ctx: TcContext) -> i32 {
-    if let Some((state, side)) = flow_entry(headers(ctx.data(), ctx.data_end()), true) {
+    stamp_time(flow_entry(headers(ctx.data(), ctx.data_end()), true));
+    TC_ACT_UNSPEC
+}
+
+/// Counts a packet in the sender's side of a flow entry found by [`flow_entry`].
+#[inline(always)]
+fn count_packet(entry: Option<(*mut FlowState, usize)>) {
+    if let Some((state, side)) = entry {
+        // SAFETY: a pointer into the map's value returned by the look-up: valid for the run.
+        unsafe { (*state).sides[side].packets += 1 };
+    }
+}
+
+/// Stamps the clock into the sender's side of a flow entry found by [`flow_entry`].
+#[inline(always)]
+fn stamp_time(entry: Option<(*mut FlowState, usize)>) {
+    if let Some((state, side)) = entry {
         // SAFETY: a pointer into the map's value returned by the look-up (valid for the run),
         // and a BPF helper without arguments.
         unsafe { (*state).sides[side].last_ns = bpf_ktime_get_ns() };
     }
-    TC_ACT_UNSPEC
 }
 
 /// In place, at tc (both hooks): the flow's slot in a direct-mapped array (the index a hash of

@@ -121,7 +121,10 @@ impl Way {
 
     /// Where this way's results sit in `Way::ALL`.
     fn index(self) -> usize {
-        Way::ALL.iter().position(|w| *w == self).unwrap_or(0)
+        Way::ALL
+            .iter()
+            .position(|w| *w == self)
+            .expect("every way is in Way::ALL")
     }
 }
 
@@ -305,31 +308,30 @@ fn ns_per_packet(runs: &[&Measured]) -> f64 {
 /// even with offloads off, so a run there covers many frames.
 fn runs_per_packet(runs: &[&Measured]) -> String {
     let packets: u64 = runs.iter().map(|m| m.packets).sum();
-    let mut total: BTreeMap<&str, u64> = BTreeMap::new();
-    for m in runs {
-        for name in PACKET_PROGRAMS {
-            *total.entry(name).or_default() += m.programs.get(name).map_or(0, |s| s.runs);
-        }
-    }
-    total
+    program_totals(runs)
         .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(name, n)| format!("{name} {:.3}", *n as f64 / packets.max(1) as f64))
+        .filter(|(name, s)| PACKET_PROGRAMS.contains(name) && s.runs > 0)
+        .map(|(name, s)| format!("{name} {:.3}", s.runs as f64 / packets.max(1) as f64))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// ns per run of each program, over all runs of a way.
-fn per_program(runs: &[&Measured]) -> Map<String, Value> {
+/// BPF time and runs per program, summed over all runs of a way.
+fn program_totals<'a>(runs: &[&'a Measured]) -> BTreeMap<&'a str, RunStats> {
     let mut total: BTreeMap<&str, RunStats> = BTreeMap::new();
     for m in runs {
         for (name, s) in &m.programs {
-            let t = total.entry(name).or_default();
+            let t = total.entry(name.as_str()).or_default();
             t.ns += s.ns;
             t.runs += s.runs;
         }
     }
     total
+}
+
+/// ns per run of each program, over all runs of a way.
+fn per_program(runs: &[&Measured]) -> Map<String, Value> {
+    program_totals(runs)
         .into_iter()
         .filter(|(_, s)| s.runs > 0)
         .map(|(name, s)| {

@@ -27,17 +27,21 @@ pub fn missing(cap_eff: u64) -> Vec<&'static str> {
     out
 }
 
+/// A capability set (`CapEff`, `CapPrm`, ...) of a `/proc/PID/status` text, as bits.
+pub fn capability_set(status: &str, set: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(set)?.strip_prefix(':'))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
 /// Fails with advice when the process cannot load and attach eBPF programs.
 ///
 /// # Errors
 /// When a needed capability is missing.
 pub fn check() -> Result<()> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+    let cap_eff = capability_set(&status, "CapEff").unwrap_or(0);
     let missing = missing(cap_eff);
     if !missing.is_empty() {
         bail!(
@@ -93,6 +97,14 @@ pub fn keep_only(keep: &[caps::Capability]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_capability_set_from_proc_status() {
+        let status = "Name:\trst-tracer\nCapPrm:\t0000008000000000\nCapEff:\t0000000000001000\n";
+        assert_eq!(capability_set(status, "CapEff"), Some(1 << CAP_NET_ADMIN));
+        assert_eq!(capability_set(status, "CapPrm"), Some(1 << CAP_BPF));
+        assert_eq!(capability_set(status, "CapBnd"), None);
+    }
 
     #[test]
     fn reports_what_is_missing() {

@@ -7,7 +7,10 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 
-use crate::exec::{exec, nightly_cargo, workspace_root};
+use crate::{
+    exec::{nightly_cargo, workspace_root},
+    toolchain,
+};
 
 /// The fuzz targets (`fuzz/Cargo.toml`).
 const TARGETS: [&str; 3] = ["capture", "link", "decode"];
@@ -96,14 +99,7 @@ fn ensure_cargo_fuzz() -> Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !installed {
-        eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (a few minutes)");
-        exec(Command::new("cargo").args([
-            "install",
-            "cargo-fuzz",
-            "--version",
-            CARGO_FUZZ_VERSION,
-            "--locked",
-        ]))?;
+        toolchain::cargo_install("cargo-fuzz", CARGO_FUZZ_VERSION, "a few minutes")?;
     }
     Ok(())
 }

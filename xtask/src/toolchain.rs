@@ -109,15 +109,24 @@ pub fn ensure() -> Result<()> {
         .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(" 0.10."))
         .unwrap_or(false);
     if !linker_ok {
-        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
-        exec(Command::new("cargo").args([
-            "install",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--locked",
-            "--force",
-        ]))?;
+        cargo_install("bpf-linker", BPF_LINKER_VERSION, "about a minute")?;
     }
     Ok(())
+}
+
+/// Installs `krate` at `version` from crates.io (`cargo install --locked --force`), saying how
+/// long it takes.
+///
+/// # Errors
+/// When the install fails (the message names the command).
+pub fn cargo_install(krate: &str, version: &str, takes: &str) -> Result<()> {
+    eprintln!("xtask: installing {krate} {version} ({takes})");
+    exec(Command::new("cargo").args([
+        "install",
+        krate,
+        "--version",
+        version,
+        "--locked",
+        "--force",
+    ]))
 }

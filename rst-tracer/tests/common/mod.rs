@@ -86,12 +86,8 @@ pub fn caps_still_held(pid: u32) -> Vec<String> {
     };
     for task in tasks.flatten() {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        for set in ["CapEff:", "CapPrm:"] {
-            let bits = status
-                .lines()
-                .find_map(|l| l.strip_prefix(set))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-            let Some(bits) = bits else {
+        for set in ["CapEff", "CapPrm"] {
+            let Some(bits) = rst_tracer::privileges::capability_set(&status, set) else {
                 held.push(format!("{:?}: no {set}", task.file_name()));
                 continue;
             };
