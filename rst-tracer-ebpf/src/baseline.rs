@@ -12,6 +12,8 @@
 //!   `rst_tc_look_clk` (names within the kernel's 15 characters) are the same at tc for the
 //!   in-place benchmark; they insert the flows they meet, as the tracer does. `rst_tc_slot_clk`
 //!   does the same in a direct-mapped array instead of the LRU hash: the floor of that design.
+//!   `rst_tc_parse` runs the tracer's own parser and nothing after it (no clock, no flow
+//!   table): what reading the headers costs, before any per-flow work.
 #![no_std]
 #![no_main]
 
@@ -26,6 +28,7 @@ use rst_tracer_common::{
     flow::{FlowKey, FlowState, Side, FAMILY_IPV4},
     names::DEFAULT_FLOW_TABLE_SIZE,
 };
+use rst_tracer_ebpf::parse::{parse_frame, Cursor, Segment};
 
 /// The floors' flow table: the tracer's key and entry; the benchmark sizes and fills it.
 #[map]
@@ -51,6 +54,10 @@ pub struct FloorSlot {
 /// The direct-mapped floor's table.
 #[map]
 static RST_FLOOR_SLOTS: Array<FloorSlot> = Array::with_max_entries(FLOOR_SLOTS, 0);
+
+/// Where the parse floor's parser writes each packet (as the tracer's `RST_SEGMENT`).
+#[map]
+static RST_FLOOR_SEGMENT: PerCpuArray<Segment> = PerCpuArray::with_max_entries(1, 0);
 
 /// Passes every packet.
 #[xdp]
@@ -158,7 +165,23 @@ pub fn rst_tc_slot_clk(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
-/// Ethernet + IPv4 (no options) + TCP: the bytes the floors parse.
+/// In place, at tc (both hooks): the tracer's parser over the skb's linear part, as the tracer
+/// runs it first, and nothing else.
+#[classifier]
+pub fn rst_tc_parse(ctx: TcContext) -> i32 {
+    if let Some(seg) = RST_FLOOR_SEGMENT.get_ptr_mut(0) {
+        let frame = Cursor {
+            pos: ctx.data(),
+            end: ctx.data_end(),
+        };
+        // SAFETY: a per-CPU array slot, used by one program run at a time on this CPU. The
+        // parse writes its result there, so it is not optimised away.
+        let _ = parse_frame(frame, unsafe { &mut *seg });
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Ethernet + IPv4 (no options) + TCP: the bytes the look-up floors parse.
 const HEADERS: usize = 14 + 20 + 20;
 
 /// The floors' headers at `data`, when the packet (ending at `data_end`) holds them.

@@ -16,7 +16,6 @@
 mod emit;
 mod flow;
 mod maps;
-mod parse;
 mod stack;
 
 use aya_ebpf::{
@@ -31,10 +30,9 @@ use rst_tracer_common::{
     replay::{ReplayMeta, REPLAY_MAGIC},
 };
 
-use crate::{
-    maps::{count, RST_SEGMENT},
-    parse::{parse_frame, Cursor, Segment},
-};
+use rst_tracer_ebpf::parse::{self, parse_frame, Cursor, Segment};
+
+use crate::maps::{count, RST_SEGMENT};
 
 /// The program context a packet came in, for helpers that need it.
 #[derive(Clone, Copy)]

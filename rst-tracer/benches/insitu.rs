@@ -1,11 +1,11 @@
 //! In place, on MTU-sized frames (`cargo xtask bench`): iperf3 through the lab with segmentation
 //! and receive offloads off on every lab interface (TSO, GSO, GRO), so that the hooks see one
 //! skb per wire frame at ingress, as a NIC's traffic looks before GRO (at egress TCP still hands
-//! the device GSO skbs, segmented after the hook). Seven ways in each round, alternating, in both
+//! the device GSO skbs, segmented after the hook). Eight ways in each round, alternating, in both
 //! directions (the server receiving and the server sending): nothing attached; an empty tc
 //! program at the tracer's two hooks (`rst_empty_in`, `rst_empty_eg` of the baseline object, the
-//! floor any tc tracer starts from); three floors of a per-flow tracer at both hooks (one LRU
-//! flow look-up; the look-up and the clock; a direct-mapped array slot and the clock, see
+//! floor any tc tracer starts from); the tracer's own parser alone; three floors of a per-flow
+//! tracer at both hooks (one LRU flow look-up; the look-up and the clock; a direct-mapped array slot and the clock, see
 //! `rst-tracer-ebpf/src/baseline.rs`); the tracer (`--ingress auto`); and `tcpdump -w`.
 //!
 //! The kernel's own BPF statistics (run time and run count per program, on while the bench
@@ -70,11 +70,19 @@ const SLOT_CLOCK_FLOOR: [(&str, TcAttachType); 2] = [
     ("rst_tc_slot_clk", TcAttachType::Egress),
 ];
 
+/// The floor of the tracer's parser alone at both hooks.
+const PARSE_FLOOR: [(&str, TcAttachType); 2] = [
+    ("rst_tc_parse", TcAttachType::Ingress),
+    ("rst_tc_parse", TcAttachType::Egress),
+];
+
 /// One way of watching the server's interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Way {
     Bare,
     Empty,
+    /// `PARSE_FLOOR`.
+    Parse,
     /// `LOOKUP_FLOOR`.
     Lookup,
     /// `LOOKUP_CLOCK_FLOOR`.
@@ -86,9 +94,10 @@ enum Way {
 }
 
 impl Way {
-    const ALL: [Way; 7] = [
+    const ALL: [Way; 8] = [
         Way::Bare,
         Way::Empty,
+        Way::Parse,
         Way::Lookup,
         Way::LookupClock,
         Way::SlotClock,
@@ -100,6 +109,7 @@ impl Way {
         match self {
             Way::Bare => "bare",
             Way::Empty => "empty",
+            Way::Parse => "floor_parse",
             Way::Lookup => "floor_lookup",
             Way::LookupClock => "floor_lookup_clock",
             Way::SlotClock => "floor_slot_clock",
@@ -112,6 +122,7 @@ impl Way {
     fn baseline_programs(self) -> &'static [(&'static str, TcAttachType)] {
         match self {
             Way::Empty => &EMPTY_PROGRAMS,
+            Way::Parse => &PARSE_FLOOR,
             Way::Lookup => &LOOKUP_FLOOR,
             Way::LookupClock => &LOOKUP_CLOCK_FLOOR,
             Way::SlotClock => &SLOT_CLOCK_FLOOR,
@@ -239,7 +250,7 @@ fn measure(lab: &Lab, way: Way, direction: Direction, seconds: u32) -> Result<Me
     let mut tcpdump = None;
     let names: Vec<&str> = match way {
         Way::Bare => Vec::new(),
-        Way::Empty | Way::Lookup | Way::LookupClock | Way::SlotClock => {
+        Way::Empty | Way::Parse | Way::Lookup | Way::LookupClock | Way::SlotClock => {
             baseline = Some(attach_baseline(lab, way.baseline_programs())?);
             way.baseline_programs().iter().map(|(n, _)| *n).collect()
         }
@@ -386,7 +397,7 @@ fn main() -> Result<()> {
     insitu.insert("tracer_ns_per_packet".into(), json!(tracer));
     insitu.insert("empty_ns_per_packet".into(), json!(empty));
     insitu.insert("ratio".into(), json!(ratio));
-    for floor in [Way::Lookup, Way::LookupClock, Way::SlotClock] {
+    for floor in [Way::Parse, Way::Lookup, Way::LookupClock, Way::SlotClock] {
         let ns = ns_per_packet(&way_runs(floor));
         println!(
             "  {}: {ns:.1} ns per packet, {:.2}x the empty programs",
@@ -419,6 +430,7 @@ fn main() -> Result<()> {
     for (key, value) in [
         Way::Tracer,
         Way::Empty,
+        Way::Parse,
         Way::Lookup,
         Way::LookupClock,
         Way::SlotClock,
