@@ -19,3 +19,4 @@ pub mod report;
 pub mod settle;
 pub mod source;
 pub mod stack;
+pub mod wire;

@@ -63,7 +63,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             Strength::Strong,
             format!(
                 "the claimed sender sent {} {} B (ttl {}) {:.3} ms after its own reset: it never sent the reset",
-                crate::report::record::FlagNames(a.packet.flags),
+                crate::wire::FlagNames(a.packet.flags),
                 a.packet.payload_len,
                 a.packet.ttl,
                 ms(a.seen.kernel_ts_ns.saturating_sub(r.seen.kernel_ts_ns))

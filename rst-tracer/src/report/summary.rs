@@ -11,6 +11,7 @@ use crate::{
     flows::PacketMap,
     forensics::{stack::StackFacts, Strength, Verdict},
     stack,
+    wire::Rfc3339,
 };
 use rst_tracer_common::event::Direction;
 
@@ -183,7 +184,7 @@ impl SummaryWindow {
     pub fn take(&mut self, now_ns: u64, flows: FlowTableStats) -> SummaryRecord {
         let record = SummaryRecord {
             kind: "summary",
-            ts: crate::report::record::Rfc3339(now_ns),
+            ts: Rfc3339(now_ns),
             interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             resets: self.resets,
             resets_total: self.resets_total,
@@ -341,7 +342,7 @@ pub struct SummaryRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// End of the window.
-    pub ts: crate::report::record::Rfc3339,
+    pub ts: Rfc3339,
     /// Window length in seconds.
     pub interval_s: f64,
     /// Resets judged in the window.
@@ -389,7 +390,7 @@ pub struct StatsRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Time of the snapshot.
-    pub ts: crate::report::record::Rfc3339,
+    pub ts: Rfc3339,
     /// Every kernel counter by name.
     pub counters: serde_json::Map<String, serde_json::Value>,
     /// The same counters, typed (see [`StatsRecord::counter`]); not in the JSON twice.
@@ -457,7 +458,7 @@ impl StatsRecord {
         let inserts = snap.get(Counter::FlowInserts);
         StatsRecord {
             kind: "stats",
-            ts: crate::report::record::Rfc3339(now_ns),
+            ts: Rfc3339(now_ns),
             counters,
             counter_values: snap.values.clone(),
             parse_errors: sum(Counter::is_parse_error),
