@@ -11,19 +11,19 @@ use rst_tracer_common::{
 };
 
 use crate::{
+    counters::CounterSnapshot,
     event::{self, decode, Clock, Event, Reset, Seen, StackAct, StackNote},
-    flows::{FlowTable, PacketMap},
+    flows::{FlowTable, PacketMap, TtlShift},
     forensics::{
         self,
         ipid::IpIdShare,
         silence::{self, Silence},
         stack::StackFacts,
-        ttl::{self, TtlShift},
-        Case,
+        ttl, Case,
     },
     report::{
         record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-        summary::{CounterSnapshot, StatsRecord, SummaryWindow},
+        summary::{StatsRecord, SummaryWindow},
         Sink,
     },
     settle::{self, IpIdRegistry, Pending, SettleQueue},
@@ -194,7 +194,7 @@ impl Pipeline {
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                rec.remember(self.settle.next_id(), &r);
+                rec.remember(self.settle.next_id(), forensics::neighbour(&r));
                 if let Some(note) = listener {
                     rec.note(note);
                 }

@@ -7,8 +7,9 @@ use rst_tracer_common::counter::Counter;
 use serde::Serialize;
 
 use crate::{
+    counters::CounterSnapshot,
     event::{Reset, Seen},
-    flows::PacketMap,
+    flows::{FlowTableStats, PacketMap},
     forensics::{stack::StackFacts, Strength, Verdict},
     stack,
     wire::Rfc3339,
@@ -22,24 +23,6 @@ const TOP: usize = 5;
 /// than 2/`TALLY_CAP` of the window's resets is never dropped, so the top entries hold. Ports
 /// need no bound: there are 65,536.
 pub const TALLY_CAP: usize = 8_192;
-
-/// A snapshot of the kernel counters (summed over CPUs) and the flow table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    /// One value per `Counter`, in index order.
-    pub values: Vec<u64>,
-    /// Entries in the kernel flow table, when they were counted.
-    pub flow_entries: Option<u64>,
-    /// Resets the kernel dropped on a full ring, per flow, sender and hook (cumulative).
-    pub dropped_resets: Vec<(rst_tracer_common::flow::DroppedReset, u64)>,
-}
-
-impl CounterSnapshot {
-    /// Value of one counter.
-    pub fn get(&self, c: Counter) -> u64 {
-        self.values.get(c as usize).copied().unwrap_or(0)
-    }
-}
 
 /// Resets of one remote endpoint or port, and what was found in them.
 #[derive(Debug, Default)]
@@ -264,15 +247,6 @@ fn top<K: Copy + Ord>(tallies: &PacketMap<K, Tally>) -> Vec<(K, TallyView)> {
     v.sort_by(|a, b| b.1.resets.cmp(&a.1.resets).then(a.0.cmp(&b.0)));
     v.truncate(TOP);
     v.into_iter().map(|(k, t)| (k, TallyView::of(t))).collect()
-}
-
-/// Size and evictions of the userspace flow table.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FlowTableStats {
-    /// Flows tracked now.
-    pub tracked: usize,
-    /// Flows evicted so far to keep the table bounded.
-    pub evictions: u64,
 }
 
 /// How often a finding occurred.

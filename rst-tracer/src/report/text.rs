@@ -372,8 +372,10 @@ mod tests {
     #[test]
     fn the_summary_names_local_reasons_and_rejected_resets() {
         use crate::{
+            counters::CounterSnapshot,
+            flows::FlowTableStats,
             forensics::{stack::StackFacts, testing::reset, Origin, Verdict},
-            report::summary::{CounterSnapshot, FlowTableStats, StatsRecord, SummaryWindow},
+            report::summary::{StatsRecord, SummaryWindow},
         };
         use rst_tracer_common::event::Direction;
 
