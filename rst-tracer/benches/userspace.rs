@@ -25,14 +25,13 @@ use rst_tracer::{
     attach::LoadOptions,
     event::{decode, Clock, Event, Reset},
     flows::FlowTable,
-    forensics,
-    pipeline::Pipeline,
-    report::{
-        self,
+    forensics, iface,
+    pipeline::{
         record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
         summary::{StatsRecord, SummaryRecord},
-        Format, Sink,
+        Pipeline, Sink,
     },
+    report::{self, Format},
     source::prog_run::ProgRun,
 };
 use rst_tracer_common::{
@@ -242,6 +241,7 @@ impl Sink for Discard {
 /// Events per second through the whole pipeline into `sink`.
 fn pipeline_rate(records: &[Bytes], clock: Clock, sink: Box<dyn Sink + Send>) -> Result<f64> {
     let mut pipeline = Pipeline::new(sink, clock, 65_536, 0);
+    pipeline.set_iface_names(iface::name_of);
     let start = Instant::now();
     for r in records {
         pipeline.record(r).context("pipeline")?;

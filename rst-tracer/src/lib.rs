@@ -16,7 +16,6 @@ pub mod object;
 pub mod pipeline;
 pub mod privileges;
 pub mod report;
-pub mod settle;
 pub mod source;
 pub mod stack;
 pub mod wire;

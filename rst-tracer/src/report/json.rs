@@ -9,12 +9,13 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::wire::json::WriteJson;
-
-use super::{
-    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-    summary::{StatsRecord, SummaryRecord},
-    Sink,
+use crate::{
+    pipeline::{
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
+        summary::{StatsRecord, SummaryRecord},
+        Sink,
+    },
+    wire::json::WriteJson,
 };
 
 /// Writes each record as one JSON object per line.
@@ -132,11 +133,11 @@ mod schema {
             testing::{self, MS, T},
             Finding, Origin, Strength, Verdict,
         },
-        report::{
-            json::JsonSink,
+        pipeline::{
             record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
             Sink,
         },
+        report::json::JsonSink,
     };
 
     /// 2026-11-22T13:03:44.049732610Z in ns since the epoch.

@@ -1,5 +1,6 @@
 //! Interval summaries and counter statistics: what happened since the last summary, and the
-//! kernel's counters (drops and evictions included: nothing lost is hidden).
+//! kernel's counters (drops and evictions included: nothing lost is hidden), with replay's own
+//! counts.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -389,7 +390,23 @@ pub struct StatsRecord {
     pub stack_notes_elsewhere: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay: Option<crate::source::replay::ReplayStats>,
+    pub replay: Option<ReplayStats>,
+}
+
+/// What capture replay did with the records it read, shown in the final `stats` record (the
+/// replay source counts them: `crate::source::replay`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Records read from the files.
+    pub records: u64,
+    /// Records run through the kernel program.
+    pub frames: u64,
+    /// Records not run, by reason (`unsupported-<linktype>`, `short`, `not-ip-<linktype>`).
+    pub skipped: BTreeMap<String, u64>,
+    /// Capture time of the first record (ns since the epoch).
+    pub first_ts_ns: u64,
+    /// Capture time of the last record.
+    pub last_ts_ns: u64,
 }
 
 /// The kernel flow table's numbers.
