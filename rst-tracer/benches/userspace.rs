@@ -25,13 +25,13 @@ use rst_tracer::{
     attach::LoadOptions,
     event::{decode, Clock, Event, Reset},
     flows::FlowTable,
-    pipeline::Pipeline,
-    report::{
-        self,
+    forensics, iface,
+    pipeline::{
         record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
         summary::{StatsRecord, SummaryRecord},
-        Format, Sink,
+        Pipeline, Sink,
     },
+    report::{self, Format},
     source::prog_run::ProgRun,
 };
 use rst_tracer_common::{
@@ -195,7 +195,7 @@ fn user_bytes_per_flow(reset: Option<&Reset>) -> f64 {
             FlowKey::canonical(FAMILY_IPV4, &[i, 0, 0, 0], 1, &[0xffff_ffff, 0, 0, 0], 2);
         let flow = table.touch(&key, 1 + u64::from(i));
         if let Some(r) = reset {
-            flow.remember(u64::from(i), r);
+            flow.remember(u64::from(i), forensics::neighbour(r));
         }
     }
     let after = LIVE_BYTES.load(Ordering::Relaxed);
@@ -241,6 +241,7 @@ impl Sink for Discard {
 /// Events per second through the whole pipeline into `sink`.
 fn pipeline_rate(records: &[Bytes], clock: Clock, sink: Box<dyn Sink + Send>) -> Result<f64> {
     let mut pipeline = Pipeline::new(sink, clock, 65_536, 0);
+    pipeline.set_iface_names(iface::name_of);
     let start = Instant::now();
     for r in records {
         pipeline.record(r).context("pipeline")?;

@@ -11,7 +11,23 @@ use rst_tracer_common::{
     names::{MAP_COUNTERS, MAP_DROPPED_RESETS, MAP_FLOWS},
 };
 
-use crate::report::summary::CounterSnapshot;
+/// A snapshot of the kernel counters (summed over CPUs) and the flow table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// One value per `Counter`, in index order.
+    pub values: Vec<u64>,
+    /// Entries in the kernel flow table, when they were counted.
+    pub flow_entries: Option<u64>,
+    /// Resets the kernel dropped on a full ring, per flow, sender and hook (cumulative).
+    pub dropped_resets: Vec<(DroppedReset, u64)>,
+}
+
+impl CounterSnapshot {
+    /// Value of one counter.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values.get(c as usize).copied().unwrap_or(0)
+    }
+}
 
 /// The kernel's entry for one flow, if the table still holds it.
 pub fn flow_state(ebpf: &Ebpf, key: &FlowKey) -> Option<FlowState> {

@@ -324,6 +324,106 @@ fn seen(h: &EventHeader, clock: &Clock) -> Result<Seen, DecodeError> {
 }
 
 #[cfg(test)]
+pub(crate) mod testing {
+    //! Builders for unit tests: a reset with a flow history, and the packets after it, in a few
+    //! lines.
+
+    use bytes::Bytes;
+    use rst_tracer_common::{
+        event::{Direction, Hook, PacketInfo, TCP_ACK, TCP_RST},
+        flow::{FlowKey, FlowState, Side, SIDE_SEEN},
+    };
+
+    use super::{Reset, Sample, Seen};
+
+    /// Milliseconds in ns.
+    pub const MS: u64 = 1_000_000;
+    /// The time the reset is seen.
+    pub const T: u64 = 1_000 * MS;
+
+    /// A reset from side Lo (the client) at `T`, the client having sent 5 packets with TTL 62
+    /// and IP IDs up to 100, stream at 1000; the server's last packet (IP ID 7, seq 5000, ack
+    /// 1000) 10 ms before; handshake RTT 20 ms.
+    pub fn reset() -> Reset {
+        let mut flow = FlowState {
+            syn_ns: T - 100 * MS,
+            synack_ns: T - 90 * MS,
+            ack_ns: T - 80 * MS,
+            ..Default::default()
+        };
+        flow.flags = rst_tracer_common::flow::FLOW_HANDSHAKE;
+        let c = &mut flow.sides[0];
+        c.packets = 5;
+        c.flags = SIDE_SEEN;
+        c.ttl_last = 62;
+        c.ttl_min = 62;
+        c.ttl_max = 62;
+        c.ttl_samples = 5;
+        c.last_ip_id = 100;
+        c.seq_next = 1000;
+        c.last_seq = 990;
+        c.last_ack = 5000;
+        c.last_flags = TCP_ACK;
+        c.window = 500;
+        c.last_ns = T - 20 * MS;
+        let s = &mut flow.sides[1];
+        s.packets = 4;
+        s.flags = SIDE_SEEN;
+        s.ttl_last = 64;
+        s.ttl_min = 64;
+        s.ttl_max = 64;
+        s.ttl_samples = 4;
+        s.last_ip_id = 7;
+        s.seq_next = 5000;
+        s.last_seq = 5000;
+        s.last_ack = 1000;
+        s.last_flags = TCP_ACK;
+        s.window = 1000;
+        s.wscale = 7;
+        s.last_ns = T - 10 * MS;
+        Reset {
+            seen: Seen {
+                ts_ns: T,
+                ifindex: 0,
+                hook: Hook::Replay,
+                direction: Direction::Unknown,
+                key: FlowKey {
+                    family: 4,
+                    ..Default::default()
+                },
+                side: Side::Lo,
+                new_flow: false,
+                kernel_ts_ns: T,
+            },
+            rst: PacketInfo {
+                seq: 1000,
+                ack: 5000,
+                flags: TCP_RST | TCP_ACK,
+                ttl: 62,
+                ip_id: 101,
+                window: 0,
+                ..Default::default()
+            },
+            flow,
+            payload: Bytes::new(),
+        }
+    }
+
+    /// A packet after the reset from `side`, `ms_after` the reset.
+    pub fn after(side: Side, ms_after: u64, packet: PacketInfo) -> Sample {
+        let mut seen = reset().seen;
+        seen.side = side;
+        seen.ts_ns = T + ms_after * MS;
+        seen.kernel_ts_ns = seen.ts_ns;
+        Sample {
+            seen,
+            packet,
+            sender: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rst_tracer_common::event::{TCP_ACK, TCP_RST};

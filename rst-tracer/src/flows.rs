@@ -11,15 +11,71 @@ use std::collections::HashMap;
 /// small keys and still resistant to crafted collisions.
 pub type PacketMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
-use rst_tracer_common::flow::{FlowKey, Side};
-
-use rst_tracer_common::event::Direction;
-
-use crate::{
-    event::{Reset, StackAct, StackNote},
-    forensics::{ttl::TtlShift, Neighbour},
-    report::summary::FlowTableStats,
+use rst_tracer_common::{
+    event::{Direction, PacketInfo},
+    flow::{FlowKey, Side},
 };
+
+use crate::event::{Reset, Sample, Seen, StackAct, StackNote};
+
+/// What the verdict of a reset needs of the flow's other resets, its neighbours: where and when
+/// each was seen, its headers, and whether it bore its sender's own abort. A flow keeps these,
+/// not whole resets: the flow state from before a reset is two thirds of it.
+#[derive(Clone, Debug)]
+pub struct Neighbour {
+    /// Where and when.
+    pub seen: Seen,
+    /// The RST's headers.
+    pub rst: PacketInfo,
+    /// It bore every mark of its sender's own abort, judged from the flow state before it
+    /// (`forensics::explain::is_own_abort`).
+    pub own_abort: bool,
+}
+
+impl Neighbour {
+    /// What the flow keeps of `r`, which did or did not bear its sender's own abort.
+    pub fn of(r: &Reset, own_abort: bool) -> Neighbour {
+        Neighbour {
+            seen: r.seen.clone(),
+            rst: r.rst,
+            own_abort,
+        }
+    }
+}
+
+/// A sampled change in one side's TTL: the packet's TTL against that side's baseline before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtlShift {
+    /// When the packet was seen (event clock).
+    pub ts_ns: u64,
+    /// The side's TTL range before it (min, max).
+    pub before: (u8, u8),
+    /// The packet's TTL.
+    pub ttl: u8,
+    /// The packet's payload length.
+    pub payload_len: u16,
+}
+
+impl TtlShift {
+    /// The shift a `ttl_change` sample records.
+    pub fn of(s: &Sample) -> TtlShift {
+        TtlShift {
+            ts_ns: s.seen.kernel_ts_ns,
+            before: (s.sender.ttl_min, s.sender.ttl_max),
+            ttl: s.packet.ttl,
+            payload_len: s.packet.payload_len,
+        }
+    }
+}
+
+/// Size and evictions of the userspace flow table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowTableStats {
+    /// Flows tracked now.
+    pub tracked: usize,
+    /// Flows evicted so far to keep the table bounded.
+    pub evictions: u64,
+}
 
 /// What this run has seen of one flow.
 #[derive(Clone, Debug, Default)]
@@ -68,15 +124,16 @@ fn sent_before(n: &StackNote, side: Side, t: u64) -> bool {
 }
 
 impl FlowRecord {
-    /// Remembers a reset, forgetting the oldest beyond [`RECENT_RESETS`].
-    pub fn remember(&mut self, id: u64, reset: &Reset) {
+    /// Remembers a reset (what a neighbour's verdict needs of it), forgetting the oldest beyond
+    /// [`RECENT_RESETS`].
+    pub fn remember(&mut self, id: u64, reset: Neighbour) {
         if self.recent_resets.len() == RECENT_RESETS {
             self.recent_resets.remove(0);
         }
         // Most flows see one or two resets: room for exactly those (a first push makes room
         // for four).
         self.recent_resets.reserve_exact(1);
-        self.recent_resets.push((id, Neighbour::of(reset)));
+        self.recent_resets.push((id, reset));
     }
 
     /// Remembers what the stack said: retransmissions are counted, reset notes kept (the
@@ -263,7 +320,7 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{self, MS};
+    use crate::event::testing::{self, MS};
 
     fn key(port: u16) -> FlowKey {
         FlowKey {
@@ -342,8 +399,8 @@ mod tests {
             reset_at(Direction::Ingress, 200),
         );
         let mut f = FlowRecord::default();
-        f.remember(1, &blind);
-        f.remember(2, &exact);
+        f.remember(1, Neighbour::of(&blind, false));
+        f.remember(2, Neighbour::of(&exact, false));
         f.note(note(true, Side::Lo, 150));
         f.note(note(false, Side::Hi, 190));
         f.note(note(false, Side::Lo, 201));

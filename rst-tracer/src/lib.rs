@@ -1,8 +1,23 @@
 //! rst-tracer's userspace: loads the kernel program, attaches it, and turns its events into
 //! reports of TCP resets with the evidence of who sent them.
 //!
-//! Data path: ring buffers ([`source`]) -> [`event`] decoding -> [`pipeline`] ([`flows`] joins
-//! events per flow) -> [`report`] sinks (text, JSON Lines).
+//! Data path: packet -> hook -> parse -> flow (the kernel program) -> ring -> [`event`] decoding
+//! -> [`flows`] table -> [`forensics`] -> verdict -> [`report`] sinks (text, JSON Lines), by way
+//! of the [`pipeline`]; the rings are read by a [`source`] (live, or a replayed capture).
+//!
+//! The modules are in layers, each importing only from the layers below it (and within its own
+//! without a cycle; `tests/layers.rs` checks it), bottom first:
+//!
+//! 1. [`wire`]: how the output writes values (flag names, payload views, RFC 3339 times,
+//!    microsecond differences, JSON text).
+//! 2. Decoding and flow state: [`event`], [`flows`], [`stack`] (tracefs formats), [`counters`]
+//!    (the kernel's counters and flow map).
+//! 3. [`forensics`]: pure functions of a case, weighed into a verdict.
+//! 4. [`pipeline`]: events -> flow table -> settle window -> verdict -> the records and summaries
+//!    it hands a [`pipeline::Sink`].
+//! 5. [`report`]: the sinks, which only read those records.
+//! 6. [`source`] and the command line: [`cli`], [`attach`], [`iface`], [`privileges`],
+//!    [`object`] (and the binary's `main.rs`).
 #![deny(missing_docs)]
 
 pub mod attach;
@@ -16,6 +31,6 @@ pub mod object;
 pub mod pipeline;
 pub mod privileges;
 pub mod report;
-pub mod settle;
 pub mod source;
 pub mod stack;
+pub mod wire;

@@ -8,7 +8,8 @@ use rst_tracer_common::{
     flow::{FLOW_HANDSHAKE, FLOW_MIDSTREAM},
 };
 
-use super::{explain, Case, Finding, Neighbour, Strength};
+use super::{explain, Case, Finding, Strength};
+use crate::flows::Neighbour;
 
 /// Resets toward both ends of a flow this close together (ns) are one injector's work.
 const BOTH_ENDS_NS: u64 = 10_000_000;
@@ -63,7 +64,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
             Strength::Strong,
             format!(
                 "the claimed sender sent {} {} B (ttl {}) {:.3} ms after its own reset: it never sent the reset",
-                crate::report::record::FlagNames(a.packet.flags),
+                crate::wire::FlagNames(a.packet.flags),
                 a.packet.payload_len,
                 a.packet.ttl,
                 ms(a.seen.kernel_ts_ns.saturating_sub(r.seen.kernel_ts_ns))
@@ -188,7 +189,10 @@ pub fn check(case: &Case) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{after, case, reset, MS, T};
+    use crate::forensics::{
+        neighbour,
+        testing::{after, case, reset, MS, T},
+    };
     use rst_tracer_common::{
         event::{PacketInfo, TCP_ACK},
         flow::Side,
@@ -349,7 +353,7 @@ mod tests {
         a.rst.seq = 2000;
         let mut b = reset();
         b.rst.seq = 3000;
-        let n = [Neighbour::of(&a), Neighbour::of(&b)];
+        let n = [neighbour(&a), neighbour(&b)];
         let c = Case {
             neighbours: &n,
             ..case(&r)
@@ -374,7 +378,7 @@ mod tests {
         other.seen.kernel_ts_ns = T + MS / 10;
         other.rst.seq = 5000;
         other.rst.ip_id = 8; // the server's count: 7 before
-        let pair = [Neighbour::of(&other)];
+        let pair = [neighbour(&other)];
         let strength = |c: &Case| {
             check(c)
                 .into_iter()
@@ -389,7 +393,7 @@ mod tests {
         // The other carries an ID of no counter: an injector's pair.
         let mut forged = other.clone();
         forged.rst.ip_id = 0x3412;
-        let pair = [Neighbour::of(&forged)];
+        let pair = [neighbour(&forged)];
         let c = Case {
             neighbours: &pair,
             ..case(&r)

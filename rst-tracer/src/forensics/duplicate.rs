@@ -41,13 +41,13 @@ pub fn check(case: &Case) -> Option<Finding> {
 mod tests {
     use super::*;
     use crate::forensics::{
+        neighbour,
         testing::{case, reset, MS},
-        Neighbour,
     };
 
     #[test]
     fn one_lower_ttl_same_headers_is_a_duplicate() {
-        let first = Neighbour::of(&reset());
+        let first = neighbour(&reset());
         let mut copy = reset();
         copy.rst.ttl -= 1;
         copy.seen.kernel_ts_ns += MS / 100;

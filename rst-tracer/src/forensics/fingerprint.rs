@@ -76,7 +76,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
         ));
     }
     if r.rst.payload_len > 0 {
-        let text = crate::report::record::PayloadView::of(&r.payload).text;
+        let text = crate::wire::PayloadView::of(&r.payload).text;
         let shown = text.map(|t| format!(": {t:?}")).unwrap_or_default();
         out.push(Finding::new(
             codes::PAYLOAD,

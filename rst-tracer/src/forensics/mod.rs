@@ -36,9 +36,10 @@ pub mod stack;
 pub mod timing;
 pub mod ttl;
 
-use rst_tracer_common::event::PacketInfo;
-
-use crate::event::{Reset, Sample, Seen};
+use crate::{
+    event::{Reset, Sample},
+    flows::{Neighbour, TtlShift},
+};
 use explain::Explanation;
 use ipid::IpIdShare;
 use stack::StackFacts;
@@ -126,28 +127,10 @@ pub struct Verdict {
     pub explanation: Option<Explanation>,
 }
 
-/// What the verdict of a reset needs of the flow's other resets, its neighbours: where and when
-/// each was seen, its headers, and whether it bore its sender's own abort. A flow keeps these,
-/// not whole resets: the flow state from before a reset is two thirds of it.
-#[derive(Clone, Debug)]
-pub struct Neighbour {
-    /// Where and when.
-    pub seen: Seen,
-    /// The RST's headers.
-    pub rst: PacketInfo,
-    /// [`explain::is_own_abort`], from the flow state before it.
-    pub own_abort: bool,
-}
-
-impl Neighbour {
-    /// What the flow keeps of `r`.
-    pub fn of(r: &Reset) -> Neighbour {
-        Neighbour {
-            seen: r.seen.clone(),
-            rst: r.rst,
-            own_abort: explain::is_own_abort(r),
-        }
-    }
+/// What a flow keeps of reset `r` for the verdicts of its neighbours: where, when and its
+/// headers, and whether it bore its sender's own abort ([`explain::is_own_abort`]).
+pub fn neighbour(r: &Reset) -> Neighbour {
+    Neighbour::of(r, explain::is_own_abort(r))
 }
 
 /// Everything known about one reset when its settle window closes.
@@ -169,7 +152,7 @@ pub struct Case<'a> {
     /// What this host's stack said about the flow (tracepoints).
     pub stack: StackFacts,
     /// The claimed sender's latest sampled TTL change before the reset, if any.
-    pub ttl_shift: Option<ttl::TtlShift>,
+    pub ttl_shift: Option<TtlShift>,
 }
 
 /// Weighs the evidence of a case into a verdict: explanations first, suspicion only on a
@@ -260,89 +243,13 @@ fn local_explanation(case: &Case) -> Option<Explanation> {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Builders for forensics unit tests: a reset with a flow history, in a few lines.
+    //! Builders for forensics unit tests: a case of a reset in a few lines (the reset itself and
+    //! the packets after it come from [`crate::event::testing`]).
 
-    use bytes::Bytes;
-    use rst_tracer_common::{
-        event::{Direction, Hook, PacketInfo, TCP_ACK, TCP_RST},
-        flow::{FlowKey, FlowState, Side, SIDE_SEEN},
-    };
+    pub use crate::event::testing::{after, reset, MS, T};
 
     use super::{Case, Finding, Strength};
-    use crate::event::{Reset, Sample, Seen};
-
-    /// Milliseconds in ns.
-    pub const MS: u64 = 1_000_000;
-    /// The time the reset is seen.
-    pub const T: u64 = 1_000 * MS;
-
-    /// A reset from side Lo (the client) at `T`, the client having sent 5 packets with TTL 62
-    /// and IP IDs up to 100, stream at 1000; the server's last packet (IP ID 7, seq 5000, ack
-    /// 1000) 10 ms before; handshake RTT 20 ms.
-    pub fn reset() -> Reset {
-        let mut flow = FlowState {
-            syn_ns: T - 100 * MS,
-            synack_ns: T - 90 * MS,
-            ack_ns: T - 80 * MS,
-            ..Default::default()
-        };
-        flow.flags = rst_tracer_common::flow::FLOW_HANDSHAKE;
-        let c = &mut flow.sides[0];
-        c.packets = 5;
-        c.flags = SIDE_SEEN;
-        c.ttl_last = 62;
-        c.ttl_min = 62;
-        c.ttl_max = 62;
-        c.ttl_samples = 5;
-        c.last_ip_id = 100;
-        c.seq_next = 1000;
-        c.last_seq = 990;
-        c.last_ack = 5000;
-        c.last_flags = TCP_ACK;
-        c.window = 500;
-        c.last_ns = T - 20 * MS;
-        let s = &mut flow.sides[1];
-        s.packets = 4;
-        s.flags = SIDE_SEEN;
-        s.ttl_last = 64;
-        s.ttl_min = 64;
-        s.ttl_max = 64;
-        s.ttl_samples = 4;
-        s.last_ip_id = 7;
-        s.seq_next = 5000;
-        s.last_seq = 5000;
-        s.last_ack = 1000;
-        s.last_flags = TCP_ACK;
-        s.window = 1000;
-        s.wscale = 7;
-        s.last_ns = T - 10 * MS;
-        Reset {
-            seen: Seen {
-                ts_ns: T,
-                ifindex: 0,
-                hook: Hook::Replay,
-                direction: Direction::Unknown,
-                key: FlowKey {
-                    family: 4,
-                    ..Default::default()
-                },
-                side: Side::Lo,
-                new_flow: false,
-                kernel_ts_ns: T,
-            },
-            rst: PacketInfo {
-                seq: 1000,
-                ack: 5000,
-                flags: TCP_RST | TCP_ACK,
-                ttl: 62,
-                ip_id: 101,
-                window: 0,
-                ..Default::default()
-            },
-            flow,
-            payload: Bytes::new(),
-        }
-    }
+    use crate::event::Reset;
 
     /// A case of `r` alone: not sent locally, nothing after it, no neighbours, its IP ID in one flow.
     pub fn case(r: &Reset) -> Case<'_> {
@@ -361,19 +268,6 @@ pub(crate) mod testing {
     /// The codes and strengths of some findings.
     pub fn codes(findings: Vec<Finding>) -> Vec<(&'static str, Strength)> {
         findings.into_iter().map(|f| (f.code, f.strength)).collect()
-    }
-
-    /// A packet after the reset from `side`, `ms_after` the reset.
-    pub fn after(side: Side, ms_after: u64, packet: PacketInfo) -> Sample {
-        let mut seen = reset().seen;
-        seen.side = side;
-        seen.ts_ns = T + ms_after * MS;
-        seen.kernel_ts_ns = seen.ts_ns;
-        Sample {
-            seen,
-            packet,
-            sender: Default::default(),
-        }
     }
 }
 
@@ -443,7 +337,7 @@ mod tests {
         r.rst.seq = 900;
         r.rst.ip_id = 0;
         r.rst.flags = rst_tracer_common::event::TCP_RST;
-        let burst = [Neighbour::of(&r), Neighbour::of(&r)];
+        let burst = [neighbour(&r), neighbour(&r)];
         let v = judge(&Case {
             neighbours: &burst,
             ..case(&r)

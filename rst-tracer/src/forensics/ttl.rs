@@ -6,7 +6,7 @@ use crate::forensics::codes;
 use rst_tracer_common::ttl::{hops_from_initial, initial_ttl, INITIAL_TTLS};
 
 use super::{Case, Finding, Strength};
-use crate::event::{Reset, Sample};
+use crate::event::Reset;
 
 /// Baseline samples from which a one-hop difference counts as strong evidence.
 const STABLE_SAMPLES: u32 = 3;
@@ -82,31 +82,6 @@ pub fn check(case: &Case) -> Vec<Finding> {
     )]
 }
 
-/// A sampled change in one side's TTL: the packet's TTL against that side's baseline before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TtlShift {
-    /// When the packet was seen (event clock).
-    pub ts_ns: u64,
-    /// The side's TTL range before it (min, max).
-    pub before: (u8, u8),
-    /// The packet's TTL.
-    pub ttl: u8,
-    /// The packet's payload length.
-    pub payload_len: u16,
-}
-
-impl TtlShift {
-    /// The shift a `ttl_change` sample records.
-    pub fn of(s: &Sample) -> TtlShift {
-        TtlShift {
-            ts_ns: s.seen.kernel_ts_ns,
-            before: (s.sender.ttl_min, s.sender.ttl_max),
-            ttl: s.packet.ttl,
-            payload_len: s.packet.payload_len,
-        }
-    }
-}
-
 /// A data segment shortly before the reset, within this (ns), is the reset's prelude.
 const TAKEOVER_NS: u64 = 2_000_000_000;
 
@@ -171,7 +146,10 @@ pub fn hops_closer(case: &Case) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forensics::testing::{case, reset};
+    use crate::{
+        flows::TtlShift,
+        forensics::testing::{case, reset},
+    };
 
     #[test]
     fn within_the_baseline_is_consistent() {

@@ -3,12 +3,14 @@
 use rst_tracer_common::counter::Counter;
 use std::io::{self, Write};
 
-use super::{
-    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-    summary::{StatsRecord, SummaryRecord, TallyView},
-    Sink,
+use crate::{
+    forensics::{Origin, Strength},
+    pipeline::{
+        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
+        summary::{StatsRecord, SummaryRecord, TallyView},
+        Sink,
+    },
 };
-use crate::forensics::{Origin, Strength};
 
 /// Writes records for people.
 pub struct TextSink {
@@ -193,7 +195,7 @@ impl Sink for TextSink {
         };
         let when = r
             .us_after_reset
-            .map(|us| format!(" {} after the reset", super::text::duration(us)))
+            .map(|us| format!(" {} after the reset", duration(us)))
             .unwrap_or_default();
         writeln!(
             self.out,
@@ -372,8 +374,10 @@ mod tests {
     #[test]
     fn the_summary_names_local_reasons_and_rejected_resets() {
         use crate::{
+            counters::CounterSnapshot,
+            flows::FlowTableStats,
             forensics::{stack::StackFacts, testing::reset, Origin, Verdict},
-            report::summary::{CounterSnapshot, FlowTableStats, StatsRecord, SummaryWindow},
+            pipeline::summary::{StatsRecord, SummaryWindow},
         };
         use rst_tracer_common::event::Direction;
 

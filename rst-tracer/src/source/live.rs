@@ -130,6 +130,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         opts.load.flow_table_size,
         epoch_now_ns(),
     );
+    pipeline.set_iface_names(iface::name_of);
     pipeline.set_stack(view);
     pipeline.set_host_addresses(iface::local_addresses());
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);

@@ -23,8 +23,8 @@ use rst_tracer_common::{
 
 use crate::{
     attach::{self, LoadOptions},
-    counters, object,
-    report::summary::CounterSnapshot,
+    counters::{self, CounterSnapshot},
+    object,
 };
 
 /// The kernel program, loaded but not attached, with its rings.

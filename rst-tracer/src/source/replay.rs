@@ -4,7 +4,6 @@
 //! reports. There is no second parser and no second flow logic.
 
 use std::{
-    collections::BTreeMap,
     io::{IsTerminal, Write},
     path::PathBuf,
 };
@@ -13,7 +12,6 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipnet::IpNet;
 use rst_tracer_common::replay::ReplayMeta;
-use serde::Serialize;
 
 use super::{
     capture::{CaptureError, CaptureReader, Input, RECORD_SNAP},
@@ -24,7 +22,7 @@ use crate::{
     attach::LoadOptions,
     counters,
     event::Clock,
-    pipeline::Pipeline,
+    pipeline::{summary::ReplayStats, Pipeline},
     privileges,
     report::{self, Format},
 };
@@ -43,22 +41,8 @@ pub struct ReplayOptions {
     pub local: Vec<IpNet>,
 }
 
-/// What replay did with the records it read, shown in the final `stats` record.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ReplayStats {
-    /// Records read from the files.
-    pub records: u64,
-    /// Records run through the kernel program.
-    pub frames: u64,
-    /// Records not run, by reason (`unsupported-<linktype>`, `short`, `not-ip-<linktype>`).
-    pub skipped: BTreeMap<String, u64>,
-    /// Capture time of the first record (ns since the epoch).
-    pub first_ts_ns: u64,
-    /// Capture time of the last record.
-    pub last_ts_ns: u64,
-}
-
 impl ReplayStats {
+    /// Counts a record not run, by why and its link type.
     fn skip(&mut self, why: LinkError, linktype: i32) {
         let key = match why {
             LinkError::Unsupported(_) => format!("unsupported-{}", link::name(linktype)),

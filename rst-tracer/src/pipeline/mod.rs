@@ -1,5 +1,11 @@
-//! The path every source shares: decoded events -> flow table -> records -> sink, plus the
-//! interval summaries. Live tracing and capture replay feed the same pipeline.
+//! The path every source shares: decoded events -> flow table -> settle window -> forensics'
+//! verdict -> records -> sink, plus the interval summaries. Live tracing and capture replay feed
+//! the same pipeline. The records ([`record`], [`summary`]) are what it hands the sinks; a sink
+//! is anything that takes them ([`Sink`]).
+
+pub mod record;
+pub mod settle;
+pub mod summary;
 
 use std::{io, net::IpAddr};
 
@@ -11,25 +17,21 @@ use rst_tracer_common::{
 };
 
 use crate::{
+    counters::CounterSnapshot,
     event::{self, decode, Clock, Event, Reset, Seen, StackAct, StackNote},
-    flows::{FlowTable, PacketMap},
+    flows::{FlowTable, PacketMap, TtlShift},
     forensics::{
         self,
         ipid::IpIdShare,
         silence::{self, Silence},
         stack::StackFacts,
-        ttl::{self, TtlShift},
-        Case,
+        ttl, Case,
     },
-    report::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-        summary::{CounterSnapshot, StatsRecord, SummaryWindow},
-        Sink,
-    },
-    settle::{self, IpIdRegistry, Pending, SettleQueue},
-    source::replay::ReplayStats,
     stack::{self, StackView},
 };
+use record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord};
+use settle::{IpIdRegistry, Pending, SettleQueue};
+use summary::{ReplayStats, StatsRecord, SummaryRecord, SummaryWindow};
 
 /// [`crate::flows::FlowRecord::first_retransmit_ns`] of a side already reported silent.
 const REPORTED: u64 = u64::MAX;
@@ -38,6 +40,24 @@ const REPORTED: u64 = u64::MAX;
 pub const USER_FLOW_CAPACITY: usize = 100_000;
 /// Flows with no event for this long are forgotten (ns).
 pub const USER_FLOW_IDLE_NS: u64 = 300_000_000_000;
+
+/// Receives every record the pipeline produces.
+pub trait Sink {
+    /// A reset.
+    fn reset(&mut self, r: &ResetRecord) -> io::Result<()>;
+    /// The first packet from a side after a reset.
+    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()>;
+    /// A retransmission or TTL-change sample.
+    fn sample(&mut self, r: &SampleRecord) -> io::Result<()>;
+    /// A flow that fell silent one way.
+    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()>;
+    /// An interval summary with the counters at its end.
+    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()>;
+    /// Hands everything written so far to the output. Sinks buffer; the caller flushes once
+    /// per batch of events (live: at every wake-up), so a reader still sees each reset as soon
+    /// as its batch is done, without one write per line.
+    fn flush(&mut self) -> io::Result<()>;
+}
 
 /// Joins events per flow and hands records to a sink.
 pub struct Pipeline {
@@ -62,16 +82,23 @@ pub struct Pipeline {
 
 /// Interface names by index, each looked up once ("" for 0, replay's).
 #[derive(Default)]
-struct IfaceNames(PacketMap<u32, Box<str>>);
+struct IfaceNames {
+    names: PacketMap<u32, Box<str>>,
+    /// How the source names an interface (live: the host's interfaces); without it, or when it
+    /// knows no name, interface 7 is `if7`.
+    lookup: Option<fn(u32) -> Option<String>>,
+}
 
 impl IfaceNames {
     /// The name of interface `ifindex`.
     fn name(&mut self, ifindex: u32) -> &str {
-        self.0.entry(ifindex).or_insert_with(|| {
+        let lookup = self.lookup;
+        self.names.entry(ifindex).or_insert_with(|| {
             if ifindex == 0 {
                 Box::from("")
             } else {
-                crate::iface::name_of(ifindex)
+                lookup
+                    .and_then(|name_of| name_of(ifindex))
                     .unwrap_or_else(|| format!("if{ifindex}"))
                     .into()
             }
@@ -116,6 +143,12 @@ impl Pipeline {
     /// tracepoints are attached.
     pub fn set_stack(&mut self, view: StackView) {
         self.stack = Some(StackContext { view });
+    }
+
+    /// How interface indexes become the names records show (live tracing: the names of the host's
+    /// interfaces).
+    pub fn set_iface_names(&mut self, lookup: fn(u32) -> Option<String>) {
+        self.iface_names.lookup = Some(lookup);
     }
 
     /// This host's addresses (live tracing, in the traced network namespace): a reset from one of
@@ -194,7 +227,7 @@ impl Pipeline {
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                rec.remember(self.settle.next_id(), &r);
+                rec.remember(self.settle.next_id(), forensics::neighbour(&r));
                 if let Some(note) = listener {
                     rec.note(note);
                 }
@@ -522,54 +555,72 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Write,
-        sync::{Arc, Mutex},
-    };
+    use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::{
         forensics::testing::{reset, MS, T},
-        report::{self, Format},
-        settle::MIN_WINDOW_NS,
+        pipeline::settle::MIN_WINDOW_NS,
+        wire::json::WriteJson,
     };
 
-    /// Output shared with the test: what the JSON sink wrote.
+    /// What the pipeline handed its sink, each record as the JSON it writes of itself: the
+    /// JSON Lines sink's own encodings, without the sink (a layer above the pipeline).
     #[derive(Clone, Default)]
-    struct Output(Arc<Mutex<Vec<u8>>>);
+    struct Output(Arc<Mutex<Vec<serde_json::Value>>>);
 
-    impl Write for Output {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(buf);
-            Ok(buf.len())
+    impl Output {
+        fn keep(&self, json: &[u8]) {
+            let value = serde_json::from_slice(json).unwrap();
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+        }
+
+        fn write(&self, r: &impl WriteJson) -> io::Result<()> {
+            let mut json = Vec::new();
+            r.write_json(&mut json);
+            self.keep(&json);
+            Ok(())
+        }
+
+        /// The records written so far of `kind` (`reset`, `summary`, ...).
+        fn records(&self, kind: &str) -> Vec<serde_json::Value> {
+            let records = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            records
+                .iter()
+                .filter(|r| r["type"] == kind)
+                .cloned()
+                .collect()
+        }
+    }
+
+    impl Sink for Output {
+        fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
+            self.write(r)
+        }
+        fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
+            self.write(r)
+        }
+        fn sample(&mut self, r: &SampleRecord) -> io::Result<()> {
+            self.write(r)
+        }
+        fn silence(&mut self, r: &SilenceRecord) -> io::Result<()> {
+            self.write(r)
+        }
+        fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
+            self.keep(&serde_json::to_vec(s)?);
+            self.keep(&serde_json::to_vec(stats)?);
+            Ok(())
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
     }
 
-    impl Output {
-        /// The JSON records written so far of `kind` (`reset`, `summary`, ...).
-        fn records(&self, kind: &str) -> Vec<serde_json::Value> {
-            let bytes = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .filter(|r| r["type"] == kind)
-                .collect()
-        }
-    }
-
-    /// A pipeline writing JSON to an `Output`, clocks at zero offset (as in replay).
+    /// A pipeline writing to an `Output`, clocks at zero offset (as in replay).
     fn pipeline() -> (Pipeline, Output) {
         let out = Output::default();
-        let sink = report::sink(Format::Json, Box::new(out.clone()));
         let p = Pipeline::new(
-            sink,
+            Box::new(out.clone()),
             Clock {
                 monotonic_to_epoch_ns: 0,
             },
@@ -586,7 +637,7 @@ mod tests {
         p.advance(T + MIN_WINDOW_NS / 2).unwrap();
         p.flush().unwrap();
         assert!(out.records("reset").is_empty(), "judged before its window");
-        p.advance(T + crate::settle::MAX_WINDOW_NS + MS).unwrap();
+        p.advance(T + settle::MAX_WINDOW_NS + MS).unwrap();
         p.flush().unwrap();
         let resets = out.records("reset");
         assert_eq!(resets.len(), 1);

@@ -1,5 +1,6 @@
 //! Interval summaries and counter statistics: what happened since the last summary, and the
-//! kernel's counters (drops and evictions included: nothing lost is hidden).
+//! kernel's counters (drops and evictions included: nothing lost is hidden), with replay's own
+//! counts.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -7,10 +8,12 @@ use rst_tracer_common::counter::Counter;
 use serde::Serialize;
 
 use crate::{
+    counters::CounterSnapshot,
     event::{Reset, Seen},
-    flows::PacketMap,
+    flows::{FlowTableStats, PacketMap},
     forensics::{stack::StackFacts, Strength, Verdict},
     stack,
+    wire::Rfc3339,
 };
 use rst_tracer_common::event::Direction;
 
@@ -21,24 +24,6 @@ const TOP: usize = 5;
 /// than 2/`TALLY_CAP` of the window's resets is never dropped, so the top entries hold. Ports
 /// need no bound: there are 65,536.
 pub const TALLY_CAP: usize = 8_192;
-
-/// A snapshot of the kernel counters (summed over CPUs) and the flow table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    /// One value per `Counter`, in index order.
-    pub values: Vec<u64>,
-    /// Entries in the kernel flow table, when they were counted.
-    pub flow_entries: Option<u64>,
-    /// Resets the kernel dropped on a full ring, per flow, sender and hook (cumulative).
-    pub dropped_resets: Vec<(rst_tracer_common::flow::DroppedReset, u64)>,
-}
-
-impl CounterSnapshot {
-    /// Value of one counter.
-    pub fn get(&self, c: Counter) -> u64 {
-        self.values.get(c as usize).copied().unwrap_or(0)
-    }
-}
 
 /// Resets of one remote endpoint or port, and what was found in them.
 #[derive(Debug, Default)]
@@ -183,7 +168,7 @@ impl SummaryWindow {
     pub fn take(&mut self, now_ns: u64, flows: FlowTableStats) -> SummaryRecord {
         let record = SummaryRecord {
             kind: "summary",
-            ts: crate::report::record::Rfc3339(now_ns),
+            ts: Rfc3339(now_ns),
             interval_s: now_ns.saturating_sub(self.started_ns) as f64 / 1e9,
             resets: self.resets,
             resets_total: self.resets_total,
@@ -265,15 +250,6 @@ fn top<K: Copy + Ord>(tallies: &PacketMap<K, Tally>) -> Vec<(K, TallyView)> {
     v.into_iter().map(|(k, t)| (k, TallyView::of(t))).collect()
 }
 
-/// Size and evictions of the userspace flow table.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FlowTableStats {
-    /// Flows tracked now.
-    pub tracked: usize,
-    /// Flows evicted so far to keep the table bounded.
-    pub evictions: u64,
-}
-
 /// How often a finding occurred.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct FindingCount {
@@ -341,7 +317,7 @@ pub struct SummaryRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// End of the window.
-    pub ts: crate::report::record::Rfc3339,
+    pub ts: Rfc3339,
     /// Window length in seconds.
     pub interval_s: f64,
     /// Resets judged in the window.
@@ -389,7 +365,7 @@ pub struct StatsRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Time of the snapshot.
-    pub ts: crate::report::record::Rfc3339,
+    pub ts: Rfc3339,
     /// Every kernel counter by name.
     pub counters: serde_json::Map<String, serde_json::Value>,
     /// The same counters, typed (see [`StatsRecord::counter`]); not in the JSON twice.
@@ -414,7 +390,23 @@ pub struct StatsRecord {
     pub stack_notes_elsewhere: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub replay: Option<crate::source::replay::ReplayStats>,
+    pub replay: Option<ReplayStats>,
+}
+
+/// What capture replay did with the records it read, shown in the final `stats` record (the
+/// replay source counts them: `crate::source::replay`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Records read from the files.
+    pub records: u64,
+    /// Records run through the kernel program.
+    pub frames: u64,
+    /// Records not run, by reason (`unsupported-<linktype>`, `short`, `not-ip-<linktype>`).
+    pub skipped: BTreeMap<String, u64>,
+    /// Capture time of the first record (ns since the epoch).
+    pub first_ts_ns: u64,
+    /// Capture time of the last record.
+    pub last_ts_ns: u64,
 }
 
 /// The kernel flow table's numbers.
@@ -457,7 +449,7 @@ impl StatsRecord {
         let inserts = snap.get(Counter::FlowInserts);
         StatsRecord {
             kind: "stats",
-            ts: crate::report::record::Rfc3339(now_ns),
+            ts: Rfc3339(now_ns),
             counters,
             counter_values: snap.values.clone(),
             parse_errors: sum(Counter::is_parse_error),
