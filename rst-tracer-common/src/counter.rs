@@ -72,12 +72,12 @@ pub enum Counter {
     ErrPppoeTruncated = 30,
     /// Stack events (tracepoints) written: sent and accepted resets to the reset ring,
     /// retransmissions to the sample ring (see `event::EventKind::ring`).
-    StackWritten = 31,
+    NotesWritten = 31,
     /// Stack events lost (ring full).
-    StackDropped = 32,
+    NotesDropped = 32,
     /// Stack retransmissions folded into a flow side's next retransmission or reset event
     /// instead of an event of their own (rate limit, not a loss: the count travels on).
-    StackFolded = 33,
+    RetransmitsFolded = 33,
     /// Flows entered into the dropped-reset tally (`RST_DROPPED`): the first reset of the flow
     /// dropped on a full ring while the tally did not hold it.
     RstDroppedFlows = 34,
@@ -120,9 +120,9 @@ impl Counter {
         Counter::SamplesRateLimited,
         Counter::ReplayFrames,
         Counter::ErrPppoeTruncated,
-        Counter::StackWritten,
-        Counter::StackDropped,
-        Counter::StackFolded,
+        Counter::NotesWritten,
+        Counter::NotesDropped,
+        Counter::RetransmitsFolded,
         Counter::RstDroppedFlows,
     ];
 
@@ -160,9 +160,9 @@ impl Counter {
             Counter::SamplesRateLimited => "samples_rate_limited",
             Counter::ReplayFrames => "replay_frames",
             Counter::ErrPppoeTruncated => "err_pppoe_truncated",
-            Counter::StackWritten => "stack_written",
-            Counter::StackDropped => "stack_dropped",
-            Counter::StackFolded => "stack_retransmits_folded",
+            Counter::NotesWritten => "stack_written",
+            Counter::NotesDropped => "stack_dropped",
+            Counter::RetransmitsFolded => "stack_retransmits_folded",
             Counter::RstDroppedFlows => "rst_dropped_flows",
         }
     }
@@ -194,7 +194,7 @@ impl Counter {
                 | Counter::AfterRstDropped
                 | Counter::RetransmitDropped
                 | Counter::TtlChangeDropped
-                | Counter::StackDropped
+                | Counter::NotesDropped
         )
     }
 }

@@ -9,10 +9,10 @@
 //! | [`EventKind::AfterRst`] | [`SampleEvent`] | reset ring |
 //! | [`EventKind::Retransmit`] | [`SampleEvent`] | sample ring |
 //! | [`EventKind::TtlChange`] | [`SampleEvent`] | sample ring |
-//! | [`EventKind::StackSentReset`] | [`StackEvent`] | reset ring |
-//! | [`EventKind::StackAcceptedReset`] | [`StackEvent`] | reset ring |
-//! | [`EventKind::StackRetransmit`] | [`StackEvent`] | sample ring |
-//! | [`EventKind::StackSynAckRetransmit`] | [`StackEvent`] | sample ring |
+//! | [`EventKind::KernelSentReset`] | [`KernelNoteEvent`] | reset ring |
+//! | [`EventKind::KernelAcceptedReset`] | [`KernelNoteEvent`] | reset ring |
+//! | [`EventKind::KernelRetransmit`] | [`KernelNoteEvent`] | sample ring |
+//! | [`EventKind::KernelSynAckRetransmit`] | [`KernelNoteEvent`] | sample ring |
 //!
 //! The ring is [`EventKind::ring`], which the kernel writes by; a test checks this table against
 //! the code.
@@ -37,13 +37,13 @@ pub enum EventKind {
     /// A packet whose TTL differs from its side's previous one (rate-limited sample).
     TtlChange = 4,
     /// This host's stack sent a reset (tracepoint tcp:tcp_send_reset).
-    StackSentReset = 5,
+    KernelSentReset = 5,
     /// A socket of this host accepted a reset (tracepoint tcp:tcp_receive_reset).
-    StackAcceptedReset = 6,
+    KernelAcceptedReset = 6,
     /// This host's stack retransmitted a segment (tracepoint tcp:tcp_retransmit_skb).
-    StackRetransmit = 7,
+    KernelRetransmit = 7,
     /// A listener of this host retransmitted its SYN-ACK (tracepoint tcp:tcp_retransmit_synack).
-    StackSynAckRetransmit = 8,
+    KernelSynAckRetransmit = 8,
 }
 
 /// The two ring buffers. Resets and what joins them go to the reset ring, samples to the sample
@@ -63,10 +63,10 @@ impl EventKind {
         EventKind::AfterRst,
         EventKind::Retransmit,
         EventKind::TtlChange,
-        EventKind::StackSentReset,
-        EventKind::StackAcceptedReset,
-        EventKind::StackRetransmit,
-        EventKind::StackSynAckRetransmit,
+        EventKind::KernelSentReset,
+        EventKind::KernelAcceptedReset,
+        EventKind::KernelRetransmit,
+        EventKind::KernelSynAckRetransmit,
     ];
 
     /// The ring events of this kind are written to.
@@ -74,12 +74,12 @@ impl EventKind {
         match self {
             EventKind::Rst
             | EventKind::AfterRst
-            | EventKind::StackSentReset
-            | EventKind::StackAcceptedReset => Ring::Resets,
+            | EventKind::KernelSentReset
+            | EventKind::KernelAcceptedReset => Ring::Resets,
             EventKind::Retransmit
             | EventKind::TtlChange
-            | EventKind::StackRetransmit
-            | EventKind::StackSynAckRetransmit => Ring::Samples,
+            | EventKind::KernelRetransmit
+            | EventKind::KernelSynAckRetransmit => Ring::Samples,
         }
     }
 
@@ -90,10 +90,10 @@ impl EventKind {
             2 => Some(EventKind::AfterRst),
             3 => Some(EventKind::Retransmit),
             4 => Some(EventKind::TtlChange),
-            5 => Some(EventKind::StackSentReset),
-            6 => Some(EventKind::StackAcceptedReset),
-            7 => Some(EventKind::StackRetransmit),
-            8 => Some(EventKind::StackSynAckRetransmit),
+            5 => Some(EventKind::KernelSentReset),
+            6 => Some(EventKind::KernelAcceptedReset),
+            7 => Some(EventKind::KernelRetransmit),
+            8 => Some(EventKind::KernelSynAckRetransmit),
             _ => None,
         }
     }
@@ -102,10 +102,10 @@ impl EventKind {
     pub const fn wire_size(self) -> usize {
         match self {
             EventKind::Rst => size_of::<RstEvent>(),
-            EventKind::StackSentReset
-            | EventKind::StackAcceptedReset
-            | EventKind::StackRetransmit
-            | EventKind::StackSynAckRetransmit => size_of::<StackEvent>(),
+            EventKind::KernelSentReset
+            | EventKind::KernelAcceptedReset
+            | EventKind::KernelRetransmit
+            | EventKind::KernelSynAckRetransmit => size_of::<KernelNoteEvent>(),
             _ => size_of::<SampleEvent>(),
         }
     }
@@ -341,7 +341,7 @@ const _: () = assert!(size_of::<SampleEvent>() == 176);
 /// retransmission, and for sent resets the kernel's reason and the socket's state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackEvent {
+pub struct KernelNoteEvent {
     /// [`EVENT_VERSION`].
     pub version: u8,
     /// One of the `EventKind::Stack*` kinds.
@@ -367,20 +367,20 @@ pub struct StackEvent {
     /// Padding, always zero.
     pub _pad2: u32,
 }
-const _: () = assert!(size_of::<StackEvent>() == 72);
+const _: () = assert!(size_of::<KernelNoteEvent>() == 72);
 
 /// The kernel's tally of a flow's stack retransmissions, for folding them into fewer events.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackTally {
+pub struct RetransmitTally {
     /// Per side: when its last retransmission event was written (`bpf_ktime_get_ns()`).
     pub last_ns: [u64; 2],
     /// Per side: retransmissions since that event, not yet sent.
     pub held: [u32; 2],
 }
-const _: () = assert!(size_of::<StackTally>() == 24);
+const _: () = assert!(size_of::<RetransmitTally>() == 24);
 
-/// [`StackEvent::reason`] when the kernel's tracepoint has no `reason` field.
+/// [`KernelNoteEvent::reason`] when the kernel's tracepoint has no `reason` field.
 pub const REASON_UNKNOWN: u32 = u32::MAX;
 
 /// Where the fields of the TCP tracepoints are, read from tracefs at load time (a load-time
@@ -501,17 +501,17 @@ mod tests {
                     EventKind::AfterRst => "AfterRst",
                     EventKind::Retransmit => "Retransmit",
                     EventKind::TtlChange => "TtlChange",
-                    EventKind::StackSentReset => "StackSentReset",
-                    EventKind::StackAcceptedReset => "StackAcceptedReset",
-                    EventKind::StackRetransmit => "StackRetransmit",
-                    EventKind::StackSynAckRetransmit => "StackSynAckRetransmit",
+                    EventKind::KernelSentReset => "KernelSentReset",
+                    EventKind::KernelAcceptedReset => "KernelAcceptedReset",
+                    EventKind::KernelRetransmit => "KernelRetransmit",
+                    EventKind::KernelSynAckRetransmit => "KernelSynAckRetransmit",
                 },
                 "table order"
             );
             let size = match strukt {
                 "[`RstEvent`]" => size_of::<RstEvent>(),
                 "[`SampleEvent`]" => size_of::<SampleEvent>(),
-                "[`StackEvent`]" => size_of::<StackEvent>(),
+                "[`KernelNoteEvent`]" => size_of::<KernelNoteEvent>(),
                 other => panic!("unknown struct {other} for {kind:?}"),
             };
             assert_eq!(size, kind.wire_size(), "{kind:?} travels in {strukt}");

@@ -21,9 +21,9 @@ pub const PROG_TP_RECEIVE_RESET: &str = "rst_tp_recv";
 pub const PROG_TP_RETRANSMIT: &str = "rst_tp_retrans";
 /// Tracepoint program on tcp:tcp_retransmit_synack.
 pub const PROG_TP_SYNACK: &str = "rst_tp_synack";
-/// Every stack-view program with its tcp tracepoint, in the order of
+/// Every kernel-note program with its tcp tracepoint, in the order of
 /// `TracepointOffsets`' users: send reset, receive reset, retransmit, SYN-ACK retransmit.
-pub const STACK_PROGRAMS: [(&str, &str); 4] = [
+pub const TRACEPOINT_PROGRAMS: [(&str, &str); 4] = [
     (PROG_TP_SEND_RESET, "tcp_send_reset"),
     (PROG_TP_RECEIVE_RESET, "tcp_receive_reset"),
     (PROG_TP_RETRANSMIT, "tcp_retransmit_skb"),
@@ -46,7 +46,7 @@ pub const MAPS: [&str; 6] = [
     MAP_RST_RING,
     MAP_SAMPLE_RING,
     MAP_COUNTERS,
-    MAP_STACK_TALLY,
+    MAP_RETRANSMIT_TALLY,
     MAP_DROPPED_RESETS,
 ];
 /// Map of the resets the kernel dropped on a full reset ring, per flow (per-CPU LRU,
@@ -56,11 +56,11 @@ pub const MAP_DROPPED_RESETS: &str = "RST_DROPPED";
 /// its count (the `rst_dropped_flows` counter counts the flows entered, so the forgotten are
 /// that less the entries held).
 pub const DROPPED_RESET_FLOWS: u32 = 16_384;
-/// Map of each flow's stack retransmissions not yet sent (LRU, [`STACK_TALLY_FLOWS`] entries).
-pub const MAP_STACK_TALLY: &str = "RST_STACK_TALLY";
+/// Map of each flow's stack retransmissions not yet sent (LRU, [`RETRANSMIT_TALLY_FLOWS`] entries).
+pub const MAP_RETRANSMIT_TALLY: &str = "RST_RETX_TALLY";
 /// Flows whose stack retransmissions the kernel tallies at once; the least recent is forgotten
 /// (with at most one sample gap's worth of held retransmissions).
-pub const STACK_TALLY_FLOWS: u32 = 16_384;
+pub const RETRANSMIT_TALLY_FLOWS: u32 = 16_384;
 
 /// Load-time global (`u64`): least time between two samples of one flow, in ns.
 pub const GLOBAL_SAMPLE_GAP_NS: &str = "SAMPLE_GAP_NS";

@@ -104,11 +104,11 @@ fn tally_dropped(subject: &Subject, flow: &FlowState) {
         },
         _pad: 0,
     };
-    match RST_DROPPED.get_ptr_mut(&key) {
+    match RST_DROPPED.get_ptr_mut(key) {
         // SAFETY: this CPU's slot of a per-CPU map value; no other program writes it now.
         Some(n) => unsafe { *n += 1 },
         None => {
-            if RST_DROPPED.insert(&key, &1, 0).is_ok() {
+            if RST_DROPPED.insert(key, 1, 0).is_ok() {
                 count(Counter::RstDroppedFlows);
             }
         }

@@ -16,8 +16,8 @@ use rst_tracer_common::{
         EventKind, HDR_NEW_FLOW, OPT_TIMESTAMPS, OPT_WSCALE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
     flow::{
-        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED, FLOW_MIDSTREAM,
-        SIDE_FIN, SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
+        FlowKey, FlowState, Side, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED, FLOW_MIDSTREAM, SIDE_FIN,
+        SIDE_RST, SIDE_SEEN, SIDE_SYN, SIDE_TIMESTAMPS, WSCALE_UNKNOWN,
     },
     seq::{seq_before, seq_before_eq, seq_len},
 };

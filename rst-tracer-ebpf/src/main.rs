@@ -16,7 +16,7 @@
 mod emit;
 mod flow;
 mod maps;
-mod stack;
+mod tracepoints;
 
 use aya_ebpf::{
     bindings::{xdp_action, TC_ACT_UNSPEC},
@@ -92,28 +92,28 @@ pub fn rst_tc_eg(ctx: TcContext) -> i32 {
 /// tcp:tcp_send_reset: this host's stack sends a reset.
 #[tracepoint]
 pub fn rst_tp_send(ctx: TracePointContext) -> u32 {
-    stack::sent_reset(&ctx);
+    tracepoints::sent_reset(&ctx);
     0
 }
 
 /// tcp:tcp_receive_reset: a socket of this host accepts a reset.
 #[tracepoint]
 pub fn rst_tp_recv(ctx: TracePointContext) -> u32 {
-    stack::accepted_reset(&ctx);
+    tracepoints::accepted_reset(&ctx);
     0
 }
 
 /// tcp:tcp_retransmit_skb: the stack of this host retransmits a segment.
 #[tracepoint]
 pub fn rst_tp_retrans(ctx: TracePointContext) -> u32 {
-    stack::retransmit(&ctx);
+    tracepoints::retransmit(&ctx);
     0
 }
 
 /// tcp:tcp_retransmit_synack: a listener of this host retransmits its SYN-ACK.
 #[tracepoint]
 pub fn rst_tp_synack(ctx: TracePointContext) -> u32 {
-    stack::synack_retransmit(&ctx);
+    tracepoints::synack_retransmit(&ctx);
     0
 }
 

@@ -8,11 +8,11 @@ use aya_ebpf::{
 };
 use rst_tracer_common::{
     counter::Counter,
-    event::{EventKind, Ring, StackTally, TracepointOffsets},
+    event::{EventKind, RetransmitTally, Ring, TracepointOffsets},
     flow::{DroppedReset, FlowKey, FlowState},
     names::{
-        DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, DROPPED_RESET_FLOWS, RST_RING_BYTES,
-        SAMPLE_RING_BYTES, STACK_TALLY_FLOWS,
+        DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, DROPPED_RESET_FLOWS,
+        RETRANSMIT_TALLY_FLOWS, RST_RING_BYTES, SAMPLE_RING_BYTES,
     },
 };
 
@@ -36,10 +36,10 @@ pub static RST_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
 pub static RST_DROPPED: LruPerCpuHashMap<DroppedReset, u64> =
     LruPerCpuHashMap::with_max_entries(DROPPED_RESET_FLOWS, 0);
 
-/// Stack retransmissions per flow side not yet sent (see `stack::retransmit`).
+/// Stack retransmissions per flow side not yet sent (see `tracepoints::retransmit`).
 #[map]
-pub static RST_STACK_TALLY: LruHashMap<FlowKey, StackTally> =
-    LruHashMap::with_max_entries(STACK_TALLY_FLOWS, 0);
+pub static RST_RETX_TALLY: LruHashMap<FlowKey, RetransmitTally> =
+    LruHashMap::with_max_entries(RETRANSMIT_TALLY_FLOWS, 0);
 
 /// Counters, one `u64` per `Counter`, per CPU.
 #[map]

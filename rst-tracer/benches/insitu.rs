@@ -39,7 +39,7 @@ use aya::{
 };
 use iperf::Direction;
 use lab::{in_ns, Lab, ROUTER_SERVER_IF, SERVER_IF};
-use rst_tracer_common::names::{PACKET_PROGRAMS, STACK_PROGRAMS};
+use rst_tracer_common::names::{PACKET_PROGRAMS, TRACEPOINT_PROGRAMS};
 use serde_json::{json, Map, Value};
 use summary::median;
 
@@ -264,7 +264,7 @@ fn measure(lab: &Lab, way: Way, direction: Direction, seconds: u32) -> Result<Me
             tracer = Some(t);
             PACKET_PROGRAMS
                 .into_iter()
-                .chain(STACK_PROGRAMS.iter().map(|(n, _)| *n))
+                .chain(TRACEPOINT_PROGRAMS.iter().map(|(n, _)| *n))
                 .collect()
         }
         Way::Tcpdump => {

@@ -159,7 +159,7 @@ fn soak(tracer: &str, length: Duration) -> Result<(), String> {
         .unwrap_or(0);
     println!(
         "made {sent} resets; reported {reported} ({ours} of the server's), {dropped} counted as \
-         dropped; peak RSS {peak:.1} MiB (bound {MAX_RSS_MIB}); stack notes from other \
+         dropped; peak RSS {peak:.1} MiB (bound {MAX_RSS_MIB}); kernel notes from other \
          namespaces left out: {elsewhere}"
     );
     if ours + dropped != sent {

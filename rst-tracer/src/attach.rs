@@ -18,7 +18,7 @@ use rst_tracer_common::{
     event::TracepointOffsets,
     names::{
         DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_REPLAY,
-        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, STACK_PROGRAMS,
+        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, TRACEPOINT_PROGRAMS,
     },
 };
 
@@ -143,13 +143,13 @@ fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
     }
 }
 
-/// Loads and attaches the stack-view tracepoints `view` says this kernel has. They stay attached
+/// Loads and attaches the kernel-note tracepoints `view` says this kernel has. They stay attached
 /// as long as `ebpf` lives (perf links: a killed tracer leaves nothing behind). Returns notes on
 /// what could not be attached; the tracer runs on without it.
-pub fn attach_stack(ebpf: &mut Ebpf, view: &crate::stack::StackView) -> Vec<String> {
+pub fn attach_tracepoints(ebpf: &mut Ebpf, view: &crate::tracepoints::Tracepoints) -> Vec<String> {
     let mut notes = Vec::new();
     let wanted = [view.send, view.receive, view.retransmit, view.synack];
-    for (wanted, (name, tp)) in wanted.into_iter().zip(STACK_PROGRAMS) {
+    for (wanted, (name, tp)) in wanted.into_iter().zip(TRACEPOINT_PROGRAMS) {
         if !wanted {
             continue;
         }

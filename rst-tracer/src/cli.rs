@@ -9,7 +9,7 @@ use crate::{
     attach::{IngressMode, LoadOptions},
     report::Format,
     source::{live::LiveOptions, replay::ReplayOptions},
-    stack,
+    tracepoints,
 };
 use ipnet::IpNet;
 
@@ -106,9 +106,9 @@ pub struct LiveArgs {
         value_parser = sample_gap_ms
     )]
     pub sample_gap: u64,
-    /// Where tracefs is, for the stack view (the kernel's reset reasons). The default is mounted
-    /// when missing; a directory without the tcp tracepoints turns the stack view off.
-    #[arg(long, value_name = "DIR", default_value = stack::TRACEFS)]
+    /// Where tracefs is, for the kernel notes (the kernel's reset reasons). The default is mounted
+    /// when missing; a directory without the tcp tracepoints turns the kernel notes off.
+    #[arg(long, value_name = "DIR", default_value = tracepoints::TRACEFS)]
     pub tracefs: PathBuf,
     /// When a traced interface disappears (a pod's veth deleted), wait for one of that name to
     /// come back and attach to it, instead of ending the run. Keeps CAP_NET_ADMIN for that.

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use bytes::{Buf, Bytes};
 use rst_tracer_common::{
     event::{
-        Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, StackEvent,
-        EVENT_VERSION, HDR_NEW_FLOW, HDR_TS_CAPTURE,
+        Direction, EventHeader, EventKind, Hook, KernelNoteEvent, PacketInfo, RstEvent,
+        SampleEvent, EVENT_VERSION, HDR_NEW_FLOW, HDR_TS_CAPTURE,
     },
     flow::{addr_to_bytes, FlowKey, FlowState, Side, SideState, FAMILY_IPV4},
 };
@@ -176,7 +176,7 @@ pub struct Sample {
 
 /// What the kernel's TCP stack did, by tracepoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StackAct {
+pub enum KernelAct {
     /// This host sent a reset (tcp_send_reset).
     SentReset,
     /// A socket of this host accepted a reset (tcp_receive_reset).
@@ -189,9 +189,9 @@ pub enum StackAct {
 
 /// What the kernel's TCP stack said about a flow (tracepoints).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackNote {
+pub struct KernelNote {
     /// What it did.
-    pub act: StackAct,
+    pub act: KernelAct,
     /// Kernel time the tracepoint fired.
     pub kernel_ts_ns: u64,
     /// The flow.
@@ -203,7 +203,7 @@ pub struct StackNote {
     /// `enum sk_rst_reason` (sent resets).
     pub reason: u32,
     /// How many acts the note stands for: 1, or for retransmissions the ones the kernel
-    /// folded into it (see `rst_tracer_common::event::StackEvent::count`).
+    /// folded into it (see `rst_tracer_common::event::KernelNoteEvent::count`).
     pub count: u32,
 }
 
@@ -218,8 +218,8 @@ pub enum Event {
     Retransmit(Sample),
     /// A TTL-change sample.
     TtlChange(Sample),
-    /// The stack's word on a reset.
-    Stack(StackNote),
+    /// What the kernel noted: a reset it sent or accepted, a retransmission.
+    Kernel(KernelNote),
 }
 
 /// Decodes one record. `clock` turns kernel time into wall-clock time.
@@ -260,17 +260,17 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 payload: Bytes::copy_from_slice(&raw.payload[..n]),
             })))
         }
-        EventKind::StackSentReset
-        | EventKind::StackAcceptedReset
-        | EventKind::StackRetransmit
-        | EventKind::StackSynAckRetransmit => {
-            let raw: StackEvent = read(record);
-            Ok(Event::Stack(StackNote {
+        EventKind::KernelSentReset
+        | EventKind::KernelAcceptedReset
+        | EventKind::KernelRetransmit
+        | EventKind::KernelSynAckRetransmit => {
+            let raw: KernelNoteEvent = read(record);
+            Ok(Event::Kernel(KernelNote {
                 act: match kind {
-                    EventKind::StackSentReset => StackAct::SentReset,
-                    EventKind::StackAcceptedReset => StackAct::AcceptedReset,
-                    EventKind::StackRetransmit => StackAct::Retransmitted,
-                    _ => StackAct::RetransmittedSynAck,
+                    EventKind::KernelSentReset => KernelAct::SentReset,
+                    EventKind::KernelAcceptedReset => KernelAct::AcceptedReset,
+                    EventKind::KernelRetransmit => KernelAct::Retransmitted,
+                    _ => KernelAct::RetransmittedSynAck,
                 },
                 kernel_ts_ns: raw.ts_ns,
                 key: raw.key,
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn decodes_a_folded_stack_retransmission_laid_out_by_hand() {
-        let mut b = vec![3, 7]; // version, kind = StackRetransmit
+        let mut b = vec![3, 7]; // version, kind = KernelRetransmit
         b.extend_from_slice(&72u16.to_le_bytes()); // len
         b.extend_from_slice(&1u32.to_le_bytes()); // state = TCP_ESTABLISHED
         b.extend_from_slice(&9_000u64.to_le_bytes()); // ts_ns
@@ -498,11 +498,11 @@ mod tests {
         b.extend_from_slice(&u32::MAX.to_le_bytes()); // reason: none
         b.extend_from_slice(&5u32.to_le_bytes()); // count: itself and four folded in
         b.extend_from_slice(&[0; 4]); // padding
-        assert_eq!(b.len(), size_of::<StackEvent>());
-        let Event::Stack(n) = decode(&b, &CLOCK).unwrap() else {
-            panic!("not a stack note")
+        assert_eq!(b.len(), size_of::<KernelNoteEvent>());
+        let Event::Kernel(n) = decode(&b, &CLOCK).unwrap() else {
+            panic!("not a kernel note")
         };
-        assert_eq!(n.act, StackAct::Retransmitted);
+        assert_eq!(n.act, KernelAct::Retransmitted);
         assert_eq!(n.side, Side::Hi);
         assert_eq!((n.kernel_ts_ns, n.state, n.count), (9_000, 1, 5));
         assert_eq!(n.key.port_hi, 80);

@@ -16,7 +16,7 @@ use rst_tracer_common::{
     flow::{FlowKey, Side},
 };
 
-use crate::event::{Reset, Sample, Seen, StackAct, StackNote};
+use crate::event::{KernelAct, KernelNote, Reset, Sample, Seen};
 
 /// What the verdict of a reset needs of the flow's other resets, its neighbours: where and when
 /// each was seen, its headers, and whether it bore its sender's own abort. A flow keeps these,
@@ -101,9 +101,9 @@ pub struct FlowRecord {
     /// answered (0: none pending); the silence check looks at these.
     pub first_retransmit_ns: [u64; 2],
     /// The stack's recent words on the flow's resets (tracepoints), newest last.
-    pub stack_notes: Vec<StackNote>,
+    pub kernel_notes: Vec<KernelNote>,
     /// Segments this host's stack retransmitted, per sending side (tcp_retransmit_skb).
-    pub stack_retransmits: [u32; 2],
+    pub kernel_retransmits: [u32; 2],
     /// Kernel times of this host's recent SYN-ACK retransmissions (tcp_retransmit_synack).
     pub synack_retransmits_ns: Vec<u64>,
 }
@@ -116,8 +116,8 @@ const SENT_BEFORE_NS: u64 = 10_000_000;
 const JOIN_SLACK_NS: u64 = 1_000_000;
 
 /// Whether `n` is a tcp_send_reset note from `side` that fired shortly before a reset seen at `t`.
-fn sent_before(n: &StackNote, side: Side, t: u64) -> bool {
-    n.act == StackAct::SentReset
+fn sent_before(n: &KernelNote, side: Side, t: u64) -> bool {
+    n.act == KernelAct::SentReset
         && n.side == side
         && n.kernel_ts_ns <= t + JOIN_SLACK_NS
         && t.saturating_sub(n.kernel_ts_ns) <= SENT_BEFORE_NS
@@ -138,26 +138,26 @@ impl FlowRecord {
 
     /// Remembers what the stack said: retransmissions are counted, reset notes kept (the
     /// oldest forgotten beyond [`RECENT_RESETS`]).
-    pub fn note(&mut self, note: StackNote) {
+    pub fn note(&mut self, note: KernelNote) {
         match note.act {
-            StackAct::Retransmitted => {
-                let n = &mut self.stack_retransmits[note.side.index()];
+            KernelAct::Retransmitted => {
+                let n = &mut self.kernel_retransmits[note.side.index()];
                 *n = n.saturating_add(note.count);
                 return;
             }
-            StackAct::RetransmittedSynAck => {
+            KernelAct::RetransmittedSynAck => {
                 if self.synack_retransmits_ns.len() == RECENT_RESETS {
                     self.synack_retransmits_ns.remove(0);
                 }
                 self.synack_retransmits_ns.push(note.kernel_ts_ns);
                 return;
             }
-            StackAct::SentReset | StackAct::AcceptedReset => {}
+            KernelAct::SentReset | KernelAct::AcceptedReset => {}
         }
-        if self.stack_notes.len() == RECENT_RESETS {
-            self.stack_notes.remove(0);
+        if self.kernel_notes.len() == RECENT_RESETS {
+            self.kernel_notes.remove(0);
         }
-        self.stack_notes.push(note);
+        self.kernel_notes.push(note);
     }
 
     /// The flow's other resets within `window_ns` of `reset` (`id` is the reset's own).
@@ -172,7 +172,7 @@ impl FlowRecord {
 
     /// The tcp_send_reset note of `reset` when this host sent it: the latest on the same side
     /// that fired shortly before the egress hook saw the packet.
-    pub fn sent_note(&self, reset: &Reset) -> Option<&StackNote> {
+    pub fn sent_note(&self, reset: &Reset) -> Option<&KernelNote> {
         if reset.seen.direction != Direction::Egress {
             return None;
         }
@@ -181,17 +181,17 @@ impl FlowRecord {
 
     /// The latest tcp_send_reset note of `side` that fired shortly before an egress hook saw a
     /// reset at kernel time `t`.
-    pub fn sent_note_by(&self, side: Side, t: u64) -> Option<&StackNote> {
-        self.stack_notes.iter().rfind(|n| sent_before(n, side, t))
+    pub fn sent_note_by(&self, side: Side, t: u64) -> Option<&KernelNote> {
+        self.kernel_notes.iter().rfind(|n| sent_before(n, side, t))
     }
 
     /// As [`FlowRecord::sent_note_by`], and forgets the note: it has joined its reset.
-    pub fn take_sent_note_by(&mut self, side: Side, t: u64) -> Option<StackNote> {
+    pub fn take_sent_note_by(&mut self, side: Side, t: u64) -> Option<KernelNote> {
         let i = self
-            .stack_notes
+            .kernel_notes
             .iter()
             .rposition(|n| sent_before(n, side, t))?;
-        Some(self.stack_notes.remove(i))
+        Some(self.kernel_notes.remove(i))
     }
 
     /// This host's SYN-ACK retransmissions before `reset` that came after the packet view saw
@@ -219,8 +219,8 @@ impl FlowRecord {
             .min()
             .unwrap_or(u64::MAX);
         reset.seen.direction == Direction::Ingress
-            && self.stack_notes.iter().any(|n| {
-                n.act == StackAct::AcceptedReset
+            && self.kernel_notes.iter().any(|n| {
+                n.act == KernelAct::AcceptedReset
                     && n.side == side
                     && n.kernel_ts_ns >= t
                     && n.kernel_ts_ns < next
@@ -362,12 +362,12 @@ mod tests {
         r
     }
 
-    fn note(sent: bool, side: Side, ts: u64) -> StackNote {
-        StackNote {
+    fn note(sent: bool, side: Side, ts: u64) -> KernelNote {
+        KernelNote {
             act: if sent {
-                StackAct::SentReset
+                KernelAct::SentReset
             } else {
-                StackAct::AcceptedReset
+                KernelAct::AcceptedReset
             },
             kernel_ts_ns: ts,
             key: key(0),
@@ -381,14 +381,14 @@ mod tests {
     #[test]
     fn folded_retransmissions_count_as_many_as_they_stand_for() {
         let mut f = FlowRecord::default();
-        let folded = |count| StackNote {
-            act: StackAct::Retransmitted,
+        let folded = |count| KernelNote {
+            act: KernelAct::Retransmitted,
             count,
             ..note(true, Side::Hi, MS)
         };
         f.note(folded(1));
         f.note(folded(7));
-        assert_eq!(f.stack_retransmits, [0, 8]);
+        assert_eq!(f.kernel_retransmits, [0, 8]);
     }
 
     #[test]

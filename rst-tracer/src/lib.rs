@@ -32,5 +32,5 @@ pub mod pipeline;
 pub mod privileges;
 pub mod report;
 pub mod source;
-pub mod stack;
+pub mod tracepoints;
 pub mod wire;

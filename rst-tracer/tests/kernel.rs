@@ -154,7 +154,7 @@ fn object_has_every_program_and_map_name() {
     let Some(k) = Kernel::new() else {
         return;
     };
-    let stack = names::STACK_PROGRAMS.map(|(program, _)| program);
+    let stack = names::TRACEPOINT_PROGRAMS.map(|(program, _)| program);
     for name in names::PACKET_PROGRAMS.into_iter().chain(stack) {
         assert!(
             k.run.ebpf().program(name).is_some(),
@@ -624,7 +624,7 @@ fn samples(events: Vec<Event>) -> (Vec<Sample>, Vec<Sample>, Vec<Sample>) {
             Event::AfterReset(s) => after.push(s),
             Event::Retransmit(s) => retrans.push(s),
             Event::TtlChange(s) => ttl.push(s),
-            Event::Reset(_) | Event::Stack(_) => {}
+            Event::Reset(_) | Event::Kernel(_) => {}
         }
     }
     (after, retrans, ttl)

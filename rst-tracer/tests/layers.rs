@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Decoding the rings, and flow state.
     (
         "decode and flow state",
-        &["event.rs", "flows.rs", "stack.rs", "counters.rs"],
+        &["event.rs", "flows.rs", "tracepoints.rs", "counters.rs"],
     ),
     // Pure functions of a case: findings and the verdict.
     (
@@ -35,9 +35,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "forensics/explain.rs",
             "forensics/fingerprint.rs",
             "forensics/ipid.rs",
+            "forensics/kernel.rs",
             "forensics/sequence.rs",
             "forensics/silence.rs",
-            "forensics/stack.rs",
             "forensics/timing.rs",
             "forensics/ttl.rs",
         ],

@@ -27,7 +27,7 @@ pub struct Options {
 const SECTIONS: [&str; 8] = [
     "kernel",
     "replay",
-    "stack",
+    "tracepoints",
     "userspace",
     "flood",
     "veth",
@@ -35,7 +35,7 @@ const SECTIONS: [&str; 8] = [
     "veth_mtu",
 ];
 
-/// Builds, then runs every benchmark: kernel, replay, stack, userspace, flood, veth, insitu
+/// Builds, then runs every benchmark: kernel, replay, tracepoints, userspace, flood, veth, insitu
 /// (which writes the insitu and veth_mtu sections).
 ///
 /// # Errors
@@ -61,7 +61,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 "--bench",
                 "replay",
                 "--bench",
-                "stack",
+                "tracepoints",
                 "--bench",
                 "userspace",
                 "--bench",

@@ -30,9 +30,9 @@ pub mod duplicate;
 pub mod explain;
 pub mod fingerprint;
 pub mod ipid;
+pub mod kernel;
 pub mod sequence;
 pub mod silence;
-pub mod stack;
 pub mod timing;
 pub mod ttl;
 
@@ -42,7 +42,7 @@ use crate::{
 };
 use explain::Explanation;
 use ipid::IpIdShare;
-use stack::StackFacts;
+use kernel::KernelFacts;
 
 /// How much a finding says that the claimed sender did not send the reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -150,7 +150,7 @@ pub struct Case<'a> {
     /// Retransmission samples per side (by `Side::index`) after the reset, within the window.
     pub retransmits_after: [u32; 2],
     /// What this host's stack said about the flow (tracepoints).
-    pub stack: StackFacts,
+    pub kernel: KernelFacts,
     /// The claimed sender's latest sampled TTL change before the reset, if any.
     pub ttl_shift: Option<TtlShift>,
 }
@@ -174,7 +174,7 @@ pub fn judge(case: &Case) -> Verdict {
     findings.extend(timing::check(case));
     findings.extend(fingerprint::check(case));
     findings.extend(aftermath::check(case));
-    findings.extend(stack::check(case));
+    findings.extend(kernel::check(case));
     findings.sort_by_key(|f| std::cmp::Reverse(f.strength));
     let contradicted = findings.iter().any(|f| f.strength == Strength::Strong);
     let explanation = if contradicted {
@@ -215,11 +215,11 @@ pub fn judge(case: &Case) -> Verdict {
     }
 }
 
-/// What explains a reset this host sent: the kernel's own reason where the stack view gave one,
+/// What explains a reset this host sent: the kernel's own reason where the kernel notes gave one,
 /// else the packets' marks.
 fn local_explanation(case: &Case) -> Option<Explanation> {
     let from_packets = explain::explain(case);
-    let reason = case.stack.kernel_reason.as_deref();
+    let reason = case.kernel.kernel_reason.as_deref();
     let Some((reason, mechanism)) =
         reason.and_then(|r| explain::from_kernel_reason(r).map(|m| (r, m)))
     else {
@@ -260,7 +260,7 @@ pub(crate) mod testing {
             neighbours: &[],
             ipid_share: super::IpIdShare::default(),
             retransmits_after: [0, 0],
-            stack: super::StackFacts::default(),
+            kernel: super::KernelFacts::default(),
             ttl_shift: None,
         }
     }
@@ -397,18 +397,18 @@ mod tests {
             sent_locally: true,
             ..case(&r)
         };
-        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        c.kernel.kernel_reason = Some("NO_SOCKET".into());
         let v = judge(&c);
         assert_eq!(
             (v.origin, v.explanation.map(|e| e.mechanism)),
             (Origin::Local, Some(explain::Mechanism::NoSocket))
         );
-        c.stack.kernel_reason = Some("TCP_ABORT_ON_CLOSE".into());
+        c.kernel.kernel_reason = Some("TCP_ABORT_ON_CLOSE".into());
         let e = judge(&c).explanation.expect("explained");
         assert_eq!(e.mechanism, explain::Mechanism::Abort);
         assert!(e.detail.contains("TCP_ABORT_ON_CLOSE"), "{}", e.detail);
         // A reason that names no mechanism leaves the packets to speak.
-        c.stack.kernel_reason = Some("NOT_SPECIFIED".into());
+        c.kernel.kernel_reason = Some("NOT_SPECIFIED".into());
         assert_eq!(
             judge(&c).explanation.map(|e| e.mechanism),
             Some(explain::Mechanism::NoSocket)

@@ -18,16 +18,16 @@ use rst_tracer_common::{
 
 use crate::{
     counters::CounterSnapshot,
-    event::{self, decode, Clock, Event, Reset, Seen, StackAct, StackNote},
+    event::{self, decode, Clock, Event, KernelAct, KernelNote, Reset, Seen},
     flows::{FlowTable, PacketMap, TtlShift},
     forensics::{
         self,
         ipid::IpIdShare,
+        kernel::KernelFacts,
         silence::{self, Silence},
-        stack::StackFacts,
         ttl, Case,
     },
-    stack::{self, StackView},
+    tracepoints::{self, Tracepoints},
 };
 use record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord};
 use settle::{IpIdRegistry, Pending, SettleQueue};
@@ -73,11 +73,12 @@ pub struct Pipeline {
     replay: Option<ReplayStats>,
     settle: SettleQueue,
     ip_ids: IpIdRegistry,
-    /// Stack notes left out as another namespace's (see `is_traced_namespaces`).
-    stack_notes_elsewhere: u64,
+    /// Kernel notes left out as another namespace's (see `is_traced_namespaces`).
+    kernel_notes_elsewhere: u64,
     /// The kernel's cumulative dropped-reset counts at the last summary.
     dropped_seen: PacketMap<DroppedReset, u64>,
-    stack: Option<StackContext>,
+    /// The tracepoints attached (live tracing), for joining their notes with resets.
+    tracepoints: Option<Tracepoints>,
 }
 
 /// Interface names by index, each looked up once ("" for 0, replay's).
@@ -106,11 +107,6 @@ impl IfaceNames {
     }
 }
 
-/// What the pipeline needs of the stack view to join tracepoint notes with resets.
-struct StackContext {
-    view: StackView,
-}
-
 impl Pipeline {
     /// A pipeline writing to `sink`; `clock` converts kernel time; `kernel_flow_capacity` is shown
     /// beside the kernel flow-table counters.
@@ -130,19 +126,19 @@ impl Pipeline {
             decode_errors: 0,
             local_networks: Vec::new(),
             host_addrs: Vec::new(),
-            stack_notes_elsewhere: 0,
+            kernel_notes_elsewhere: 0,
             replay: None,
             settle: SettleQueue::default(),
             ip_ids: IpIdRegistry::default(),
             dropped_seen: PacketMap::default(),
-            stack: None,
+            tracepoints: None,
         }
     }
 
-    /// Turns on the join with the stack's tracepoint notes (live tracing): `view` says which
-    /// tracepoints are attached.
-    pub fn set_stack(&mut self, view: StackView) {
-        self.stack = Some(StackContext { view });
+    /// Turns on the join with the kernel's tracepoint notes (live tracing): `tracepoints` says
+    /// which are attached.
+    pub fn set_tracepoints(&mut self, tracepoints: Tracepoints) {
+        self.tracepoints = Some(tracepoints);
     }
 
     /// How interface indexes become the names records show (live tracing: the names of the host's
@@ -210,7 +206,7 @@ impl Pipeline {
     /// at once. Events also advance the settle clock.
     pub fn event(&mut self, mut ev: Event) -> io::Result<()> {
         let seen = match &mut ev {
-            Event::Stack(note) => return self.stack_note(*note),
+            Event::Kernel(note) => return self.kernel_note(*note),
             Event::Reset(r) => &mut r.seen,
             Event::AfterReset(s) | Event::Retransmit(s) | Event::TtlChange(s) => &mut s.seen,
         };
@@ -266,16 +262,16 @@ impl Pipeline {
                 let iface = self.iface_names.name(s.seen.ifindex);
                 self.sink.sample(&SampleRecord::of("ttl_change", &s, iface))
             }
-            Event::Stack(note) => self.stack_note(note),
+            Event::Kernel(note) => self.kernel_note(note),
         }
     }
 
     /// Keeps what the stack said with its flow, for the verdicts of the flow's resets; a note
     /// from another network namespace is only counted.
-    fn stack_note(&mut self, note: StackNote) -> io::Result<()> {
+    fn kernel_note(&mut self, note: KernelNote) -> io::Result<()> {
         self.advance(note.kernel_ts_ns)?;
         if !self.is_traced_namespaces(&note) {
-            self.stack_notes_elsewhere += 1;
+            self.kernel_notes_elsewhere += 1;
             return Ok(());
         }
         self.flows.touch(&note.key, note.kernel_ts_ns).note(note);
@@ -288,10 +284,10 @@ impl Pipeline {
     /// flow table with flows no hook here sees. A listener's wildcard address, and any note
     /// while the addresses are unknown, count as local. (Loopback addresses are in every
     /// namespace: their notes always count as local.)
-    fn is_traced_namespaces(&self, note: &StackNote) -> bool {
+    fn is_traced_namespaces(&self, note: &KernelNote) -> bool {
         let local = match note.act {
-            StackAct::AcceptedReset => note.side.other(),
-            StackAct::SentReset | StackAct::Retransmitted | StackAct::RetransmittedSynAck => {
+            KernelAct::AcceptedReset => note.side.other(),
+            KernelAct::SentReset | KernelAct::Retransmitted | KernelAct::RetransmittedSynAck => {
                 note.side
             }
         };
@@ -309,8 +305,8 @@ impl Pipeline {
     /// reset's source port, bound to its address, to any, or dual-stack to any IPv6 address, is
     /// the reset's own, unless the flow has a note of its own (an established socket's reset).
     /// A note joins one reset only: it is taken from the listener's record.
-    fn take_listener_note(&mut self, r: &Reset) -> Option<StackNote> {
-        if self.stack.is_none() || r.seen.direction != Direction::Egress {
+    fn take_listener_note(&mut self, r: &Reset) -> Option<KernelNote> {
+        if self.tracepoints.is_none() || r.seen.direction != Direction::Egress {
             return None;
         }
         let t = r.seen.kernel_ts_ns;
@@ -334,7 +330,7 @@ impl Pipeline {
             })
             .max_by_key(|(_, _, ts)| *ts)?;
         let note = self.flows.get_mut(&key)?.take_sent_note_by(side, t)?;
-        Some(StackNote {
+        Some(KernelNote {
             key: r.seen.key,
             side: r.seen.side,
             ..note
@@ -410,32 +406,32 @@ impl Pipeline {
     /// (`sent_here`; the tracepoint fires just before the egress hook sees the packet), whether a
     /// socket accepted it when it was addressed to this host (the tracepoint fires after
     /// ingress), and what the stack retransmitted in the flow.
-    fn stack_facts(&self, r: &Reset, sent_here: bool) -> StackFacts {
-        let Some(ctx) = &self.stack else {
-            return StackFacts::default();
+    fn kernel_facts(&self, r: &Reset, sent_here: bool) -> KernelFacts {
+        let Some(tracepoints) = &self.tracepoints else {
+            return KernelFacts::default();
         };
         let flow = self.flows.get(&r.seen.key);
         let sent = flow.filter(|_| sent_here).and_then(|f| f.sent_note(r));
         let took = flow.is_some_and(|f| f.was_accepted(r));
         let to_here = r.seen.direction == Direction::Ingress
             && self.host_addrs.contains(&r.seen.receiver().0);
-        StackFacts {
+        KernelFacts {
             kernel_reason: sent.filter(|n| n.reason != REASON_UNKNOWN).map(|n| {
-                ctx.view
+                tracepoints
                     .reason_name(n.reason)
                     .unwrap_or_else(|| format!("reason {}", n.reason))
             }),
             socket_state: sent
-                .and_then(|n| stack::state_name(n.state))
+                .and_then(|n| tracepoints::state_name(n.state))
                 .map(str::to_string),
             accepted: if took && to_here {
                 Some(true)
-            } else if to_here && ctx.view.receive {
+            } else if to_here && tracepoints.receive {
                 Some(false)
             } else {
                 None
             },
-            retransmits: flow.map(|f| f.stack_retransmits).unwrap_or_default(),
+            retransmits: flow.map(|f| f.kernel_retransmits).unwrap_or_default(),
             synacks_after_handshake: flow
                 .map(|f| f.synacks_after_handshake(r))
                 .unwrap_or_default(),
@@ -475,7 +471,7 @@ impl Pipeline {
             IpIdShare::default()
         };
         let sent_locally = self.sent_by_this_host(r);
-        let stack = self.stack_facts(r, sent_locally);
+        let kernel = self.kernel_facts(r, sent_locally);
         let case = Case {
             reset: r,
             sent_locally,
@@ -483,13 +479,13 @@ impl Pipeline {
             neighbours: &neighbours,
             ipid_share,
             retransmits_after: p.retransmits_after,
-            stack,
+            kernel,
             ttl_shift,
         };
         let verdict = forensics::judge(&case);
-        self.window.reset(r, &verdict, &case.stack);
+        self.window.reset(r, &verdict, &case.kernel);
         let iface = self.iface_names.name(r.seen.ifindex);
-        let record = ResetRecord::of(r, iface, verdict, case.stack);
+        let record = ResetRecord::of(r, iface, verdict, case.kernel);
         self.sink.reset(&record)
     }
 
@@ -510,7 +506,7 @@ impl Pipeline {
         stats.resets_waiting = self.settle.len();
         stats.settled_early = self.settle.settled_early();
         stats.ipid_forgotten_early = self.ip_ids.forgotten_early();
-        stats.stack_notes_elsewhere = self.stack_notes_elsewhere;
+        stats.kernel_notes_elsewhere = self.kernel_notes_elsewhere;
         self.sink.summary(&summary, &stats)
     }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use crate::{
     event::{Reset, Sample, Seen},
-    forensics::{stack::StackFacts, Finding, Origin, Verdict},
+    forensics::{kernel::KernelFacts, Finding, Origin, Verdict},
     wire::{
         json::{json_object, Name, Object, WriteJson},
         us_between, FlagNames, OptionNames, PayloadView, Rfc3339,
@@ -361,7 +361,7 @@ pub struct ResetRecord<'a> {
     /// The evidence for the explanation, in numbers; null with it.
     pub explanation_detail: Option<String>,
     /// What this host's TCP stack said about it.
-    pub stack: StackJoin,
+    pub kernel: KernelWord,
 }
 
 impl WriteJson for ResetRecord<'_> {
@@ -381,17 +381,17 @@ impl WriteJson for ResetRecord<'_> {
             .field("findings", &self.findings)
             .field("explanation", &self.explanation.map(Name))
             .field("explanation_detail", &self.explanation_detail)
-            .field("kernel_reason", &self.stack.kernel_reason)
-            .field("socket_state", &self.stack.socket_state)
-            .field("accepted", &self.stack.accepted)
+            .field("kernel_reason", &self.kernel.kernel_reason)
+            .field("socket_state", &self.kernel.socket_state)
+            .field("accepted", &self.kernel.accepted)
             .end();
     }
 }
 
 /// What this host's TCP stack said about a reset (tracepoints), where it could know: the JSON
-/// view of [`StackFacts`].
+/// view of [`KernelFacts`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StackJoin {
+pub struct KernelWord {
     /// Why this host sent it, in the kernel's words (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ...);
     /// null for resets this host did not send, or without the tracepoint.
     pub kernel_reason: Option<String>,
@@ -404,7 +404,7 @@ pub struct StackJoin {
 
 impl<'a> ResetRecord<'a> {
     /// Builds the record of a decoded reset seen on `iface`.
-    pub fn of(r: &Reset, iface: &'a str, verdict: Verdict, stack: StackFacts) -> ResetRecord<'a> {
+    pub fn of(r: &Reset, iface: &'a str, verdict: Verdict, kernel: KernelFacts) -> ResetRecord<'a> {
         let seen = &r.seen;
         let ipv6 = r.rst.ip_flags & IP_V6 != 0;
         let now = seen.kernel_ts_ns;
@@ -448,10 +448,10 @@ impl<'a> ResetRecord<'a> {
             findings: verdict.findings,
             explanation: verdict.explanation.as_ref().map(|e| e.mechanism.code()),
             explanation_detail: verdict.explanation.map(|e| e.detail),
-            stack: StackJoin {
-                kernel_reason: stack.kernel_reason,
-                socket_state: stack.socket_state,
-                accepted: stack.accepted,
+            kernel: KernelWord {
+                kernel_reason: kernel.kernel_reason,
+                socket_state: kernel.socket_state,
+                accepted: kernel.accepted,
             },
         }
     }

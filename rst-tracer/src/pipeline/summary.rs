@@ -11,8 +11,8 @@ use crate::{
     counters::CounterSnapshot,
     event::{Reset, Seen},
     flows::{FlowTableStats, PacketMap},
-    forensics::{stack::StackFacts, Strength, Verdict},
-    stack,
+    forensics::{kernel::KernelFacts, Strength, Verdict},
+    tracepoints,
     wire::Rfc3339,
 };
 use rst_tracer_common::event::Direction;
@@ -95,7 +95,7 @@ impl SummaryWindow {
     }
 
     /// Counts a judged reset and what the stack said about it.
-    pub fn reset(&mut self, r: &Reset, verdict: &Verdict, stack: &StackFacts) {
+    pub fn reset(&mut self, r: &Reset, verdict: &Verdict, kernel: &KernelFacts) {
         self.resets += 1;
         self.resets_total += 1;
         self.suspicious += verdict.suspicious as u64;
@@ -103,13 +103,13 @@ impl SummaryWindow {
         let syn_side =
             (r.flow.syn_ns != 0).then(|| rst_tracer_common::flow::Side::from_u8(r.flow.syn_side));
         let (remote, port) = remote_and_port(&r.seen, syn_side);
-        if let Some(reason) = &stack.kernel_reason {
+        if let Some(reason) = &kernel.kernel_reason {
             *self
                 .by_kernel_reason
                 .entry((reason.clone(), remote))
                 .or_default() += 1;
         }
-        self.not_accepted += (stack.accepted == Some(false)) as u64;
+        self.not_accepted += (kernel.accepted == Some(false)) as u64;
         self.tally_evictions += bound(&mut self.by_kernel_reason, |n| *n);
         for tally in [
             self.by_remote.entry(remote).or_default(),
@@ -216,7 +216,7 @@ impl SummaryWindow {
                 reason: reason.clone(),
                 remote: *remote,
                 resets: *n,
-                meaning: stack::reason_meaning(reason),
+                meaning: tracepoints::reason_meaning(reason),
             })
             .collect();
         v.sort_by(|a, b| {
@@ -346,7 +346,7 @@ pub struct SummaryRecord {
     /// Resets this host sent in the window, by the kernel's reason and remote endpoint (stack
     /// view), most first.
     pub local_by_kernel_reason: Vec<ReasonCount>,
-    /// Resets addressed to this host in the window that no socket accepted (stack view).
+    /// Resets addressed to this host in the window that no socket accepted (kernel notes).
     pub not_accepted: u64,
     /// Flows in the userspace table.
     pub flows_tracked: usize,
@@ -385,9 +385,10 @@ pub struct StatsRecord {
     pub settled_early: u64,
     /// Reset IP IDs forgotten before their share window ended because the registry was full.
     pub ipid_forgotten_early: u64,
-    /// Stack notes (the TCP tracepoints fire in every network namespace) whose local endpoint
+    /// Kernel notes (the TCP tracepoints fire in every network namespace) whose local endpoint
     /// is none of the traced namespace's addresses: left out, since no traced flow is theirs.
-    pub stack_notes_elsewhere: u64,
+    #[serde(rename = "stack_notes_elsewhere")] // the JSON name predates "kernel notes"; kept
+    pub kernel_notes_elsewhere: u64,
     /// Replay only: records read, run and skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStats>,
@@ -464,7 +465,7 @@ impl StatsRecord {
             resets_waiting: 0,
             settled_early: 0,
             ipid_forgotten_early: 0,
-            stack_notes_elsewhere: 0,
+            kernel_notes_elsewhere: 0,
             replay: None,
         }
     }

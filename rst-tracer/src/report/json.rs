@@ -129,7 +129,7 @@ mod schema {
         event::Sample,
         forensics::{
             explain::{Explanation, Mechanism},
-            stack::StackFacts,
+            kernel::KernelFacts,
             testing::{self, MS, T},
             Finding, Origin, Strength, Verdict,
         },
@@ -210,15 +210,15 @@ mod schema {
                 detail: "its own socket aborted".into(),
             }),
         };
-        let stack = StackFacts {
+        let kernel = KernelFacts {
             kernel_reason: Some("NO_SOCKET".into()),
             socket_state: Some("TCP_CLOSE".into()),
             accepted: Some(false),
-            ..StackFacts::default()
+            ..KernelFacts::default()
         };
         let iface = "eth0";
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(&r, iface, verdict, stack))
+            s.reset(&ResetRecord::of(&r, iface, verdict, kernel))
                 .unwrap()
         });
         let expected = [
@@ -264,7 +264,7 @@ mod schema {
         };
         let iface = "";
         let got = lines(|s| {
-            s.reset(&ResetRecord::of(&r, iface, verdict, StackFacts::default()))
+            s.reset(&ResetRecord::of(&r, iface, verdict, KernelFacts::default()))
                 .unwrap()
         });
         let side = r#"{"seen":false,"packets":0,"bytes":0,"retransmits":0,"ttl":null,"last_ip_id":null,"seq_next":null,"last_ack":null,"window":null,"timestamps":false,"ts_val":null,"last_seen_us_ago":null,"leg_rtt_us":null}"#;

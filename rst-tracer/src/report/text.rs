@@ -124,16 +124,16 @@ pub fn reset_line(r: &ResetRecord) -> String {
             None => format!("payload {} B {}", r.rst.payload_len, p.hex),
         });
     }
-    if let Some(reason) = &r.stack.kernel_reason {
+    if let Some(reason) = &r.kernel.kernel_reason {
         let state = r
-            .stack
+            .kernel
             .socket_state
             .as_deref()
             .map(|s| format!(" in {s}"))
             .unwrap_or_default();
         parts.push(format!("kernel: {reason}{state}"));
     }
-    match r.stack.accepted {
+    match r.kernel.accepted {
         Some(true) => parts.push("a socket here accepted it".into()),
         Some(false) => parts.push("no socket here accepted it".into()),
         None => {}
@@ -376,7 +376,7 @@ mod tests {
         use crate::{
             counters::CounterSnapshot,
             flows::FlowTableStats,
-            forensics::{stack::StackFacts, testing::reset, Origin, Verdict},
+            forensics::{kernel::KernelFacts, testing::reset, Origin, Verdict},
             pipeline::summary::{StatsRecord, SummaryWindow},
         };
         use rst_tracer_common::event::Direction;
@@ -391,17 +391,17 @@ mod tests {
         let mut window = SummaryWindow::new(0);
         let mut sent = reset();
         sent.seen.direction = Direction::Egress;
-        let no_socket = StackFacts {
+        let no_socket = KernelFacts {
             kernel_reason: Some("NO_SOCKET".into()),
-            ..StackFacts::default()
+            ..KernelFacts::default()
         };
         window.reset(&sent, &verdict, &no_socket);
         window.reset(&sent, &verdict, &no_socket);
         let mut received = reset();
         received.seen.direction = Direction::Ingress;
-        let rejected = StackFacts {
+        let rejected = KernelFacts {
             accepted: Some(false),
-            ..StackFacts::default()
+            ..KernelFacts::default()
         };
         window.reset(&received, &verdict, &rejected);
         let summary = window.take(1_000_000_000, FlowTableStats::default());

@@ -26,7 +26,7 @@ use crate::{
     pipeline::Pipeline,
     privileges,
     report::{self, Format},
-    stack::{self, StackView},
+    tracepoints::{self, Tracepoints},
 };
 
 /// How often resets whose settle window closed are judged and written.
@@ -51,7 +51,7 @@ pub struct LiveOptions {
     pub format: Format,
     /// Kernel program settings.
     pub load: LoadOptions,
-    /// Where tracefs is, for the stack view.
+    /// Where tracefs is, for the kernel notes.
     pub tracefs: PathBuf,
     /// Written once every hook is attached (for scripts and tests that must wait for it).
     pub ready_file: Option<PathBuf>,
@@ -69,22 +69,22 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     privileges::check()?;
     let object = object::embedded()?;
     let ifaces = iface::default_or_named(&opts.ifaces)?;
-    let mut stack_notes = Vec::new();
-    let tracefs = if opts.tracefs == Path::new(stack::TRACEFS) {
-        stack::ensure_tracefs().map(Some)
+    let mut kernel_notes = Vec::new();
+    let tracefs = if opts.tracefs == Path::new(tracepoints::TRACEFS) {
+        tracepoints::ensure_tracefs().map(Some)
     } else {
         Ok(None)
     };
     let view = match &tracefs {
         Ok(mount) => {
-            stack_notes.extend(mount.as_ref().and_then(|m| m.note()));
-            StackView::discover(&opts.tracefs)
+            kernel_notes.extend(mount.as_ref().and_then(|m| m.note()));
+            Tracepoints::discover(&opts.tracefs)
         }
-        Err(why) => StackView::off(&format!(
+        Err(why) => Tracepoints::off(&format!(
             "{why}: local resets carry no kernel reason, received ones no 'accepted'"
         )),
     };
-    stack_notes.extend(view.notes.iter().filter(|n| !n.is_empty()).cloned());
+    kernel_notes.extend(view.notes.iter().filter(|n| !n.is_empty()).cloned());
     let load = LoadOptions {
         tracepoints: view.offsets,
         ..opts.load
@@ -98,7 +98,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         "verifier cost (instructions processed): {:?}",
         attach::verifier_cost(&ebpf)?
     );
-    stack_notes.extend(attach::attach_stack(&mut ebpf, &view));
+    kernel_notes.extend(attach::attach_tracepoints(&mut ebpf, &view));
     // The tracepoints are attached and their links do not need tracefs: one mounted for them
     // is unmounted again.
     drop(tracefs);
@@ -110,8 +110,8 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         privileges::KEPT_AFTER_LOAD
     };
     privileges::keep_only(kept).context("giving up capabilities after attaching")?;
-    for note in &stack_notes {
-        eprintln!("rst-tracer: stack view: {note}");
+    for note in &kernel_notes {
+        eprintln!("rst-tracer: kernel notes: {note}");
     }
     let hooks: Vec<String> = attachments
         .iter()
@@ -131,7 +131,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         epoch_now_ns(),
     );
     pipeline.set_iface_names(iface::name_of);
-    pipeline.set_stack(view);
+    pipeline.set_tracepoints(view);
     pipeline.set_host_addresses(iface::local_addresses());
     let mut ticker = interval_at(Instant::now() + opts.interval, opts.interval);
     let mut settle_ticker = interval_at(Instant::now() + SETTLE_TICK, SETTLE_TICK);

@@ -415,7 +415,7 @@ pub struct Outcome {
     pub false_positives: Vec<String>,
     /// Honest resets (or silent flows) carrying every one of the scenario's explanation codes.
     pub explained: usize,
-    /// Stack-view gaps: egress resets without a kernel reason, and resets to the traced host
+    /// Kernel-note gaps: egress resets without a kernel reason, and resets to the traced host
     /// without `accepted`.
     pub stack_gaps: Vec<String>,
 }

@@ -1,4 +1,4 @@
-//! Findings from the stack view: what this host's own TCP stack said about the flow (whether it
+//! Findings from the kernel notes: what this host's own TCP stack said about the flow (whether it
 //! accepted the reset, what it retransmitted before it). Empty without the tracepoints.
 
 use crate::forensics::codes;
@@ -8,7 +8,7 @@ use super::{Case, Finding, Strength};
 
 /// What this host's stack said about a reset's flow (tracepoints), where it could know.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StackFacts {
+pub struct KernelFacts {
     /// Why this host sent the reset, in the kernel's words (`NO_SOCKET`, ...).
     pub kernel_reason: Option<String>,
     /// The sending socket's state then (`TCP_CLOSE`, ...), when this host sent it.
@@ -22,9 +22,9 @@ pub struct StackFacts {
     pub synacks_after_handshake: u32,
 }
 
-/// The stack-view findings of `case`.
+/// The kernel-note findings of `case`.
 pub fn check(case: &Case) -> Vec<Finding> {
-    let s = &case.stack;
+    let s = &case.kernel;
     let mut out = Vec::new();
     if s.accepted == Some(false) {
         out.push(Finding::new(
@@ -96,11 +96,11 @@ mod tests {
     fn a_rejected_reset_and_a_half_open_handshake_are_named() {
         let r = reset();
         let mut c = case(&r);
-        c.stack = StackFacts {
+        c.kernel = KernelFacts {
             accepted: Some(false),
             retransmits: [0, 3],
             synacks_after_handshake: 2,
-            ..StackFacts::default()
+            ..KernelFacts::default()
         };
         let found = check(&c);
         let names: Vec<&str> = codes(found.clone()).into_iter().map(|(c, _)| c).collect();
@@ -119,7 +119,7 @@ mod tests {
                 .contains("retransmitted 3 time(s) from the reset's receiver"),
             "{found:?}"
         );
-        c.stack.accepted = Some(true);
+        c.kernel.accepted = Some(true);
         assert!(!check(&c).iter().any(|f| f.code == "not_accepted"));
     }
 
@@ -128,7 +128,7 @@ mod tests {
         // The server (side Hi) last sent an ACK; this host (Lo) answers NO_SOCKET.
         let r = reset();
         let mut c = case(&r);
-        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        c.kernel.kernel_reason = Some("NO_SOCKET".into());
         let found = check(&c);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].code, "no_socket_midstream");
@@ -137,12 +137,12 @@ mod tests {
         let mut syn = reset();
         syn.flow.sides[1].last_flags = TCP_SYN;
         let mut c = case(&syn);
-        c.stack.kernel_reason = Some("NO_SOCKET".into());
+        c.kernel.kernel_reason = Some("NO_SOCKET".into());
         assert!(check(&c).is_empty());
         // The port's listener answering the mid-stream segment says the same.
         let mut c = case(&r);
-        c.stack.kernel_reason = Some("TCP_FLAGS".into());
-        c.stack.socket_state = Some("TCP_LISTEN".into());
+        c.kernel.kernel_reason = Some("TCP_FLAGS".into());
+        c.kernel.socket_state = Some("TCP_LISTEN".into());
         let found = check(&c);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].detail.contains("listener"), "{found:?}");

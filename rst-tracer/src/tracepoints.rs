@@ -1,4 +1,4 @@
-//! The stack view: the kernel's own word on resets, from the TCP tracepoints.
+//! The kernel notes: the kernel's own word on resets, from the TCP tracepoints.
 //!
 //! tcp:tcp_send_reset says why this host sends a reset (`enum sk_rst_reason`, Linux 6.10+) and in
 //! which socket state; tcp:tcp_receive_reset fires only when a socket accepts a reset. Their
@@ -17,9 +17,9 @@ use rst_tracer_common::event::{SocketFields, TracepointOffsets, FIELD_ABSENT};
 /// Where tracefs is mounted.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// What the kernel offers for the stack view.
+/// What the kernel offers for the kernel notes.
 #[derive(Clone, Debug)]
-pub struct StackView {
+pub struct Tracepoints {
     /// Field offsets for the kernel program.
     pub offsets: TracepointOffsets,
     /// tcp:tcp_send_reset is usable.
@@ -36,10 +36,10 @@ pub struct StackView {
     pub notes: Vec<String>,
 }
 
-impl StackView {
+impl Tracepoints {
     /// Nothing from the stack (capture replay, or no tracefs).
-    pub fn off(why: &str) -> StackView {
-        StackView {
+    pub fn off(why: &str) -> Tracepoints {
+        Tracepoints {
             offsets: TracepointOffsets::LINUX_6_10,
             send: false,
             receive: false,
@@ -51,10 +51,10 @@ impl StackView {
     }
 
     /// Reads the tracepoint formats under `tracefs`.
-    pub fn discover(tracefs: &Path) -> StackView {
+    pub fn discover(tracefs: &Path) -> Tracepoints {
         let read =
             |tp: &str| fs::read_to_string(tracefs.join("events/tcp").join(tp).join("format")).ok();
-        let mut view = StackView::off("");
+        let mut view = Tracepoints::off("");
         view.notes.clear();
         let mut o = TracepointOffsets::LINUX_6_10;
         match read("tcp_send_reset") {
@@ -337,7 +337,7 @@ print fmt: \"state=%s reason=%s\", __print_symbolic(REC->state, { TCP_ESTABLISHE
             ),
         )
         .unwrap();
-        let v = StackView::discover(&dir);
+        let v = Tracepoints::discover(&dir);
         assert!(v.send);
         assert_eq!(v.offsets.send_reason, FIELD_ABSENT);
         assert!(!v.receive);

@@ -1,9 +1,9 @@
-//! Cost of the stack view under a reset storm (`cargo xtask bench`): refused connects on
+//! Cost of the kernel notes under a reset storm (`cargo xtask bench`): refused connects on
 //! loopback, each making one tcp_send_reset (NO_SOCKET) and one tcp_receive_reset (the
 //! connecting socket accepts the RST). Each round times the storm without the tracepoints, then
 //! with them attached and their ring drained, and reports the ratio; the kernel's own run-time
 //! statistics (BPF_ENABLE_STATS) give each tracepoint program's cost per event. Writes the
-//! `stack` section of `summary.json` in `RST_TRACER_BENCH_OUT`.
+//! `tracepoints` section of `summary.json` in `RST_TRACER_BENCH_OUT`.
 
 #[path = "common/summary.rs"]
 mod summary;
@@ -28,9 +28,9 @@ use aya::{
 };
 use rst_tracer::{
     attach::{self, LoadOptions},
-    stack::{self, StackView},
+    tracepoints::{self, Tracepoints},
 };
-use rst_tracer_common::names::{MAP_RST_RING, STACK_PROGRAMS};
+use rst_tracer_common::names::{MAP_RST_RING, TRACEPOINT_PROGRAMS};
 use serde_json::json;
 
 /// Refused connects per phase of a round.
@@ -54,7 +54,7 @@ fn storm(port: u16, n: u32) -> Result<f64> {
     Ok(start.elapsed().as_nanos() as f64 / n as f64)
 }
 
-/// The loaded object with every stack tracepoint attached, and a thread draining its ring.
+/// The loaded object with every kernel-note tracepoint attached, and a thread draining its ring.
 struct Attached {
     ebpf: Ebpf,
     stop: Arc<AtomicBool>,
@@ -63,15 +63,15 @@ struct Attached {
 }
 
 impl Attached {
-    fn new(object: &[u8], view: &StackView) -> Result<Attached> {
+    fn new(object: &[u8], view: &Tracepoints) -> Result<Attached> {
         let opts = LoadOptions {
             tracepoints: view.offsets,
             ..LoadOptions::default()
         };
         let mut ebpf = attach::open(object, &opts)?;
-        let notes = attach::attach_stack(&mut ebpf, view);
+        let notes = attach::attach_tracepoints(&mut ebpf, view);
         if !notes.is_empty() {
-            bail!("stack tracepoints not attached: {notes:?}");
+            bail!("kernel-note tracepoints not attached: {notes:?}");
         }
         let map = ebpf
             .take_map(MAP_RST_RING)
@@ -100,9 +100,9 @@ impl Attached {
         })
     }
 
-    /// (run time ns, run count) of each stack program so far.
+    /// (run time ns, run count) of each tracepoint program so far.
     fn run_stats(&self) -> Result<Vec<(u64, u64)>> {
-        STACK_PROGRAMS
+        TRACEPOINT_PROGRAMS
             .iter()
             .map(|(name, _)| {
                 let info = self
@@ -131,10 +131,13 @@ fn main() -> Result<()> {
         .ok_or_else(|| anyhow!("RST_TRACER_EBPF_OBJECT is not set: run `cargo xtask bench`"))?;
     let object = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     // Unmounted at the end if this mounted it.
-    let _tracefs = stack::ensure_tracefs().map_err(|e| anyhow!("tracefs: {e}"))?;
-    let view = StackView::discover(Path::new(stack::TRACEFS));
+    let _tracefs = tracepoints::ensure_tracefs().map_err(|e| anyhow!("tracefs: {e}"))?;
+    let view = Tracepoints::discover(Path::new(tracepoints::TRACEFS));
     if !(view.send && view.receive && view.retransmit && view.synack) {
-        bail!("this kernel lacks part of the stack view: {:?}", view.notes);
+        bail!(
+            "this kernel lacks part of the kernel notes: {:?}",
+            view.notes
+        );
     }
     let rounds = summary::rounds();
     let port = closed_port()?;
@@ -167,10 +170,10 @@ fn main() -> Result<()> {
     } else {
         median(per_event)
     };
-    println!("stack view under a reset storm ({rounds} rounds of {STORM} refused connects)");
+    println!("kernel notes under a reset storm ({rounds} rounds of {STORM} refused connects)");
     println!("  refused connect, no tracepoints (baseline)  {without:>9.0} ns");
     println!(
-        "  refused connect, stack view attached        {with:>9.0} ns  ({:.3}x baseline)",
+        "  refused connect, kernel notes attached        {with:>9.0} ns  ({:.3}x baseline)",
         with / without
     );
     println!(
@@ -180,10 +183,10 @@ fn main() -> Result<()> {
     println!("  events: {events} tracepoint runs, {drained} ring records drained");
     let mut values = serde_json::Map::new();
     values.insert("refused_connect_ns".into(), json!(without));
-    values.insert("refused_connect_with_stack_ns".into(), json!(with));
+    values.insert("refused_connect_with_tracepoints_ns".into(), json!(with));
     values.insert("ratio".into(), json!(with / without));
     values.insert("tracepoint_ns_per_event".into(), json!(tp_ns));
     values.insert("tracepoint_runs".into(), json!(events));
     values.insert("ring_records_drained".into(), json!(drained));
-    summary::write_section(&summary::out_dir(), "stack", values)
+    summary::write_section(&summary::out_dir(), "tracepoints", values)
 }

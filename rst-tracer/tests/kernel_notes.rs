@@ -1,4 +1,4 @@
-//! Stack-view tests: real resets made by the server's own TCP stack and forged ones, and what the
+//! Kernel-note tests: real resets made by the server's own TCP stack and forged ones, and what the
 //! tracer says the kernel said about them (tcp:tcp_send_reset's reason, tcp:tcp_receive_reset).
 //! They need root, the built eBPF object and tracefs (`cargo xtask test`) and fail plainly
 //! without. The reasons asserted are the ones Linux 6.10+ gives for each case.
@@ -336,7 +336,7 @@ fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
 /// theirs): mounted while a test needs it if it was missing, and unmounted after, one test at a
 /// time so that none unmounts it under another.
 struct HostTracefs {
-    _mount: rst_tracer::stack::Tracefs,
+    _mount: rst_tracer::tracepoints::Tracefs,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -344,7 +344,7 @@ fn host_tracefs() -> HostTracefs {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     HostTracefs {
-        _mount: rst_tracer::stack::ensure_tracefs().expect("tracefs"),
+        _mount: rst_tracer::tracepoints::ensure_tracefs().expect("tracefs"),
         _turn: turn,
     }
 }
@@ -360,7 +360,7 @@ struct TraceCount {
 impl TraceCount {
     fn start(event: &str, sport: u16) -> TraceCount {
         let tracefs = host_tracefs();
-        let dir = std::path::Path::new(rst_tracer::stack::TRACEFS)
+        let dir = std::path::Path::new(rst_tracer::tracepoints::TRACEFS)
             .join("instances")
             .join(format!("rstlab-{}-{sport}", std::process::id()));
         std::fs::create_dir(&dir).expect("a tracefs instance");
@@ -517,15 +517,16 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
     }
 }
 
-/// Every stack-view program passes this kernel's verifier and attaches. The tracer runs on
+/// Every kernel-note program passes this kernel's verifier and attaches. The tracer runs on
 /// without one it could not attach (it says so on stderr), so only this test fails loudly when
 /// one no longer loads (a program over the verifier's 512-byte stack, for example).
 #[test]
 fn every_stack_view_program_loads_and_attaches() {
     require_privileges!();
     let _tracefs = host_tracefs();
-    let view =
-        rst_tracer::stack::StackView::discover(std::path::Path::new(rst_tracer::stack::TRACEFS));
+    let view = rst_tracer::tracepoints::Tracepoints::discover(std::path::Path::new(
+        rst_tracer::tracepoints::TRACEFS,
+    ));
     assert!(
         view.send && view.receive && view.retransmit && view.synack,
         "this kernel lacks a tracepoint: {:?}",
@@ -537,6 +538,6 @@ fn every_stack_view_program_loads_and_attaches() {
     };
     let object = rst_tracer::object::embedded().unwrap();
     let mut ebpf = rst_tracer::attach::open(object, &load).unwrap();
-    let refused = rst_tracer::attach::attach_stack(&mut ebpf, &view);
+    let refused = rst_tracer::attach::attach_tracepoints(&mut ebpf, &view);
     assert!(refused.is_empty(), "{refused:#?}");
 }

@@ -1,4 +1,4 @@
-//! The stack view: what the kernel's TCP stack says about resets and retransmissions, from four
+//! The kernel notes: what the kernel's TCP stack says about resets and retransmissions, from four
 //! tracepoints.
 //!
 //! Design decisions:
@@ -13,20 +13,20 @@
 //!   retransmissions go to the sample ring, so a retransmission storm cannot crowd out resets.
 //! - Retransmissions are rate-limited like the packet samples: at most one event per flow side
 //!   per sample gap, carrying how many it stands for; the ones in between are held in
-//!   `RST_STACK_TALLY` and ride on the next event, or are flushed when the flow resets, so the
+//!   `RST_RETX_TALLY` and ride on the next event, or are flushed when the flow resets, so the
 //!   count a reset's verdict sees is exact.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use rst_tracer_common::{
     counter::Counter,
     event::{
-        EventKind, SocketFields, StackEvent, StackTally, EVENT_VERSION, FIELD_ABSENT,
+        EventKind, KernelNoteEvent, RetransmitTally, SocketFields, EVENT_VERSION, FIELD_ABSENT,
         REASON_UNKNOWN,
     },
     flow::{AddrWords, FlowKey, Side, FAMILY_IPV4, FAMILY_IPV6},
 };
 
-use crate::maps::{count, ring_of, sample_gap_ns, RST_STACK_TALLY, TP_OFFSETS};
+use crate::maps::{count, ring_of, sample_gap_ns, RST_RETX_TALLY, TP_OFFSETS};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -92,7 +92,7 @@ pub fn sent_reset(ctx: &TracePointContext) {
     let (key, side) = FlowKey::canonical(family, &src, sport, &dst, dport);
     flush_retransmits(&key);
     write(
-        EventKind::StackSentReset,
+        EventKind::KernelSentReset,
         &key,
         side,
         state as u32,
@@ -106,7 +106,7 @@ pub fn accepted_reset(ctx: &TracePointContext) {
     if let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.receive), true) {
         flush_retransmits(&key);
         write(
-            EventKind::StackAcceptedReset,
+            EventKind::KernelAcceptedReset,
             &key,
             side,
             state,
@@ -131,7 +131,7 @@ pub fn retransmit(ctx: &TracePointContext) {
     // SAFETY: a BPF helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let s = side as usize;
-    let count_now = match RST_STACK_TALLY.get_ptr_mut(&key) {
+    let count_now = match RST_RETX_TALLY.get_ptr_mut(&key) {
         // SAFETY: a pointer into the tally map's value from the look-up, valid for the run.
         Some(t) => unsafe {
             let last = (*t).last_ns[s];
@@ -139,7 +139,7 @@ pub fn retransmit(ctx: &TracePointContext) {
                 // One socket's retransmissions are serialised by its lock: no other CPU
                 // updates this side at the same time.
                 (*t).held[s] += 1;
-                count(Counter::StackFolded);
+                count(Counter::RetransmitsFolded);
                 return;
             }
             let n = (*t).held[s] + 1;
@@ -148,14 +148,14 @@ pub fn retransmit(ctx: &TracePointContext) {
             n
         },
         None => {
-            let mut t = StackTally::default();
+            let mut t = RetransmitTally::default();
             t.last_ns[s] = now;
-            let _ = RST_STACK_TALLY.insert(&key, &t, 0);
+            let _ = RST_RETX_TALLY.insert(&key, &t, 0);
             1
         }
     };
     write(
-        EventKind::StackRetransmit,
+        EventKind::KernelRetransmit,
         &key,
         side,
         state,
@@ -166,7 +166,7 @@ pub fn retransmit(ctx: &TracePointContext) {
 
 /// Sends the retransmissions a flow has held, before its reset is reported.
 fn flush_retransmits(key: &FlowKey) {
-    let Some(t) = RST_STACK_TALLY.get_ptr_mut(key) else {
+    let Some(t) = RST_RETX_TALLY.get_ptr_mut(key) else {
         return;
     };
     for side in [Side::Lo, Side::Hi] {
@@ -177,7 +177,7 @@ fn flush_retransmits(key: &FlowKey) {
         if held > 0 {
             unsafe { (*t).held[s] = 0 };
             write(
-                EventKind::StackRetransmit,
+                EventKind::KernelRetransmit,
                 key,
                 side,
                 0,
@@ -192,7 +192,7 @@ fn flush_retransmits(key: &FlowKey) {
 pub fn synack_retransmit(ctx: &TracePointContext) {
     if let Some((key, side, state)) = socket(ctx, &socket_offsets(&TP_OFFSETS.synack), false) {
         write(
-            EventKind::StackSynAckRetransmit,
+            EventKind::KernelSynAckRetransmit,
             &key,
             side,
             state,
@@ -252,19 +252,19 @@ fn socket(
     Some((key, side, state as u32))
 }
 
-/// Writes one stack event standing for `acts` acts (see `StackEvent::count`).
+/// Writes one stack event standing for `acts` acts (see `KernelNoteEvent::count`).
 fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32, acts: u32) {
-    let Some(mut entry) = ring_of(kind).reserve::<StackEvent>(0) else {
-        count(Counter::StackDropped);
+    let Some(mut entry) = ring_of(kind).reserve::<KernelNoteEvent>(0) else {
+        count(Counter::NotesDropped);
         return;
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the ring entry just reserved for a `StackEvent`, this program's until it
+    // SAFETY: `ev` is the ring entry just reserved for a `KernelNoteEvent`, this program's until it
     // submits it.
     unsafe {
         (*ev).version = EVENT_VERSION;
         (*ev).kind = kind as u8;
-        (*ev).len = core::mem::size_of::<StackEvent>() as u16;
+        (*ev).len = core::mem::size_of::<KernelNoteEvent>() as u16;
         (*ev).state = state;
         (*ev).ts_ns = bpf_ktime_get_ns();
         core::ptr::copy_nonoverlapping(key, &mut (*ev).key, 1);
@@ -275,5 +275,5 @@ fn write(kind: EventKind, key: &FlowKey, side: Side, state: u32, reason: u32, ac
         (*ev)._pad2 = 0;
     }
     entry.submit(0);
-    count(Counter::StackWritten);
+    count(Counter::NotesWritten);
 }
