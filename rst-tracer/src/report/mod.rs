@@ -7,7 +7,11 @@ pub mod text;
 
 use std::io;
 
-use crate::pipeline::Sink;
+use crate::pipeline::{
+    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
+    summary::{StatsRecord, SummaryRecord},
+    Sink,
+};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -29,5 +33,108 @@ pub fn sink(format: Format, out: Box<dyn io::Write + Send>) -> Box<dyn Sink + Se
             out,
         )))),
         Format::Json => Box::new(json::JsonSink::new(out, OUTPUT_BUFFER)),
+    }
+}
+
+/// Several sinks fed the same records, in order (the output format beside, later, metrics or a
+/// capture of the resets). Every sink gets every record even when one fails; the first error is
+/// returned.
+pub struct Tee {
+    sinks: Vec<Box<dyn Sink + Send>>,
+}
+
+impl Tee {
+    /// A tee over `sinks`.
+    pub fn new(sinks: Vec<Box<dyn Sink + Send>>) -> Tee {
+        Tee { sinks }
+    }
+
+    /// Calls `write` on each sink; the first error, after all have been called.
+    fn each(&mut self, mut write: impl FnMut(&mut dyn Sink) -> io::Result<()>) -> io::Result<()> {
+        let mut first = Ok(());
+        for sink in &mut self.sinks {
+            let result = write(sink.as_mut());
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+}
+
+impl Sink for Tee {
+    fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
+        self.each(|s| s.reset(r))
+    }
+    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()> {
+        self.each(|s| s.after_reset(r))
+    }
+    fn sample(&mut self, r: &SampleRecord) -> io::Result<()> {
+        self.each(|s| s.sample(r))
+    }
+    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()> {
+        self.each(|s| s.silence(r))
+    }
+    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()> {
+        self.each(|sink| sink.summary(s, stats))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.each(|s| s.flush())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Counts the flushes it gets; fails each one when `fail`.
+    struct Flushes {
+        seen: Arc<Mutex<u32>>,
+        fail: bool,
+    }
+
+    impl Sink for Flushes {
+        fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
+            Ok(())
+        }
+        fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
+            Ok(())
+        }
+        fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
+            Ok(())
+        }
+        fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
+            Ok(())
+        }
+        fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            *self.seen.lock().unwrap() += 1;
+            if self.fail {
+                return Err(io::Error::other("sink one failed"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_tee_feeds_every_sink_and_returns_the_first_error() {
+        let (one, two) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+        let mut tee = Tee::new(vec![
+            Box::new(Flushes {
+                seen: one.clone(),
+                fail: true,
+            }),
+            Box::new(Flushes {
+                seen: two.clone(),
+                fail: false,
+            }),
+        ]);
+        let err = tee.flush().unwrap_err();
+        assert_eq!(err.to_string(), "sink one failed");
+        assert_eq!((*one.lock().unwrap(), *two.lock().unwrap()), (1, 1));
     }
 }
