@@ -11,9 +11,6 @@
 //! Writes the `flood` section of `summary.json` in `RST_TRACER_BENCH_OUT`; fails when a reset is
 //! unaccounted for.
 
-#[path = "../tests/common/lab.rs"]
-#[allow(dead_code, reason = "the bench uses only part of the lab")]
-mod lab;
 #[path = "common/summary.rs"]
 mod summary;
 
@@ -27,7 +24,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context, Result};
 use etherparse::PacketBuilder;
-use lab::{in_ns, Lab, Tracer, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP};
+use rst_tracer_lab::lab::{in_ns, Lab, Tracer, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP};
 use serde_json::{json, Value};
 
 /// Distinct flows the reset flood cycles through.

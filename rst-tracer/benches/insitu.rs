@@ -21,11 +21,6 @@
 //! - `veth_mtu`: Gbit/s per way and direction and each way's ratio to bare (the median of the
 //!   rounds' own ratios; budget: the tracer at least [`MIN_THROUGHPUT_RATIO`] each way).
 
-#[path = "common/iperf.rs"]
-mod iperf;
-#[path = "../tests/common/lab.rs"]
-#[allow(dead_code, reason = "the bench uses only part of the lab")]
-mod lab;
 #[path = "common/summary.rs"]
 mod summary;
 
@@ -37,9 +32,9 @@ use aya::{
     sys::{enable_stats, Stats},
     Ebpf,
 };
-use iperf::Direction;
-use lab::{in_ns, Lab, ROUTER_SERVER_IF, SERVER_IF};
 use rst_tracer_common::names::{PACKET_PROGRAMS, TRACEPOINT_PROGRAMS};
+use rst_tracer_lab::iperf::{self, Direction};
+use rst_tracer_lab::lab::{in_ns, Lab, ROUTER_SERVER_IF, SERVER_IF};
 use serde_json::{json, Map, Value};
 use summary::median;
 

@@ -14,13 +14,6 @@
 mod summary;
 use summary::median;
 
-#[path = "../tests/common/frames.rs"]
-#[allow(
-    dead_code,
-    reason = "the benchmark uses only some of the test frame builders"
-)]
-mod frames;
-
 use std::{env, net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::{anyhow, Context, Result};
@@ -29,12 +22,12 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
-use frames::Seg;
 use rst_tracer::{attach::LoadOptions, source::prog_run::ProgRun};
 use rst_tracer_common::{
     event::Hook,
     flow::{addr_from_ipv4, FlowKey, FlowState, Side, FAMILY_IPV4},
 };
+use rst_tracer_lab::frames::Seg;
 use serde_json::json;
 
 /// Budget: an established flow's ACK costs at most this many times the floor of one flow-table

@@ -8,13 +8,6 @@
 #[path = "common/summary.rs"]
 mod summary;
 
-#[path = "../tests/common/frames.rs"]
-#[allow(
-    dead_code,
-    reason = "the benchmark uses only some of the test frame builders"
-)]
-mod frames;
-
 use std::{
     env, fs,
     io::{BufWriter, Write},
@@ -24,7 +17,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use frames::Seg;
+use rst_tracer_lab::frames::Seg;
 use serde_json::json;
 
 /// Packets in the synthetic capture.

@@ -10,18 +10,13 @@
 //! when the tracer (auto) keeps less than 0.90 of the throughput without it, or does not beat
 //! tcpdump.
 
-#[path = "common/iperf.rs"]
-mod iperf;
-#[path = "../tests/common/lab.rs"]
-#[allow(dead_code, reason = "the bench uses only part of the lab")]
-mod lab;
 #[path = "common/summary.rs"]
 mod summary;
 
 use std::{fs, path::Path};
 
 use anyhow::{bail, ensure, Context, Result};
-use lab::Lab;
+use rst_tracer_lab::{iperf, lab::Lab};
 use serde_json::json;
 use summary::median;
 

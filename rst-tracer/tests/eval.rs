@@ -4,10 +4,9 @@
 //! tracer saw must be caught, and no handshake may be quicker than the router's delay line.
 //! Needs root and the built object.
 
-#[macro_use]
-mod common;
+use rst_tracer_lab::require_privileges;
 
-use common::eval::{self, Kind, Viewpoint, CLASSES, DELAY};
+use rst_tracer_lab::eval::{self, Kind, Viewpoint, CLASSES, DELAY};
 
 const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
 /// Connections of the largest honest class (the others a share of it, forged classes once).

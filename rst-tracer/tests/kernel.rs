@@ -2,11 +2,8 @@
 //! XDP and TC programs by BPF_PROG_TEST_RUN. They assert the events and the counters exactly.
 //! They need root and the object (`cargo xtask test` provides both) and fail plainly without.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::frames::Seg;
 use etherparse::{
     IpNumber, Ipv6Extensions, Ipv6FragmentHeader, Ipv6RawExtHeader, Ipv6RoutingExtensions,
     TcpOptionElement,
@@ -29,6 +26,7 @@ use rst_tracer_common::{
     names,
     replay::ReplayMeta,
 };
+use rst_tracer_lab::frames::Seg;
 
 const CLIENT: &str = "10.0.1.2";
 const SERVER: &str = "10.0.2.2";
@@ -42,7 +40,7 @@ struct Kernel {
 impl Kernel {
     /// The kernel program, loaded; None (after saying so loudly) where it cannot run.
     fn new() -> Option<Kernel> {
-        if !common::privileged() {
+        if !rst_tracer_lab::privileged() {
             return None;
         }
         Some(Kernel {
@@ -331,7 +329,10 @@ fn pppoe_sessions_behind_vlan_tags() {
         pppoe.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
         pppoe.extend_from_slice(&ppp.to_be_bytes());
         pppoe.extend_from_slice(&ip);
-        k.replay(&common::frames::ethernet(&[939, 744], 0x8864, &pppoe), T0);
+        k.replay(
+            &rst_tracer_lab::frames::ethernet(&[939, 744], 0x8864, &pppoe),
+            T0,
+        );
     }
     let resets = k.resets();
     assert_eq!(resets.len(), 2);
@@ -340,9 +341,9 @@ fn pppoe_sessions_behind_vlan_tags() {
     // PPP control traffic (LCP) is not IP; a header cut short is malformed.
     let mut lcp = vec![0x11, 0x00, 0x12, 0x34, 0x00, 0x02, 0xc0, 0x21, 1, 2];
     lcp.resize(46, 0);
-    k.replay(&common::frames::ethernet(&[], 0x8864, &lcp), T0);
+    k.replay(&rst_tracer_lab::frames::ethernet(&[], 0x8864, &lcp), T0);
     k.replay(
-        &common::frames::ethernet(&[], 0x8864, &[0x11, 0x00, 0x12]),
+        &rst_tracer_lab::frames::ethernet(&[], 0x8864, &[0x11, 0x00, 0x12]),
         T0,
     );
     let c = k.counters();

@@ -3,8 +3,7 @@
 //! They need root, the built eBPF object and tracefs (`cargo xtask test`) and fail plainly
 //! without. The reasons asserted are the ones Linux 6.10+ gives for each case.
 
-#[macro_use]
-mod common;
+use rst_tracer_lab::require_privileges;
 
 use std::{
     io::{Read, Write},
@@ -13,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{
+use rst_tracer_lab::{
     forge::{inject, Rst, Sniffer},
     lab::{self, abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
     scenarios::nft,

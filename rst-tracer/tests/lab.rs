@@ -2,8 +2,7 @@
 //! in the server namespace, assertions on its JSON output. They need root and the built eBPF
 //! object (`cargo xtask test`) and fail plainly without.
 
-#[macro_use]
-mod common;
+use rst_tracer_lab::require_privileges;
 
 use std::{
     io::{Read, Write},
@@ -12,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
+use rst_tracer_lab::{
     forge::{inject, Rst, Sniffer},
     lab::{abort, in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
 };
@@ -295,17 +294,17 @@ fn kill_9_leaves_nothing_attached() {
 /// client's (10.209.0.2/24), both up: an interface for the tests to delete.
 fn add_gone0(lab: &Lab) {
     let (s, c) = (lab.server.as_str(), lab.client.as_str());
-    common::lab::ip(&[
+    rst_tracer_lab::lab::ip(&[
         "-n", s, "link", "add", "gone0", "type", "veth", "peer", "name", "gone1", "netns", c,
     ]);
-    common::lab::ip(&["-n", s, "addr", "add", "10.209.0.1/24", "dev", "gone0"]);
-    common::lab::ip(&["-n", c, "addr", "add", "10.209.0.2/24", "dev", "gone1"]);
-    common::lab::ip(&["-n", s, "link", "set", "gone0", "up"]);
-    common::lab::ip(&["-n", c, "link", "set", "gone1", "up"]);
+    rst_tracer_lab::lab::ip(&["-n", s, "addr", "add", "10.209.0.1/24", "dev", "gone0"]);
+    rst_tracer_lab::lab::ip(&["-n", c, "addr", "add", "10.209.0.2/24", "dev", "gone1"]);
+    rst_tracer_lab::lab::ip(&["-n", s, "link", "set", "gone0", "up"]);
+    rst_tracer_lab::lab::ip(&["-n", c, "link", "set", "gone1", "up"]);
 }
 
 /// Waits up to 5 s for the tracer to write `text` to stderr.
-fn wait_for_stderr(tracer: &common::lab::Tracer, text: &str) {
+fn wait_for_stderr(tracer: &rst_tracer_lab::lab::Tracer, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !tracer.stderr().contains(text) {
         assert!(
@@ -324,7 +323,7 @@ fn an_interface_that_disappears_is_reported_and_ends_the_run() {
     add_gone0(&lab);
     let tracer = lab.start_tracer_on(&lab.server, "gone0", "json", &["--ingress", "tc"]);
     let deleted = Instant::now();
-    common::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
+    rst_tracer_lab::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
     let Some((status, stdout, stderr)) = tracer.wait_exit(Duration::from_secs(5)) else {
         panic!("still tracing 5 s after its interface was deleted");
     };
@@ -351,7 +350,7 @@ fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
     let lab = Lab::new(TRACER);
     // `ip netns exec` gives the tracer a fresh /sys without tracefs: it mounts one.
     let tracer = lab.start_tracer(&[]);
-    let held = common::caps_still_held(tracer.pid());
+    let held = rst_tracer_lab::caps_still_held(tracer.pid());
     assert!(
         held.is_empty(),
         "capabilities kept after attaching: {held:?}"
@@ -396,7 +395,7 @@ fn with_reattach_an_interface_that_comes_back_is_traced_again() {
         "json",
         &["--ingress", "tc", "--reattach"],
     );
-    common::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
+    rst_tracer_lab::lab::ip(&["-n", &lab.server, "link", "del", "gone0"]);
     wait_for_stderr(&tracer, "waiting for it to come back");
     add_gone0(&lab);
     wait_for_stderr(&tracer, "re-attached to gone0");

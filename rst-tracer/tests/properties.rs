@@ -4,8 +4,6 @@
 //! before the cut. Unprivileged: no kernel program runs here (the replay tests run the whole
 //! path on real captures).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
@@ -21,7 +19,7 @@ use rst_tracer::{
 };
 
 /// A capture of the shared corpus (read-only, beside this checkout); None, said loudly once
-/// (see `common::skip`), where the corpus is not there.
+/// (see `rst_tracer_lab::skip`), where the corpus is not there.
 fn corpus(name: &str) -> Option<Vec<u8>> {
     static SAID: std::sync::Once = std::sync::Once::new();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,7 +29,7 @@ fn corpus(name: &str) -> Option<Vec<u8>> {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             SAID.call_once(|| {
-                common::skip(&format!(
+                rst_tracer_lab::skip(&format!(
                     "the shared capture corpus is missing ({}: {e})",
                     path.display()
                 ))

@@ -2,8 +2,7 @@
 //! through `rst-tracer replay`, and broken capture files. They need root and the built eBPF
 //! object (`cargo xtask test`) and fail plainly without.
 
-#[macro_use]
-mod common;
+use rst_tracer_lab::require_privileges;
 
 use std::{
     collections::BTreeSet,
@@ -509,10 +508,10 @@ fn replay_parses_the_capture_without_the_privileges_it_loaded_with() {
     // waits for the capture's first bytes.
     let mut writer = std::fs::File::options().write(true).open(&fifo).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut held = common::caps_still_held(child.id());
+    let mut held = rst_tracer_lab::caps_still_held(child.id());
     while !held.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        held = common::caps_still_held(child.id());
+        held = rst_tracer_lab::caps_still_held(child.id());
     }
     assert!(
         held.is_empty(),

@@ -1,18 +1,16 @@
-//! The lab scenarios (`tests/common/scenarios.rs`) as tests: every forged reset caught with the
+//! The lab scenarios (`rst-tracer-lab/src/scenarios.rs`) as tests: every forged reset caught with the
 //! expected evidence, no honest reset called suspicious. They need root and the built eBPF
 //! object (`cargo xtask test`) and fail plainly without. `cargo xtask lab --report` runs the same
 //! scenarios and writes the table to docs/lab-report.md.
 
-mod common;
-
-use common::scenarios;
+use rst_tracer_lab::scenarios;
 
 /// The tracer binary this test runs.
 const TRACER: &str = env!("CARGO_BIN_EXE_rst-tracer");
 
 /// Runs and checks scenario `name`: its outcome, or None where it cannot run (said loudly).
 fn check(name: &str) -> Option<scenarios::Outcome> {
-    if !common::privileged() {
+    if !rst_tracer_lab::privileged() {
         return None;
     }
     let scenario = scenarios::ALL.iter().find(|s| s.name == name).unwrap();

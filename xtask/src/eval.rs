@@ -1,16 +1,16 @@
 //! `cargo xtask eval [--scale N]`: builds the tracer, then runs the labelled lab corpus
-//! (`rst-tracer/examples/eval.rs`): honest resets behind a lossy router and forged resets, with
+//! (`rst-tracer-lab/src/bin/eval.rs`): honest resets behind a lossy router and forged resets, with
 //! the tracer on the server and on the router, counted per class into `docs/eval.md`. Needs root.
 
 use anyhow::Result;
 
-use crate::{exec::workspace_root, lab::run_example};
+use crate::{exec::workspace_root, lab::run_lab_program};
 
 /// Options of `cargo xtask eval`.
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Connections of the largest honest class; the other classes run a fixed share of it.
-    /// (The example checks the range.)
+    /// (The eval program checks the range.)
     #[arg(long, default_value_t = 1200)]
     pub scale: u32,
 }
@@ -21,7 +21,7 @@ pub struct Options {
 /// Not root, a failed build, or a failed run.
 pub fn run(opts: &Options) -> Result<()> {
     let report = workspace_root().join("docs/eval.md");
-    run_example(
+    run_lab_program(
         "eval",
         &[
             "--scale".into(),

@@ -1,5 +1,5 @@
 //! `cargo xtask lab [--report]`: builds the tracer, then runs the namespace lab
-//! (`rst-tracer/examples/lab.rs`): the demo, or every scenario with the table written to
+//! (`rst-tracer-lab/src/bin/lab.rs`): the demo, or every scenario with the table written to
 //! `docs/lab-report.md`. Needs root.
 
 use std::{ffi::OsString, process::Command};
@@ -29,17 +29,17 @@ pub fn run(opts: &Options) -> Result<()> {
         args.push("--report".into());
         args.push(workspace_root().join("docs/lab-report.md").into_os_string());
     }
-    run_example("lab", &args)
+    run_lab_program("lab", &args)
 }
 
-/// Builds the tracer, then runs the namespace-lab example `example` of the rst-tracer crate with
-/// `args`, telling it where the tracer binary and the eBPF object are. Needs root.
+/// Builds the tracer, then runs the lab program `program` (a binary of the rst-tracer-lab crate)
+/// with `args`, telling it where the tracer binary and the eBPF object are. Needs root.
 ///
 /// # Errors
 /// Not root, a failed build, or a failed run.
-pub fn run_example(example: &str, args: &[OsString]) -> Result<()> {
+pub fn run_lab_program(program: &str, args: &[OsString]) -> Result<()> {
     if !is_root() {
-        bail!("the {example} makes network namespaces and loads eBPF programs: run `sudo -E cargo xtask {example}`");
+        bail!("the {program} makes network namespaces and loads eBPF programs: run `sudo -E cargo xtask {program}`");
     }
     let binary = build::run(&build::Options { debug: false })?;
     let root = workspace_root();
@@ -50,9 +50,9 @@ pub fn run_example(example: &str, args: &[OsString]) -> Result<()> {
             "--quiet",
             "--release",
             "-p",
-            "rst-tracer",
-            "--example",
-            example,
+            "rst-tracer-lab",
+            "--bin",
+            program,
             "--",
         ])
         .args(args)

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{
+use crate::{
     forge::{inject, Rst, Seen, Sniffer},
     lab::{abort, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IP},
 };
@@ -258,7 +258,7 @@ fn ecmp_vip(lab: &Lab) -> Vec<Rst> {
 
 fn black_hole(lab: &Lab) -> Vec<Rst> {
     let (c, mut s) = lab.pair(8140);
-    super::lab::ip(&[
+    crate::lab::ip(&[
         "-n",
         &lab.router,
         "route",
@@ -278,7 +278,7 @@ fn black_hole(lab: &Lab) -> Vec<Rst> {
 
 /// Runs `nft` in namespace `ns`.
 pub fn nft(ns: &str, rule: &str) {
-    super::lab::ip(&["netns", "exec", ns, "nft", rule]);
+    crate::lab::ip(&["netns", "exec", ns, "nft", rule]);
 }
 
 fn firewall(lab: &Lab) -> Vec<Rst> {
@@ -294,7 +294,7 @@ fn firewall(lab: &Lab) -> Vec<Rst> {
         r,
         "add rule inet rstlab guard ct state new tcp flags & (syn | ack) != syn drop",
     );
-    super::lab::ip(&[
+    crate::lab::ip(&[
         "netns",
         "exec",
         r,

@@ -16,7 +16,7 @@ use std::{
 use serde_json::Value;
 use socket2::{SockRef, TcpKeepalive};
 
-use super::{
+use crate::{
     delay::DelayLine,
     forge::{inject, inject_data, Rst, Seen, Sniffer},
     lab::{abort, in_ns, ip, Lab, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},

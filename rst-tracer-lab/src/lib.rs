@@ -1,13 +1,17 @@
-//! Shared by the privileged test binaries: the prerequisite check and frame builders.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of this module"
-)]
+//! The namespace lab the tests, the benchmarks and `cargo xtask lab | eval | soak` share: three
+//! network namespaces with real TCP stacks (`lab`), traffic through them (`iperf`, `delay`),
+//! resets forged on the path (`forge`), the scenarios and their scoring (`scenarios`), the
+//! labelled evaluation corpus (`eval`), crafted frames for BPF_PROG_TEST_RUN (`frames`), and the
+//! check that a privileged test can run here.
+//!
+//! The programs in `src/bin` are the lab's front ends: `lab` (the demo and the scenario report),
+//! `eval` (the labelled corpus) and `soak` (a long run under churn).
 
 pub mod delay;
 pub mod eval;
 pub mod forge;
 pub mod frames;
+pub mod iperf;
 pub mod lab;
 pub mod scenarios;
 
@@ -54,19 +58,16 @@ pub fn privileged() -> bool {
 }
 
 /// Returns from the test, after saying so loudly, when it cannot run here (see [`privileged`]).
-#[allow(
-    unused_macros,
-    reason = "the examples include this module and do not skip"
-)]
+#[macro_export]
 macro_rules! require_privileges {
     () => {
-        if !crate::common::privileged() {
+        if !$crate::privileged() {
             return;
         }
     };
 }
 
-/// For the lab examples, which cannot skip: fails with the reason they cannot run.
+/// For the lab programs (`src/bin`), which cannot skip: fails with the reason they cannot run.
 pub fn require_root_and_object() {
     if let Some(why) = missing_privileges() {
         panic!("this needs root and the built eBPF object: {why}; run it through `cargo xtask`");

@@ -7,9 +7,6 @@
 //!
 //! The tracer binary is named by `RST_TRACER_BIN` (xtask sets it).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{
     env,
     io::Write,
@@ -18,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::lab::{abort, in_ns, ip, Lab};
+use rst_tracer_lab::lab::{abort, in_ns, ip, Lab};
 
 /// Connections the server aborts per second, and connects to a closed port.
 const ABORTS_PER_S: u32 = 20;
@@ -31,7 +28,7 @@ const CLOSED: u16 = 9;
 const MAX_RSS_MIB: f64 = 256.0;
 
 fn main() -> ExitCode {
-    common::require_root_and_object();
+    rst_tracer_lab::require_root_and_object();
     let Ok(tracer) = env::var("RST_TRACER_BIN") else {
         eprintln!("soak: RST_TRACER_BIN is not set; run `cargo xtask soak`");
         return ExitCode::FAILURE;

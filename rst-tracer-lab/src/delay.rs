@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::lab::{in_ns, ip, Lab, CLIENT_IP};
+use crate::lab::{in_ns, ip, Lab, CLIENT_IP};
 
 /// The TUN device's name in the router namespace.
 const TUN: &str = "rdelay";

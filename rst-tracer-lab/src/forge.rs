@@ -13,7 +13,7 @@ use etherparse::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::lab::in_ns;
+use crate::lab::in_ns;
 
 /// A segment the sniffer saw.
 #[derive(Clone, Copy, Debug)]

@@ -1,9 +1,5 @@
 //! iperf3 through the lab, for the throughput benchmarks: a server in the server namespace, a
 //! client in the client namespace, and processes killed by their PID when dropped.
-#![allow(
-    dead_code,
-    reason = "each benchmark uses a different part of this module"
-)]
 
 use std::{
     process::{Child, Command, Stdio},
@@ -13,7 +9,7 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
-use super::lab::{Lab, SERVER_IP};
+use crate::lab::{Lab, SERVER_IP};
 
 /// The iperf3 port.
 pub const PORT: &str = "5201";

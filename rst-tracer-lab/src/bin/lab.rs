@@ -2,21 +2,18 @@
 //! device on the path forges a reset, and the tracer shows it was not sent by the endpoint it
 //! claims. With `--report FILE`, every scenario, scored, written as a Markdown table.
 //!
-//! The scenarios are the test suite's (`tests/common/scenarios.rs`); the tracer binary to run is
+//! The scenarios are the test suite's (`rst-tracer-lab/src/scenarios.rs`); the tracer binary to run is
 //! named by `RST_TRACER_BIN` (xtask sets it).
-
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::{env, fmt::Write as _, fs, path::PathBuf, process::ExitCode};
 
-use common::{
+use rst_tracer_lab::{
     lab::{Lab, CLIENT_IP, SERVER_IF, SERVER_IP},
     scenarios::{self, Outcome},
 };
 
 fn main() -> ExitCode {
-    common::require_root_and_object();
+    rst_tracer_lab::require_root_and_object();
     let Ok(tracer) = env::var("RST_TRACER_BIN") else {
         eprintln!("lab: RST_TRACER_BIN is not set; run `cargo xtask lab`");
         return ExitCode::FAILURE;

@@ -1,4 +1,4 @@
-//! `cargo xtask eval`: the labelled corpus. Every class of `tests/common/eval.rs` (honest resets
+//! `cargo xtask eval`: the labelled corpus. Every class of `rst-tracer-lab/src/eval.rs` (honest resets
 //! behind a lossy router, forged resets of the kinds devices inject) runs in a fresh namespace
 //! lab with the tracer on the server and on the router; the verdicts are counted per class and
 //! the table, with precision and recall, is printed and written to the file given with
@@ -7,15 +7,12 @@
 //!
 //! The tracer binary to run is named by `RST_TRACER_BIN` (xtask sets it).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::{env, fmt::Write as _, fs, process::ExitCode};
 
-use common::eval::{self, Kind, Tally, Viewpoint, CLASSES, DELAY, LOSS_PERCENT};
+use rst_tracer_lab::eval::{self, Kind, Tally, Viewpoint, CLASSES, DELAY, LOSS_PERCENT};
 
 fn main() -> ExitCode {
-    common::require_root_and_object();
+    rst_tracer_lab::require_root_and_object();
     let Ok(tracer) = env::var("RST_TRACER_BIN") else {
         eprintln!("eval: RST_TRACER_BIN is not set; run `cargo xtask eval`");
         return ExitCode::FAILURE;
