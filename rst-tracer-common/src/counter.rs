@@ -2,6 +2,8 @@
 //!
 //! Nothing is printed from the kernel; every packet that is not fully understood and every event
 //! that could not be written is counted here, and userspace shows the counters to the user.
+//! The README lists every counter by its name in slot order, with what it counts; a unit test of
+//! the userspace crate (`counters::tests`) fails when the list and [`Counter::ALL`] differ.
 
 /// Index into the counters map. The discriminants are the wire contract: append, never reorder.
 #[repr(u32)]
@@ -70,12 +72,12 @@ pub enum Counter {
     ReplayFrames = 29,
     /// PPPoE session header cut short.
     ErrPppoeTruncated = 30,
-    /// Stack events (tracepoints) written: sent and accepted resets to the reset ring,
+    /// Kernel-note events (tracepoints) written: sent and accepted resets to the reset ring,
     /// retransmissions to the sample ring (see `event::EventKind::ring`).
     NotesWritten = 31,
-    /// Stack events lost (ring full).
+    /// Kernel-note events lost (ring full).
     NotesDropped = 32,
-    /// Stack retransmissions folded into a flow side's next retransmission or reset event
+    /// Retransmissions the kernel noted, folded into a flow side's next retransmission or reset event
     /// instead of an event of their own (rate limit, not a loss: the count travels on).
     RetransmitsFolded = 33,
     /// Flows entered into the dropped-reset tally (`RST_DROPPED`): the first reset of the flow

@@ -86,3 +86,15 @@ fn dropped_resets(ebpf: &Ebpf) -> Result<Vec<(DroppedReset, u64)>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_kernel_counter_in_slot_order() {
+        let readme = crate::readme::first_column("| counter | counts |");
+        let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(readme, names, "README table vs Counter::ALL");
+    }
+}

@@ -30,6 +30,8 @@ pub mod iface;
 pub mod object;
 pub mod pipeline;
 pub mod privileges;
+#[cfg(test)]
+mod readme;
 pub mod report;
 pub mod source;
 pub mod tracepoints;

@@ -17,8 +17,9 @@ use std::{
 
 /// The layers, bottom first: each module file (relative to `src/`) and the layer it is in.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Wire types and formatting helpers: names, payload views, times, JSON text.
-    ("wire", &["wire/mod.rs", "wire/json.rs"]),
+    // Wire types and formatting helpers: names, payload views, times, JSON text; and the
+    // README's reference tables, which the unit tests read (test builds only).
+    ("wire", &["wire/mod.rs", "wire/json.rs", "readme.rs"]),
     // Decoding the rings, and flow state.
     (
         "decode and flow state",

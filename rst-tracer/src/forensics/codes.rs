@@ -119,32 +119,9 @@ pub const ALL: [&str; 36] = [
 mod tests {
     use super::*;
 
-    /// The codes in the first column of the README's table under "| code | strength |".
-    fn readme_codes() -> Vec<String> {
-        let readme = include_str!("../../../README.md");
-        let table = readme
-            .split("| code | strength | what it means |")
-            .nth(1)
-            .expect("the README's table of finding codes");
-        table
-            .lines()
-            .skip(2)
-            .take_while(|l| l.starts_with('|'))
-            .flat_map(|l| {
-                let first = l.split('|').nth(1).unwrap_or("");
-                first
-                    .split('`')
-                    .skip(1)
-                    .step_by(2)
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_readme_lists_every_code_and_no_other() {
-        let readme = readme_codes();
+        let readme = crate::readme::first_column("| code | strength | what it means |");
         assert_eq!(readme, ALL, "README table vs forensics::codes::ALL");
     }
 
