@@ -202,6 +202,12 @@ impl Lab {
     pub fn start_tracer_on(&self, ns: &str, iface: &str, format: &str, extra: &[&str]) -> Tracer {
         let dir = std::env::temp_dir().join(format!("{ns}-tracer"));
         std::fs::create_dir_all(&dir).unwrap();
+        // The directory belongs to another user (nobody) and only its owner may write there, as
+        // a ready file's directory may on a real host: the tracer, root with its capabilities
+        // given up, must still create the ready file in it.
+        std::os::unix::fs::chown(&dir, Some(65_534), Some(65_534)).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let ready = dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let stdout = File::create(dir.join("stdout")).unwrap();

@@ -109,18 +109,28 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     } else {
         privileges::KEPT_AFTER_LOAD
     };
-    privileges::keep_only(kept).context("giving up capabilities after attaching")?;
-    for note in &kernel_notes {
-        eprintln!("rst-tracer: kernel notes: {note}");
-    }
     let hooks: Vec<String> = attachments
         .iter()
         .map(|a| format!("{} (ingress {}, egress tc)", a.iface, a.ingress))
         .collect();
+    for note in &kernel_notes {
+        eprintln!("rst-tracer: kernel notes: {note}");
+    }
     eprintln!("rst-tracer: tracing {}", hooks.join(", "));
     if let Some(path) = &opts.ready_file {
+        // The ready file says "attached, and holding only what tracing needs", so it is written
+        // after the attaching capabilities are gone. CAP_DAC_OVERRIDE is kept for that write
+        // (a root process may be told a directory it does not own, as before the drop) and given
+        // up right after it.
+        let with_dac: Vec<caps::Capability> = kept
+            .iter()
+            .copied()
+            .chain([caps::Capability::CAP_DAC_OVERRIDE])
+            .collect();
+        privileges::keep_only(&with_dac).context("giving up capabilities after attaching")?;
         write_ready_file(path, &hooks.join("\n"))?;
     }
+    privileges::keep_only(kept).context("giving up capabilities after attaching")?;
 
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
     let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
