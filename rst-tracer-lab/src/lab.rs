@@ -3,7 +3,7 @@
 //! removed on drop, also when a test fails.
 //!
 //! Addresses are only ever those of these namespaces: 10.201.1.0/24 (client side) and
-//! 10.201.2.0/24 (server side).
+//! 10.201.2.0/24 (server side). Every lab has them, so labs take turns (see [`Lab::new`]).
 
 use std::{
     fs::File,
@@ -41,6 +41,27 @@ pub fn ip(args: &[&str]) {
     );
 }
 
+/// Waits until no other lab exists on this machine (see [`Lab::new`]) and returns the lock that
+/// says so.
+fn wait_for_turn() -> File {
+    let path = std::env::temp_dir().join("rst-tracer-lab.turn");
+    let file = File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    // SAFETY: flock on a descriptor this function owns; it takes integer arguments only.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        rc,
+        0,
+        "locking {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    file
+}
+
 /// The three namespaces of one lab, and the tracer binary to run in it.
 pub struct Lab {
     pub client: String,
@@ -50,12 +71,19 @@ pub struct Lab {
     pub backend: Option<String>,
     tag: String,
     tracer: PathBuf,
+    /// Held for the lab's life: see [`Lab::new`].
+    _turn: File,
 }
 
 impl Lab {
-    /// Builds the lab, to run the tracer binary `tracer` in; names are unique per process and lab,
-    /// so tests may run in parallel.
+    /// Builds the lab, to run the tracer binary `tracer` in, once no other lab exists on this
+    /// machine. Every lab has the same addresses, and the TCP tracepoints fire in every network
+    /// namespace of the kernel, so a tracer would hear another lab's kernel notes as its own
+    /// host's: labs take turns (an exclusive lock on one file, held until the lab is dropped, in
+    /// this process or another; the kernel releases it when a process dies). Names stay unique
+    /// per process and lab, so what a crashed run left behind never collides.
     pub fn new(tracer: impl Into<PathBuf>) -> Lab {
+        let turn = wait_for_turn();
         let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("rstlab-{}-{n}", std::process::id());
         let lab = Lab {
@@ -65,6 +93,7 @@ impl Lab {
             backend: None,
             tag,
             tracer: tracer.into(),
+            _turn: turn,
         };
         for ns in [&lab.client, &lab.router, &lab.server] {
             ip(&["netns", "add", ns]);
