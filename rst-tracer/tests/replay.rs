@@ -606,3 +606,66 @@ fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
     let (ok, _, err) = replay(&[p.to_str().unwrap()]);
     assert!(!ok && err.contains("byte 24"), "{err}");
 }
+
+/// A minimal pcapng section header block (little-endian, version 1.0, no options), so that
+/// generated tails reach the pcapng reader's later blocks.
+const PCAPNG_SHB: [u8; 28] = [
+    0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0,
+];
+
+/// Whatever bytes the whole binary is given, `rst-tracer replay` ends in a report (exit 0) or in
+/// one clear error line (exit 1), never a panic (exit 101) or a signal. Inputs: random bytes
+/// behind nothing, a real pcap header or a pcapng section header, and real captures with random
+/// bytes overwritten.
+#[test]
+fn any_bytes_end_in_a_report_or_a_clear_error() {
+    use proptest::{prelude::*, test_runner::TestRunner};
+    require_privileges!();
+    let good = std::fs::read(corpus().join("censor/gfw-test1.pcap")).unwrap();
+    let prefixes: Vec<Vec<u8>> = vec![Vec::new(), good[..24].to_vec(), PCAPNG_SHB.to_vec()];
+    let generated = (
+        0..prefixes.len(),
+        prop::collection::vec(any::<u8>(), 0..700),
+    )
+        .prop_map(move |(p, tail)| [prefixes[p].clone(), tail].concat());
+    let len = good.len();
+    let mutated = prop::collection::vec((0..len, any::<u8>()), 1..12).prop_map(move |edits| {
+        let mut bytes = good.clone();
+        for (at, b) in edits {
+            bytes[at] = b;
+        }
+        bytes
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input");
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop_oneof![generated, mutated], |bytes| {
+        std::fs::write(&file, &bytes).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+            .args(["replay", "--format=json"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        prop_assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{} bytes: {} with {stderr}",
+            bytes.len(),
+            out.status
+        );
+        prop_assert!(!stderr.contains("panicked"), "{stderr}");
+        if out.status.code() == Some(1) {
+            let last = stderr.lines().last().unwrap_or("");
+            prop_assert!(last.starts_with("rst-tracer: "), "{stderr}");
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
