@@ -369,6 +369,20 @@ pub fn abort(s: &TcpStream) {
         .unwrap();
 }
 
+/// Waits until a reset reached socket `s` and its stack took it (a read fails with
+/// ECONNRESET), at most 5 s. Anything still unread on `s` is read and discarded.
+pub fn wait_for_reset(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            other => panic!("waiting for a reset on {s:?}: {other:?}"),
+        }
+    }
+}
+
 /// Runs `f` on a thread inside network namespace `ns`. Sockets made there stay in that
 /// namespace, so they can be returned and used from anywhere.
 pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {

@@ -142,7 +142,7 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
             ..blind
         },
     );
-    std::thread::sleep(Duration::from_millis(100));
+    lab::wait_for_reset(&mut s);
     c.write_all(b"more").unwrap();
     let out = tracer.stop_when_quiet();
     drop((keep, c, s));

@@ -13,7 +13,7 @@ use std::{
 
 use rst_tracer_lab::{
     forge::{inject, Rst, Sniffer},
-    lab::{abort, in_ns, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
+    lab::{abort, in_ns, wait_for_reset, Lab, CLIENT_IP, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
 };
 
 /// The tracer binary this test runs.
@@ -181,7 +181,7 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
         window: 0,
     };
     inject(&lab.router, &rst);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_reset(&mut s);
     drop((c, s));
     let out = tracer.stop_with(libc::SIGTERM);
     assert!(
