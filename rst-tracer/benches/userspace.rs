@@ -37,7 +37,7 @@ use rst_tracer::{
 use rst_tracer_common::{
     event::{
         Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, EVENT_VERSION,
-        TCP_ACK, TCP_RST,
+        RST_FRAME_MAX, TCP_ACK, TCP_RST,
     },
     flow::{FlowKey, FlowState, SideState, FAMILY_IPV4, SIDE_SEEN},
     names::MAP_FLOWS,
@@ -142,8 +142,11 @@ fn stream() -> Vec<Bytes> {
             },
             flow,
             payload_captured: 0,
-            _pad: [0; 7],
+            _pad: 0,
+            frame_captured: 0,
+            frame_len: 0,
             payload: [0; 64],
+            frame: [0; RST_FRAME_MAX],
         };
         out.push(bytes_of(&rst));
         let sample = |kind: EventKind, side_ix: u8, ts: u64| SampleEvent {
