@@ -607,3 +607,48 @@ fn broken_files_fail_with_the_offset_and_keep_what_came_before() {
     let (ok, _, err) = replay(&[p.to_str().unwrap()]);
     assert!(!ok && err.contains("byte 24"), "{err}");
 }
+
+#[test]
+fn the_pcap_out_file_holds_every_reset_with_the_capture_bytes_and_its_verdict() {
+    require_privileges!();
+    let dir = corpus();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut checked = (0, 0);
+    for e in CORPUS {
+        let input = dir.join(e.file);
+        let pcap = out_dir.path().join("resets.pcapng");
+        let pcap_arg = format!("--pcap-out={}", pcap.display());
+        let (ok, records, stderr) = replay(&[input.to_str().unwrap(), &pcap_arg]);
+        if !ok {
+            failures.push(format!("{}: exit failure: {stderr}", e.file));
+            continue;
+        }
+        let r = resets(&records);
+        if let Err(wrong) = common::pcapng::check(&pcap, &r, "replay") {
+            failures.push(format!("{}: {wrong}", e.file));
+            continue;
+        }
+        // The bytes: the capture's own reset packets (as tshark finds them), at their capture
+        // times, cut at the kernel's copy length; for Ethernet captures only (the kernel sees
+        // other link layers as replay turned them into Ethernet).
+        let captured = common::pcapng::records(&input);
+        if captured.iter().all(|c| c.linktype == 1) {
+            let written = common::pcapng::packets(&common::pcapng::records(&pcap));
+            if written != common::pcapng::resets_in(&input) {
+                failures.push(format!(
+                    "{}: the written bytes are not the capture's resets",
+                    e.file
+                ));
+            }
+            checked.0 += 1;
+        }
+        checked.1 += r.len();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "pcap-out: {} resets checked, bytes compared in {} Ethernet captures",
+        checked.1, checked.0
+    );
+    assert!(checked.0 >= 10 && checked.1 >= 40, "{checked:?}");
+}
