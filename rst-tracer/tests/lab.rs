@@ -220,7 +220,7 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
 }
 
 #[test]
-fn live_pcap_out_holds_each_reset_as_the_wire_had_it_with_its_verdict() {
+fn live_pcap_out_holds_each_reset_as_the_wire_had_it_and_every_record_fits_the_schema() {
     require_privileges!();
     let lab = Lab::new(TRACER);
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +259,9 @@ fn live_pcap_out_holds_each_reset_as_the_wire_had_it_with_its_verdict() {
     capture.stop();
     drop((survivors, c, s));
 
+    // Every record of the live run is in the JSON contract (schema/).
+    let seen = common::schema::Schemas::load().check_all(&out, &["reset", "summary", "stats"]);
+    eprintln!("schema: checked {seen:?}");
     let resets: Vec<&Value> = out.iter().filter(|o| o["type"] == "reset").collect();
     assert!(resets.len() >= 4, "{resets:#?}");
     assert!(

@@ -652,3 +652,87 @@ fn the_pcap_out_file_holds_every_reset_with_the_capture_bytes_and_its_verdict() 
     );
     assert!(checked.0 >= 10 && checked.1 >= 40, "{checked:?}");
 }
+
+#[test]
+fn the_json_records_of_the_corpus_match_the_schemas_and_a_changed_field_does_not() {
+    require_privileges!();
+    let schemas = common::schema::Schemas::load();
+    let dir = corpus();
+    let paths: Vec<String> = CORPUS
+        .iter()
+        .map(|e| dir.join(e.file).display().to_string())
+        .collect();
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (ok, records, stderr) = replay(&args);
+    assert!(ok, "{stderr}");
+    let seen = schemas.check_all(&records, &["reset", "retransmit", "summary", "stats"]);
+    eprintln!("schema: checked {seen:?}");
+
+    // The schemas are strict: a renamed field, a missing one, one of another type, an unknown
+    // value of a closed set each fail, at the top of a record and inside it.
+    let first = |kind: &str| {
+        records
+            .iter()
+            .find(|r| r["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} record"))
+            .clone()
+    };
+    type Mutation = fn(&mut Value);
+    let mutations: [(&str, &str, Mutation); 9] = [
+        ("reset", "ts_ns renamed", |r| rename(r, "ts_ns", "ts_nanos")),
+        ("reset", "suspicious missing", |r| {
+            r.as_object_mut().unwrap().remove("suspicious");
+        }),
+        ("reset", "rst.seq renamed", |r| {
+            rename(&mut r["rst"], "seq", "sequence")
+        }),
+        ("reset", "sender.ttl a string", |r| {
+            r["sender"]["ttl"] = "64".into()
+        }),
+        ("reset", "origin unknown", |r| {
+            r["origin"] = "elsewhere".into()
+        }),
+        ("reset", "a field added", |r| r["verdict"] = true.into()),
+        ("retransmit", "flow.sport missing", |r| {
+            r["flow"].as_object_mut().unwrap().remove("sport");
+        }),
+        ("summary", "resets renamed", |r| {
+            rename(r, "resets", "reset_count")
+        }),
+        ("stats", "a counter missing", |r| {
+            r["counters"].as_object_mut().unwrap().remove("rst_written");
+        }),
+    ];
+    for (kind, what, mutate) in mutations {
+        let mut r = first(kind);
+        assert!(schemas.check(&r).is_ok(), "{kind} before the change");
+        mutate(&mut r);
+        assert!(
+            schemas.check(&r).is_err(),
+            "{kind} with {what} still passes the schema"
+        );
+    }
+}
+
+/// Renames field `from` of object `v` to `to`.
+fn rename(v: &mut Value, from: &str, to: &str) {
+    let o = v.as_object_mut().unwrap();
+    let x = o.remove(from).unwrap_or_else(|| panic!("no field {from}"));
+    o.insert(to.to_string(), x);
+}
+
+#[test]
+fn the_stats_schema_requires_every_kernel_counter() {
+    let schema = common::schema::read("stats.json");
+    let required: BTreeSet<&str> = schema["properties"]["counters"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let counters: BTreeSet<&str> = rst_tracer_common::counter::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(required, counters, "schema/stats.json and Counter::ALL");
+}

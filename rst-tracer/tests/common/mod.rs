@@ -11,6 +11,7 @@ pub mod frames;
 pub mod lab;
 pub mod pcapng;
 pub mod scenarios;
+pub mod schema;
 
 /// Why this machine cannot run a privileged test (it loads eBPF programs and makes network
 /// namespaces: root and the built eBPF object), if it cannot.

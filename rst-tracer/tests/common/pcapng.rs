@@ -140,10 +140,11 @@ pub fn check(pcap: &Path, resets: &[&Value], iface: &str) -> Result<(), String> 
             ))
         } else if !comment.contains(&origin) {
             Some(format!("comment {comment:?} lacks {origin:?}"))
-        } else if let Some(code) = codes.iter().find(|c| !comment.contains(*c)) {
-            Some(format!("comment {comment:?} lacks finding {code}"))
         } else {
-            None
+            codes
+                .iter()
+                .find(|c| !comment.contains(*c))
+                .map(|code| format!("comment {comment:?} lacks finding {code}"))
         };
         if let Some(wrong) = wrong {
             return Err(format!("packet {i}: {wrong}"));
