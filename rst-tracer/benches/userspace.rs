@@ -26,11 +26,7 @@ use rst_tracer::{
     event::{decode, Clock, Event, Reset},
     flows::FlowTable,
     forensics, iface,
-    pipeline::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-        summary::{StatsRecord, SummaryRecord},
-        Pipeline, Sink,
-    },
+    pipeline::{record::ResetRecord, Pipeline, Sink},
     report::{self, Format},
     source::prog_run::ProgRun,
 };
@@ -222,18 +218,6 @@ struct Discard;
 
 impl Sink for Discard {
     fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -120,18 +120,6 @@ mod tests {
         fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
             Ok(())
         }
-        fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
-            Ok(())
-        }
         fn flush(&mut self) -> io::Result<()> {
             *self.seen.lock().unwrap() += 1;
             if self.fail {

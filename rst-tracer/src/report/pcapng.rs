@@ -28,11 +28,7 @@ use pcap_file::{
 use rst_tracer_common::event::RST_FRAME_MAX;
 
 use super::text;
-use crate::pipeline::{
-    record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-    summary::{StatsRecord, SummaryRecord},
-    Sink,
-};
+use crate::pipeline::{record::ResetRecord, Sink};
 
 /// `if_tsresol` 9: timestamps in nanoseconds. pcap-file 2 writes an enhanced packet block's
 /// timestamp in nanoseconds whatever the interface says, so every interface must say this.
@@ -159,22 +155,6 @@ impl Sink for PcapngSink {
                 options,
             })
             .map_err(io_error)?;
-        Ok(())
-    }
-
-    fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
         Ok(())
     }
 
