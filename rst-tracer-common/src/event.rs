@@ -22,7 +22,7 @@ use core::mem::size_of;
 use crate::flow::{FlowKey, FlowState, SideState};
 
 /// Version of the event layout. Bump on any incompatible change.
-pub const EVENT_VERSION: u8 = 3;
+pub const EVENT_VERSION: u8 = 4;
 
 /// What an event reports.
 #[repr(u8)]
@@ -301,7 +301,16 @@ const _: () = assert!(size_of::<PacketInfo>() == 32);
 /// How many payload bytes a [`RstEvent`] carries.
 pub const RST_PAYLOAD_MAX: usize = 64;
 
-/// A TCP reset and everything the kernel knew about its flow just before it (400 bytes).
+/// How many bytes of the reset's frame a [`RstEvent`] carries, from its first byte (the
+/// Ethernet header). 256 bytes hold the longest header stack the parser reads with room for a
+/// payload: Ethernet, two VLAN tags and PPPoE (30 bytes), then IPv4 with every option (60) and
+/// TCP with every option (60), which leaves 106 payload bytes; or IPv6 (40) behind a usual
+/// extension chain (hop-by-hop, routing, fragment, destination: 48) and TCP with options, 78.
+/// It is also what the TC programs pull into the linear part when the headers are not there
+/// (`TC_PULL_LEN`). The copy is one helper call on the reset path only.
+pub const RST_FRAME_MAX: usize = 256;
+
+/// A TCP reset and everything the kernel knew about its flow just before it (656 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RstEvent {
@@ -317,11 +326,19 @@ pub struct RstEvent {
     /// was shorter than its IP length said, e.g. a capture's snap length).
     pub payload_captured: u8,
     /// Padding, always zero.
-    pub _pad: [u8; 7],
+    pub _pad: u8,
+    /// Number of valid bytes in `frame`: the frame's first `min(frame_len, RST_FRAME_MAX)`
+    /// bytes, or 0 when the copy failed.
+    pub frame_captured: u16,
+    /// The frame's whole length as the hook saw it: the XDP buffer, or the skb's `len` at TC
+    /// (in replay, the capture record's bytes).
+    pub frame_len: u32,
     /// The first payload bytes.
     pub payload: [u8; RST_PAYLOAD_MAX],
+    /// The frame's first bytes, from its Ethernet header on, as the kernel saw them.
+    pub frame: [u8; RST_FRAME_MAX],
 }
-const _: () = assert!(size_of::<RstEvent>() == 64 + 32 + 232 + 8 + 64);
+const _: () = assert!(size_of::<RstEvent>() == 64 + 32 + 232 + 8 + 64 + 256);
 
 /// A sampled packet with the state of its sender's side (176 bytes). Used for
 /// [`EventKind::AfterRst`], [`EventKind::Retransmit`] and [`EventKind::TtlChange`].

@@ -69,7 +69,9 @@ pub const GLOBAL_SAMPLE_GAP_NS: &str = "SAMPLE_GAP_NS";
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 65_536;
 /// Default least time between two samples of one flow (100 ms).
 pub const DEFAULT_SAMPLE_GAP_NS: u64 = 100_000_000;
-/// Size of the reset-evidence ring buffer in bytes.
-pub const RST_RING_BYTES: u32 = 1 << 20;
+/// Size of the reset-evidence ring buffer in bytes: 2 MiB, about 3,100 resets of 656 bytes (with
+/// the ring's 8-byte record header), since a reset carries its frame's first bytes (1 MiB held
+/// about 2,600 resets before them).
+pub const RST_RING_BYTES: u32 = 2 << 20;
 /// Size of the sample ring buffer in bytes.
 pub const SAMPLE_RING_BYTES: u32 = 1 << 20;

@@ -6,10 +6,14 @@ use core::{mem::size_of, ptr::copy_nonoverlapping};
 use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    programs::XdpContext,
 };
 use rst_tracer_common::{
     counter::Counter,
-    event::{EventHeader, EventKind, RstEvent, SampleEvent, EVENT_VERSION, RST_PAYLOAD_MAX},
+    event::{
+        EventHeader, EventKind, RstEvent, SampleEvent, EVENT_VERSION, RST_FRAME_MAX,
+        RST_PAYLOAD_MAX,
+    },
     flow::{DroppedReset, FlowKey, FlowState, Side, SideState, SYN_SIDE_UNKNOWN},
 };
 
@@ -57,8 +61,8 @@ unsafe fn fill_header(
     (*h)._pad = [0; 4];
 }
 
-/// Writes a reset event: the RST's headers, its first payload bytes and the flow state from
-/// before it.
+/// Writes a reset event: the RST's headers, its first payload bytes, the first bytes of its
+/// frame and the flow state from before it.
 // A separate BPF function: keeps its stack frame apart from the parser's.
 #[inline(never)]
 pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
@@ -81,9 +85,13 @@ pub fn rst(subject: &Subject, flow: &FlowState, flags: u8) {
         );
         copy_nonoverlapping(&seg.info, &mut (*ev).rst, 1);
         copy_nonoverlapping(flow, &mut (*ev).flow, 1);
-        (*ev)._pad = [0; 7];
+        (*ev)._pad = 0;
         (*ev).payload = [0; RST_PAYLOAD_MAX];
         (*ev).payload_captured = copy_payload(subject, &mut (*ev).payload);
+        (*ev).frame = [0; RST_FRAME_MAX];
+        let (captured, len) = copy_frame(subject.obs, &mut (*ev).frame);
+        (*ev).frame_captured = captured;
+        (*ev).frame_len = len;
     }
     entry.submit(0);
     count(Counter::RstWritten);
@@ -150,6 +158,42 @@ fn copy_payload(subject: &Subject, dst: &mut [u8; RST_PAYLOAD_MAX]) -> u8 {
         len as u8
     } else {
         0
+    }
+}
+
+/// Copies the frame's first bytes, from its first (Ethernet) byte, with one helper call, like the
+/// payload; returns how many were copied and the frame's whole length.
+#[inline(always)]
+fn copy_frame(obs: &Observation, dst: &mut [u8; RST_FRAME_MAX]) -> (u16, u32) {
+    let frame_len = match obs.ctx {
+        PacketCtx::Xdp(ctx) => {
+            let ctx = XdpContext::new(ctx);
+            (ctx.data_end() - ctx.data()) as u32
+        }
+        // SAFETY: the program's context, valid for the whole run. `len` counts the page
+        // fragments too, which bpf_skb_load_bytes reads.
+        PacketCtx::Skb(skb) => unsafe { (*skb).len },
+    };
+    let mut len = frame_len as usize;
+    if len > RST_FRAME_MAX {
+        len = RST_FRAME_MAX;
+    }
+    if len == 0 {
+        return (0, frame_len);
+    }
+    let to = dst.as_mut_ptr() as *mut c_void;
+    // SAFETY: the helpers copy `len` <= RST_FRAME_MAX bytes into `dst`, which holds
+    // RST_FRAME_MAX, from offset 0 of the program's own context; they check the packet's bounds.
+    let rc = unsafe {
+        match obs.ctx {
+            PacketCtx::Xdp(ctx) => bpf_xdp_load_bytes(ctx, 0, to, len as u32),
+            PacketCtx::Skb(skb) => bpf_skb_load_bytes(skb as *const c_void, 0, to, len as u32),
+        }
+    };
+    if rc == 0 {
+        (len as u16, frame_len)
+    } else {
+        (0, frame_len)
     }
 }
 

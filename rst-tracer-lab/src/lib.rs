@@ -1,8 +1,9 @@
 //! The namespace lab the tests, the benchmarks and `cargo xtask lab | eval | soak` share: three
 //! network namespaces with real TCP stacks (`lab`), traffic through them (`iperf`, `delay`),
 //! resets forged on the path (`forge`), the scenarios and their scoring (`scenarios`), the
-//! labelled evaluation corpus (`eval`), crafted frames for BPF_PROG_TEST_RUN (`frames`), and the
-//! check that a privileged test can run here.
+//! labelled evaluation corpus (`eval`), crafted frames for BPF_PROG_TEST_RUN (`frames`), the
+//! checks of what the tracer wrote (`pcapng`: a `--pcap-out` file read back; `schema`: records
+//! against `schema/`), and the check that a privileged test can run here.
 //!
 //! The programs in `src/bin` are the lab's front ends: `lab` (the demo and the scenario report),
 //! `eval` (the labelled corpus) and `soak` (a long run under churn).
@@ -13,7 +14,9 @@ pub mod forge;
 pub mod frames;
 pub mod iperf;
 pub mod lab;
+pub mod pcapng;
 pub mod scenarios;
+pub mod schema;
 
 /// Why this machine cannot run a privileged test (it loads eBPF programs and makes network
 /// namespaces: root and the built eBPF object), if it cannot.

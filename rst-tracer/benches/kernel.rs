@@ -34,7 +34,7 @@ use serde_json::json;
 /// look-up in the same run (it may do the look-up and almost nothing else on the common path).
 /// The earlier budget, 2.0x XDP_PASS, was below what the look-up alone costs.
 const ACK_BUDGET: f64 = 1.0;
-/// RSTs per round when measuring the reset path: fits the reset ring (1 MiB / 400 B).
+/// RSTs per round when measuring the reset path: fits the reset ring (2 MiB / 664 B).
 const RST_REPEAT: u32 = 2_000;
 /// RSTs that overfill the reset ring when nothing reads it.
 const RING_FILL: u32 = 4_000;

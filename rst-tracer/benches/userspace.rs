@@ -26,18 +26,14 @@ use rst_tracer::{
     event::{decode, Clock, Event, Reset},
     flows::FlowTable,
     forensics, iface,
-    pipeline::{
-        record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
-        summary::{StatsRecord, SummaryRecord},
-        Pipeline, Sink,
-    },
+    pipeline::{record::ResetRecord, Pipeline, Sink},
     report::{self, Format},
     source::prog_run::ProgRun,
 };
 use rst_tracer_common::{
     event::{
         Direction, EventHeader, EventKind, Hook, PacketInfo, RstEvent, SampleEvent, EVENT_VERSION,
-        TCP_ACK, TCP_RST,
+        RST_FRAME_MAX, TCP_ACK, TCP_RST,
     },
     flow::{FlowKey, FlowState, SideState, FAMILY_IPV4, SIDE_SEEN},
     names::MAP_FLOWS,
@@ -142,8 +138,11 @@ fn stream() -> Vec<Bytes> {
             },
             flow,
             payload_captured: 0,
-            _pad: [0; 7],
+            _pad: 0,
+            frame_captured: 0,
+            frame_len: 0,
             payload: [0; 64],
+            frame: [0; RST_FRAME_MAX],
         };
         out.push(bytes_of(&rst));
         let sample = |kind: EventKind, side_ix: u8, ts: u64| SampleEvent {
@@ -219,18 +218,6 @@ struct Discard;
 
 impl Sink for Discard {
     fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
-        Ok(())
-    }
-    fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -18,7 +18,8 @@ Examples:
   rst-tracer                               trace the default-route interface, text output
   rst-tracer --iface eth0 --format json    JSON Lines on eth0
   rst-tracer -i veth0 -i veth1 --ingress tc --interval 10 --duration 60
-  rst-tracer replay incident.pcapng --local 10.0.0.0/8 --format json";
+  rst-tracer replay incident.pcapng --local 10.0.0.0/8 --format json
+  rst-tracer --pcap-out resets.pcapng      the resets as packets, verdicts as comments";
 
 /// Trace TCP resets in the kernel and show, for each, the evidence of who sent it.
 #[derive(Debug, Parser)]
@@ -55,6 +56,10 @@ pub struct ReplayArgs {
     /// it are egress, to it ingress. Without it, replayed resets have direction `unknown`.
     #[arg(long, value_name = "CIDR", value_parser = local_network)]
     pub local: Vec<IpNet>,
+    /// Also write the resets to this pcapng file: each one's frame as the kernel saw it, its
+    /// time and interface, and its verdict as the packet's comment.
+    #[arg(long, value_name = "FILE")]
+    pub pcap_out: Option<PathBuf>,
 }
 
 impl ReplayArgs {
@@ -64,6 +69,7 @@ impl ReplayArgs {
             files: self.files.clone(),
             format: self.format,
             local: self.local.clone(),
+            pcap_out: self.pcap_out.clone(),
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct LiveArgs {
     /// come back and attach to it, instead of ending the run. Keeps CAP_NET_ADMIN for that.
     #[arg(long)]
     pub reattach: bool,
+    /// Also write the resets to this pcapng file: each one's frame as the kernel saw it, its
+    /// time and interface, and its verdict as the packet's comment.
+    #[arg(long, value_name = "FILE")]
+    pub pcap_out: Option<PathBuf>,
     /// Write this file once every hook is attached (for scripts that must wait).
     #[arg(long, value_name = "FILE", hide = true)]
     pub ready_file: Option<PathBuf>,
@@ -199,6 +209,7 @@ impl LiveArgs {
             tracefs: self.tracefs.clone(),
             ready_file: self.ready_file.clone(),
             reattach: self.reattach,
+            pcap_out: self.pcap_out.clone(),
         }
     }
 }
@@ -265,6 +276,19 @@ mod tests {
         let b = live(&["rst-tracer", "live", "--ingress", "tc", "--duration", "2"]);
         assert_eq!(b.ingress, IngressMode::Tc);
         assert_eq!(b.resolve().duration, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn pcap_out_is_an_option_of_live_and_replay() {
+        let a = live(&["rst-tracer", "--pcap-out", "resets.pcapng"]);
+        assert_eq!(a.resolve().pcap_out, Some(PathBuf::from("resets.pcapng")));
+        let cli = Cli::try_parse_from(["rst-tracer", "replay", "a.pcap", "--pcap-out", "r.pcapng"])
+            .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not replay")
+        };
+        assert_eq!(r.resolve().pcap_out, Some(PathBuf::from("r.pcapng")));
+        assert_eq!(live(&["rst-tracer"]).resolve().pcap_out, None);
     }
 
     #[test]

@@ -161,6 +161,18 @@ pub struct Reset {
     pub flow: FlowState,
     /// The first payload bytes that were captured.
     pub payload: Bytes,
+    /// The first bytes of the reset's frame, as the kernel saw them.
+    pub frame: Frame,
+}
+
+/// The first bytes of a packet's frame, from its link-layer (Ethernet) header on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// The bytes copied (at most `rst_tracer_common::event::RST_FRAME_MAX`; empty when the
+    /// kernel could not copy them).
+    pub data: Bytes,
+    /// The frame's whole length as the hook saw it.
+    pub len: u32,
 }
 
 /// A sampled packet with its sender's state from before it.
@@ -253,11 +265,16 @@ pub fn decode(record: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             let raw: RstEvent = read(record);
             let seen = seen(&raw.header, clock)?;
             let n = (raw.payload_captured as usize).min(raw.payload.len());
+            let frame_n = (raw.frame_captured as usize).min(raw.frame.len());
             Ok(Event::Reset(Box::new(Reset {
                 seen,
                 rst: raw.rst,
                 flow: raw.flow,
                 payload: Bytes::copy_from_slice(&raw.payload[..n]),
+                frame: Frame {
+                    data: Bytes::copy_from_slice(&raw.frame[..frame_n]),
+                    len: raw.frame_len,
+                },
             })))
         }
         EventKind::KernelSentReset
@@ -406,6 +423,7 @@ pub(crate) mod testing {
             },
             flow,
             payload: Bytes::new(),
+            frame: super::Frame::default(),
         }
     }
 
@@ -437,9 +455,9 @@ mod tests {
     fn golden_reset_bytes() -> Vec<u8> {
         let mut b = Vec::new();
         // EventHeader (64 bytes)
-        b.push(3); // version
+        b.push(4); // version
         b.push(1); // kind = Rst
-        b.extend_from_slice(&400u16.to_le_bytes()); // len
+        b.extend_from_slice(&656u16.to_le_bytes()); // len
         b.extend_from_slice(&7u32.to_le_bytes()); // ifindex
         b.extend_from_slice(&5_000u64.to_le_bytes()); // ts_ns (monotonic)
         push_golden_key(&mut b);
@@ -469,10 +487,16 @@ mod tests {
         flow[16..20].copy_from_slice(&9u32.to_le_bytes()); // sides[0].packets
         b.extend_from_slice(&flow);
         b.push(3); // payload_captured
-        b.extend_from_slice(&[0; 7]); // padding
+        b.push(0); // padding
+        b.extend_from_slice(&5u16.to_le_bytes()); // frame_captured
+        b.extend_from_slice(&1514u32.to_le_bytes()); // frame_len: the whole frame
         let mut payload = [0u8; 64];
         payload[..3].copy_from_slice(b"abc");
         b.extend_from_slice(&payload);
+        let mut frame = [0u8; 256];
+        frame[..5].copy_from_slice(&[0x02, 0, 0, 0, 0x01]); // the destination MAC's first bytes
+        frame[5] = 0xee; // past frame_captured: not part of the frame
+        b.extend_from_slice(&frame);
         b
     }
 
@@ -488,7 +512,7 @@ mod tests {
 
     #[test]
     fn decodes_a_folded_stack_retransmission_laid_out_by_hand() {
-        let mut b = vec![3, 7]; // version, kind = KernelRetransmit
+        let mut b = vec![4, 7]; // version, kind = KernelRetransmit
         b.extend_from_slice(&72u16.to_le_bytes()); // len
         b.extend_from_slice(&1u32.to_le_bytes()); // state = TCP_ESTABLISHED
         b.extend_from_slice(&9_000u64.to_le_bytes()); // ts_ns
@@ -529,6 +553,8 @@ mod tests {
         assert_eq!(r.flow.sides[0].ttl_last, 62);
         assert_eq!(r.flow.sides[0].packets, 9);
         assert_eq!(&r.payload[..], b"abc");
+        assert_eq!(&r.frame.data[..], [0x02, 0, 0, 0, 0x01]);
+        assert_eq!(r.frame.len, 1514);
     }
 
     #[test]
@@ -554,8 +580,8 @@ mod tests {
                 err,
                 DecodeError::Length {
                     len: 300,
-                    declared: 400,
-                    expected: 400,
+                    declared: 656,
+                    expected: 656,
                     ..
                 }
             ),

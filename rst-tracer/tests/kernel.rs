@@ -17,7 +17,7 @@ use rst_tracer_common::{
     counter::Counter,
     event::{
         Direction, Hook, IP_DF, IP_MF, IP_V6, OPT_MPTCP, OPT_MSS, OPT_SACK_OK, OPT_TIMESTAMPS,
-        OPT_WSCALE, TCP_ACK, TCP_RST,
+        OPT_WSCALE, RST_FRAME_MAX, TCP_ACK, TCP_RST,
     },
     flow::{
         addr_from_ipv4, FlowKey, Side, FAMILY_IPV4, FLOW_HANDSHAKE, FLOW_HANDSHAKE_UNTIMED,
@@ -290,6 +290,45 @@ fn reset_payload_is_captured() {
     let r = k.resets().remove(0);
     assert_eq!(r.rst.payload_len, 200);
     assert_eq!(&r.payload[..], &long[..64]);
+}
+
+#[test]
+fn a_reset_carries_the_first_bytes_of_its_frame_at_every_hook() {
+    let Some(mut k) = Kernel::new() else {
+        return;
+    };
+    // A short reset (54 bytes) whole, at each hook; one with a long payload cut at 256 bytes,
+    // with the frame's real length beside the bytes.
+    let short = Seg::new(SERVER, 80, CLIENT, 40000).rst().frame();
+    let long_payload: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let long = Seg::new(SERVER, 81, CLIENT, 40000)
+        .rst()
+        .vlans(&[7])
+        .payload(&long_payload)
+        .frame();
+    assert_eq!(long.len(), 14 + 4 + 20 + 20 + 1000);
+    for frame in [&short, &long] {
+        k.replay(frame, T0);
+        k.run.xdp(frame, None, 1).unwrap();
+        k.run.tc(Hook::TcIngress, frame, 1).unwrap();
+        k.run.tc(Hook::TcEgress, frame, 1).unwrap();
+        let resets = k.resets();
+        assert_eq!(resets.len(), 4);
+        for r in resets {
+            let hook = r.seen.hook;
+            let kept = frame.len().min(RST_FRAME_MAX);
+            assert_eq!(
+                r.frame.len as usize,
+                frame.len(),
+                "{hook:?}: the whole length"
+            );
+            assert_eq!(
+                &r.frame.data[..],
+                &frame[..kept],
+                "{hook:?}: the first bytes"
+            );
+        }
+    }
 }
 
 #[test]
@@ -795,7 +834,7 @@ fn a_handshake_completed_by_data_is_no_measure_of_the_round_trip() {
 
 #[test]
 fn resets_dropped_on_a_full_ring_are_counted_per_flow() {
-    // 4,000 RSTs of one flow with nothing reading the reset ring (1 MiB holds about 2,600):
+    // 4,000 RSTs of one flow with nothing reading the reset ring (2 MiB holds about 3,100):
     // those that do not fit are counted, and counted in the flow's entry of the dropped tally.
     let Some(mut k) = Kernel::new() else {
         return;

@@ -218,6 +218,76 @@ fn a_reset_forged_by_the_router_with_its_own_ttl() {
     assert_eq!(f["findings"][0]["code"], "ttl_mismatch");
 }
 
+#[test]
+fn live_pcap_out_holds_each_reset_as_the_wire_had_it_and_every_record_fits_the_schema() {
+    require_privileges!();
+    let lab = Lab::new(TRACER);
+    let dir = tempfile::tempdir().unwrap();
+    let (wire, resets_out) = (
+        dir.path().join("wire.pcap"),
+        dir.path().join("resets.pcapng"),
+    );
+    // tcpdump beside the tracer on the server's interface: the independent record of the bytes.
+    let capture = lab.capture(&wire, &["--immediate-mode", "-U", "-n", "tcp"]);
+    let tracer = lab.start_tracer(&[&format!("--pcap-out={}", resets_out.display())]);
+
+    // A forged reset (the router, its own TTL, as in a_reset_forged_by_the_router_with_its_own_ttl)
+    // and the honest kinds.
+    let port = 8091;
+    let l = lab.listen(port);
+    let sniffer = Sniffer::open(&lab.router, ROUTER_SERVER_IF);
+    let mut c = lab.connect(port).unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    c.write_all(b"GET /").unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    let rst = Rst {
+        src: CLIENT_IP.parse().unwrap(),
+        sport: c.local_addr().unwrap().port(),
+        dst: SERVER_IP.parse().unwrap(),
+        dport: port,
+        seq: sniffer.data_to(port).next_seq(),
+        ack: None,
+        ttl: 64,
+        ip_id: 0x5151,
+        window: 0,
+    };
+    inject(&lab.router, &rst);
+    let survivors = resets_of_each_kind(&lab);
+    let out = tracer.stop_when_quiet();
+    capture.stop();
+    drop((survivors, c, s));
+
+    // Every record of the live run is in the JSON contract (schema/).
+    let seen =
+        rst_tracer_lab::schema::Schemas::load().check_all(&out, &["reset", "summary", "stats"]);
+    eprintln!("schema: checked {seen:?}");
+    let resets: Vec<&Value> = out.iter().filter(|o| o["type"] == "reset").collect();
+    assert!(resets.len() >= 4, "{resets:#?}");
+    assert!(
+        resets.iter().any(|r| r["suspicious"] == true),
+        "the forged reset is suspicious: {resets:#?}"
+    );
+    if let Err(wrong) = rst_tracer_lab::pcapng::check(&resets_out, &resets, SERVER_IF) {
+        panic!("{wrong}");
+    }
+    // Each written packet is, byte for byte, a reset tcpdump saw on the wire (the times come
+    // from different clocks).
+    let bytes = |v: Vec<(u64, Vec<u8>)>| {
+        let mut b: Vec<Vec<u8>> = v.into_iter().map(|(_, b)| b).collect();
+        b.sort();
+        b
+    };
+    let written = bytes(rst_tracer_lab::pcapng::packets(
+        &rst_tracer_lab::pcapng::records(&resets_out),
+    ));
+    let on_the_wire = bytes(rst_tracer_lab::pcapng::resets_in(&wire));
+    assert_eq!(
+        written, on_the_wire,
+        "the written bytes are the wire's resets"
+    );
+}
+
 /// Whether an XDP program is attached to the server's interface; a failed query fails the test
 /// (read as "nothing attached" it would pass the detach checks it serves).
 fn xdp_attached(lab: &Lab) -> bool {

@@ -56,7 +56,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Sinks: read the records the pipeline hands them.
     (
         "sinks",
-        &["report/mod.rs", "report/json.rs", "report/text.rs"],
+        &[
+            "report/mod.rs",
+            "report/json.rs",
+            "report/pcapng.rs",
+            "report/text.rs",
+        ],
     ),
     // Sources and the command line.
     (

@@ -669,3 +669,132 @@ fn any_bytes_end_in_a_report_or_a_clear_error() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn the_pcap_out_file_holds_every_reset_with_the_capture_bytes_and_its_verdict() {
+    require_privileges!();
+    let dir = corpus();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let mut checked = (0, 0);
+    for e in CORPUS {
+        let input = dir.join(e.file);
+        let pcap = out_dir.path().join("resets.pcapng");
+        let pcap_arg = format!("--pcap-out={}", pcap.display());
+        let (ok, records, stderr) = replay(&[input.to_str().unwrap(), &pcap_arg]);
+        if !ok {
+            failures.push(format!("{}: exit failure: {stderr}", e.file));
+            continue;
+        }
+        let r = resets(&records);
+        if let Err(wrong) = rst_tracer_lab::pcapng::check(&pcap, &r, "replay") {
+            failures.push(format!("{}: {wrong}", e.file));
+            continue;
+        }
+        // The bytes: the capture's own reset packets (as tshark finds them), at their capture
+        // times, cut at the kernel's copy length; for Ethernet captures only (the kernel sees
+        // other link layers as replay turned them into Ethernet).
+        let captured = rst_tracer_lab::pcapng::records(&input);
+        if captured.iter().all(|c| c.linktype == 1) {
+            let written = rst_tracer_lab::pcapng::packets(&rst_tracer_lab::pcapng::records(&pcap));
+            if written != rst_tracer_lab::pcapng::resets_in(&input) {
+                failures.push(format!(
+                    "{}: the written bytes are not the capture's resets",
+                    e.file
+                ));
+            }
+            checked.0 += 1;
+        }
+        checked.1 += r.len();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "pcap-out: {} resets checked, bytes compared in {} Ethernet captures",
+        checked.1, checked.0
+    );
+    assert!(checked.0 >= 10 && checked.1 >= 40, "{checked:?}");
+}
+
+#[test]
+fn the_json_records_of_the_corpus_match_the_schemas_and_a_changed_field_does_not() {
+    require_privileges!();
+    let schemas = rst_tracer_lab::schema::Schemas::load();
+    let dir = corpus();
+    let paths: Vec<String> = CORPUS
+        .iter()
+        .map(|e| dir.join(e.file).display().to_string())
+        .collect();
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (ok, records, stderr) = replay(&args);
+    assert!(ok, "{stderr}");
+    let seen = schemas.check_all(&records, &["reset", "retransmit", "summary", "stats"]);
+    eprintln!("schema: checked {seen:?}");
+
+    // The schemas are strict: a renamed field, a missing one, one of another type, an unknown
+    // value of a closed set each fail, at the top of a record and inside it.
+    let first = |kind: &str| {
+        records
+            .iter()
+            .find(|r| r["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} record"))
+            .clone()
+    };
+    type Mutation = fn(&mut Value);
+    let mutations: [(&str, &str, Mutation); 9] = [
+        ("reset", "ts_ns renamed", |r| rename(r, "ts_ns", "ts_nanos")),
+        ("reset", "suspicious missing", |r| {
+            r.as_object_mut().unwrap().remove("suspicious");
+        }),
+        ("reset", "rst.seq renamed", |r| {
+            rename(&mut r["rst"], "seq", "sequence")
+        }),
+        ("reset", "sender.ttl a string", |r| {
+            r["sender"]["ttl"] = "64".into()
+        }),
+        ("reset", "origin unknown", |r| {
+            r["origin"] = "elsewhere".into()
+        }),
+        ("reset", "a field added", |r| r["verdict"] = true.into()),
+        ("retransmit", "flow.sport missing", |r| {
+            r["flow"].as_object_mut().unwrap().remove("sport");
+        }),
+        ("summary", "resets renamed", |r| {
+            rename(r, "resets", "reset_count")
+        }),
+        ("stats", "a counter missing", |r| {
+            r["counters"].as_object_mut().unwrap().remove("rst_written");
+        }),
+    ];
+    for (kind, what, mutate) in mutations {
+        let mut r = first(kind);
+        assert!(schemas.check(&r).is_ok(), "{kind} before the change");
+        mutate(&mut r);
+        assert!(
+            schemas.check(&r).is_err(),
+            "{kind} with {what} still passes the schema"
+        );
+    }
+}
+
+/// Renames field `from` of object `v` to `to`.
+fn rename(v: &mut Value, from: &str, to: &str) {
+    let o = v.as_object_mut().unwrap();
+    let x = o.remove(from).unwrap_or_else(|| panic!("no field {from}"));
+    o.insert(to.to_string(), x);
+}
+
+#[test]
+fn the_stats_schema_requires_every_kernel_counter() {
+    let schema = rst_tracer_lab::schema::read("stats.json");
+    let required: BTreeSet<&str> = schema["properties"]["counters"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let counters: BTreeSet<&str> = rst_tracer_common::counter::Counter::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(required, counters, "schema/stats.json and Counter::ALL");
+}

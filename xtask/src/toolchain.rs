@@ -10,8 +10,13 @@ use crate::exec::{exec, output};
 /// The bpf-linker versions that work here.
 const BPF_LINKER_VERSION: &str = "~0.10";
 
-/// Programs the test suite drives, and the Debian packages that provide them.
-const TEST_TOOLS: [(&str, &str); 2] = [("tcpdump", "tcpdump"), ("nft", "nftables")];
+/// Programs the test suite drives, and the Debian packages that provide them (tshark reads back
+/// the pcapng that `--pcap-out` writes).
+const TEST_TOOLS: [(&str, &str); 3] = [
+    ("tcpdump", "tcpdump"),
+    ("nft", "nftables"),
+    ("tshark", "tshark"),
+];
 /// Programs the benchmarks drive or compare against: tshark, capinfos to count records, iperf3
 /// for throughput, tcpdump, ethtool to turn offloads off.
 const BENCH_TOOLS: [(&str, &str); 5] = [

@@ -41,18 +41,27 @@ pub const USER_FLOW_CAPACITY: usize = 100_000;
 /// Flows with no event for this long are forgotten (ns).
 pub const USER_FLOW_IDLE_NS: u64 = 300_000_000_000;
 
-/// Receives every record the pipeline produces.
+/// Receives every record the pipeline produces. Every sink takes the resets; the other records
+/// are left out by default, for sinks that only want some of them (the pcapng of the resets).
 pub trait Sink {
     /// A reset.
     fn reset(&mut self, r: &ResetRecord) -> io::Result<()>;
     /// The first packet from a side after a reset.
-    fn after_reset(&mut self, r: &AfterResetRecord) -> io::Result<()>;
+    fn after_reset(&mut self, _r: &AfterResetRecord) -> io::Result<()> {
+        Ok(())
+    }
     /// A retransmission or TTL-change sample.
-    fn sample(&mut self, r: &SampleRecord) -> io::Result<()>;
+    fn sample(&mut self, _r: &SampleRecord) -> io::Result<()> {
+        Ok(())
+    }
     /// A flow that fell silent one way.
-    fn silence(&mut self, r: &SilenceRecord) -> io::Result<()>;
+    fn silence(&mut self, _r: &SilenceRecord) -> io::Result<()> {
+        Ok(())
+    }
     /// An interval summary with the counters at its end.
-    fn summary(&mut self, s: &SummaryRecord, stats: &StatsRecord) -> io::Result<()>;
+    fn summary(&mut self, _s: &SummaryRecord, _stats: &StatsRecord) -> io::Result<()> {
+        Ok(())
+    }
     /// Hands everything written so far to the output. Sinks buffer; the caller flushes once
     /// per batch of events (live: at every wake-up), so a reader still sees each reset as soon
     /// as its batch is done, without one write per line.

@@ -1,14 +1,15 @@
 //! The output records: what a reset, a sample, a summary and the counters look like to a reader.
 //!
 //! These are the JSON Lines wire types (one object per line, `"type"` first) and the numbers the
-//! text format prints. Every field here is part of the documented schema (README, "JSON output");
-//! add fields freely, never rename or remove one. Each type's [`WriteJson`] impl, beside it,
+//! text format prints. Every field here is part of the documented schema (README, "JSON output",
+//! and `schema/`); add fields freely, never rename or remove one. (The one field the JSON leaves
+//! out is a reset's frame, which the pcapng sink writes.) Each type's [`WriteJson`] impl, beside it,
 //! writes its fields in declaration order under their own names.
 
 use std::net::IpAddr;
 
 use crate::{
-    event::{Reset, Sample, Seen},
+    event::{Frame, Reset, Sample, Seen},
     forensics::{kernel::KernelFacts, Finding, Origin, Verdict},
     wire::{
         json::{json_object, Name, Object, WriteJson},
@@ -362,6 +363,9 @@ pub struct ResetRecord<'a> {
     pub explanation_detail: Option<String>,
     /// What this host's TCP stack said about it.
     pub kernel: KernelWord,
+    /// The first bytes of the reset's frame. Not part of the JSON: the pcapng sink
+    /// (`--pcap-out`) writes them.
+    pub frame: Frame,
 }
 
 impl WriteJson for ResetRecord<'_> {
@@ -453,6 +457,7 @@ impl<'a> ResetRecord<'a> {
                 socket_state: kernel.socket_state,
                 accepted: kernel.accepted,
             },
+            frame: r.frame.clone(),
         }
     }
 }

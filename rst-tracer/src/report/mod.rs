@@ -1,11 +1,12 @@
-//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines; both receive
-//! the same records from the pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`])
-//! and only read them.
+//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines, `pcapng` a
+//! capture of the resets (`--pcap-out`) beside either; all receive the same records from the
+//! pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`]) and only read them.
 
 pub mod json;
+pub mod pcapng;
 pub mod text;
 
-use std::io;
+use std::{io, path::Path};
 
 use crate::pipeline::{
     record::{AfterResetRecord, ResetRecord, SampleRecord, SilenceRecord},
@@ -24,6 +25,26 @@ pub enum Format {
 
 /// Output buffered between flushes: about this many bytes a write.
 const OUTPUT_BUFFER: usize = 64 * 1024;
+
+/// A sink of `format` writing to `out`, with, when `pcap_out` names a file, a pcapng capture of
+/// the resets beside it (a [`Tee`]).
+///
+/// # Errors
+/// When the pcapng file cannot be created.
+pub fn sinks(
+    format: Format,
+    out: Box<dyn io::Write + Send>,
+    pcap_out: Option<&Path>,
+) -> io::Result<Box<dyn Sink + Send>> {
+    let output = sink(format, out);
+    Ok(match pcap_out {
+        Some(path) => Box::new(Tee::new(vec![
+            output,
+            Box::new(pcapng::PcapngSink::create(path)?),
+        ])),
+        None => output,
+    })
+}
 
 /// A sink of `format` writing to `out`.
 pub fn sink(format: Format, out: Box<dyn io::Write + Send>) -> Box<dyn Sink + Send> {
@@ -97,18 +118,6 @@ mod tests {
 
     impl Sink for Flushes {
         fn reset(&mut self, _: &ResetRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn after_reset(&mut self, _: &AfterResetRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn sample(&mut self, _: &SampleRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn silence(&mut self, _: &SilenceRecord) -> io::Result<()> {
-            Ok(())
-        }
-        fn summary(&mut self, _: &SummaryRecord, _: &StatsRecord) -> io::Result<()> {
             Ok(())
         }
         fn flush(&mut self) -> io::Result<()> {

@@ -142,10 +142,10 @@ pub fn reset_line(r: &ResetRecord) -> String {
     parts.join(" | ")
 }
 
-/// The verdict part of a reset line: origin, and for a suspicious reset the strongest evidence,
-/// for an honest one the mechanism that explains it.
-fn verdict(r: &ResetRecord) -> String {
-    let origin = match (r.origin, r.hops_closer) {
+/// Who sent a reset, in words: its origin, and for an on-path one how many hops closer or
+/// farther than the claimed sender, when the TTLs tell.
+pub(crate) fn origin(r: &ResetRecord) -> String {
+    match (r.origin, r.hops_closer) {
         (Origin::OnPath, Some(h)) if h > 0 => {
             format!("on-path, {h} hop{} closer", if h == 1 { "" } else { "s" })
         }
@@ -155,7 +155,13 @@ fn verdict(r: &ResetRecord) -> String {
             if h == -1 { "" } else { "s" }
         ),
         (origin, _) => origin.name().to_string(),
-    };
+    }
+}
+
+/// The verdict part of a reset line: origin, and for a suspicious reset the strongest evidence,
+/// for an honest one the mechanism that explains it.
+fn verdict(r: &ResetRecord) -> String {
+    let origin = origin(r);
     let weighty: Vec<&str> = r
         .findings
         .iter()

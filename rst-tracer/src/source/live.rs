@@ -57,6 +57,8 @@ pub struct LiveOptions {
     pub ready_file: Option<PathBuf>,
     /// Wait for a vanished interface to come back and attach to it again.
     pub reattach: bool,
+    /// A pcapng file to write the resets to, beside the output.
+    pub pcap_out: Option<PathBuf>,
 }
 
 /// Runs the live tracer, writing records to `out`.
@@ -135,7 +137,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
     let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
     let mut pipeline = Pipeline::new(
-        report::sink(opts.format, out),
+        report::sinks(opts.format, out, opts.pcap_out.as_deref())?,
         Clock::now(),
         opts.load.flow_table_size,
         epoch_now_ns(),

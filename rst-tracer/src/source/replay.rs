@@ -39,6 +39,8 @@ pub struct ReplayOptions {
     pub format: Format,
     /// Networks of the traced host: packets from them are egress, to them ingress.
     pub local: Vec<IpNet>,
+    /// A pcapng file to write the resets to, beside the output.
+    pub pcap_out: Option<PathBuf>,
 }
 
 impl ReplayStats {
@@ -69,7 +71,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut prog = ProgRun::load(&load)?;
     privileges::keep_only(privileges::KEPT_AFTER_LOAD)
         .context("giving up capabilities before reading the captures")?;
-    let sink = report::sink(opts.format, out);
+    let sink = report::sinks(opts.format, out, opts.pcap_out.as_deref())?;
     // Capture timestamps are already wall-clock time: no clock offset.
     let mut pipeline = Pipeline::new(
         sink,
