@@ -55,7 +55,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Sinks: read the records the pipeline hands them.
     (
         "sinks",
-        &["report/mod.rs", "report/json.rs", "report/text.rs"],
+        &[
+            "report/mod.rs",
+            "report/json.rs",
+            "report/metrics.rs",
+            "report/text.rs",
+        ],
     ),
     // Sources and the command line.
     (
@@ -69,6 +74,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "source/replay.rs",
             "attach.rs",
             "cli.rs",
+            "exporter.rs",
             "iface.rs",
             "object.rs",
             "privileges.rs",

@@ -1,8 +1,9 @@
-//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines; both receive
-//! the same records from the pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`])
-//! and only read them.
+//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines, `metrics`
+//! counts them for Prometheus; all receive the same records from the pipeline
+//! ([`crate::pipeline::record`], [`crate::pipeline::summary`]) and only read them.
 
 pub mod json;
+pub mod metrics;
 pub mod text;
 
 use std::io;

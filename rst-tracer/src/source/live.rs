@@ -22,6 +22,7 @@ use crate::{
     attach::{self, IngressMode, LoadOptions},
     counters,
     event::{epoch_now_ns, monotonic_now_ns, Clock},
+    exporter::{Exporter, MetricsOptions},
     iface, object,
     pipeline::Pipeline,
     privileges,
@@ -57,6 +58,8 @@ pub struct LiveOptions {
     pub ready_file: Option<PathBuf>,
     /// Wait for a vanished interface to come back and attach to it again.
     pub reattach: bool,
+    /// Prometheus metrics: served while tracing, written at the end.
+    pub metrics: MetricsOptions,
 }
 
 /// Runs the live tracer, writing records to `out`.
@@ -69,6 +72,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     privileges::check()?;
     let object = object::embedded()?;
     let ifaces = iface::default_or_named(&opts.ifaces)?;
+    let mut exporter = Exporter::bind(&opts.metrics)?;
     let mut kernel_notes = Vec::new();
     let tracefs = if opts.tracefs == Path::new(tracepoints::TRACEFS) {
         tracepoints::ensure_tracefs().map(Some)
@@ -110,6 +114,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         privileges::KEPT_AFTER_LOAD
     };
     privileges::keep_only(kept).context("giving up capabilities after attaching")?;
+    exporter.start()?;
     for note in &kernel_notes {
         eprintln!("rst-tracer: kernel notes: {note}");
     }
@@ -125,7 +130,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
     let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
     let mut pipeline = Pipeline::new(
-        report::sink(opts.format, out),
+        exporter.beside(report::sink(opts.format, out)),
         Clock::now(),
         opts.load.flow_table_size,
         epoch_now_ns(),
@@ -196,6 +201,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
     pipeline.flush()?;
+    exporter.finish()?;
     match vanished {
         Some(why) => Err(anyhow!(why)),
         None => Ok(()),
