@@ -9,6 +9,7 @@ pub mod eval;
 pub mod forge;
 pub mod frames;
 pub mod lab;
+pub mod metrics;
 pub mod scenarios;
 
 /// Why this machine cannot run a privileged test (it loads eBPF programs and makes network
