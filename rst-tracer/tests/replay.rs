@@ -360,11 +360,7 @@ fn the_corpus_replays_with_every_reset() {
             ));
             continue;
         }
-        let stats = records
-            .iter()
-            .rev()
-            .find(|o| o["type"] == "stats")
-            .expect("a final stats record");
+        let stats = last_stats(&records);
         if stats["parse_errors"] != 0
             || stats["ring_drops"] != 0
             || !stats["replay"]["skipped"].as_object().unwrap().is_empty()

@@ -638,32 +638,24 @@ mod tests {
             resets(r#"origin="on-path",suspicious="false",direction="ingress""#),
             None
         );
-        let findings = |code: &str| {
+        // One series of `name` with label `label` = `v`.
+        let one = |name: &str, label: &str, v: &str| {
             value(
                 &text,
-                &format!("rst_tracer_findings_total{{code=\"{code}\"}}"),
+                &format!("rst_tracer_{name}_total{{{label}=\"{v}\"}}"),
             )
         };
-        assert_eq!(findings("ttl_mismatch"), Some(3.0));
-        assert_eq!(findings("ipid_jump"), Some(4.0));
-        assert_eq!(findings("midstream_reset"), Some(1.0));
-        assert_eq!(findings("ttl_consistent"), Some(1.0));
-        let reason = |r: &str| {
-            value(
-                &text,
-                &format!("rst_tracer_kernel_reasons_total{{reason=\"{r}\"}}"),
-            )
-        };
-        assert_eq!(reason("NO_SOCKET"), Some(1.0));
-        assert_eq!(reason("TCP_ABORT_ON_CLOSE"), Some(1.0));
-        let explained = |e: &str| {
-            value(
-                &text,
-                &format!("rst_tracer_explanations_total{{explanation=\"{e}\"}}"),
-            )
-        };
-        assert_eq!(explained("abort"), Some(2.0));
-        assert_eq!(explained("no_socket"), Some(1.0));
+        assert_eq!(one("findings", "code", "ttl_mismatch"), Some(3.0));
+        assert_eq!(one("findings", "code", "ipid_jump"), Some(4.0));
+        assert_eq!(one("findings", "code", "midstream_reset"), Some(1.0));
+        assert_eq!(one("findings", "code", "ttl_consistent"), Some(1.0));
+        assert_eq!(one("kernel_reasons", "reason", "NO_SOCKET"), Some(1.0));
+        assert_eq!(
+            one("kernel_reasons", "reason", "TCP_ABORT_ON_CLOSE"),
+            Some(1.0)
+        );
+        assert_eq!(one("explanations", "explanation", "abort"), Some(2.0));
+        assert_eq!(one("explanations", "explanation", "no_socket"), Some(1.0));
         assert_eq!(
             value(
                 &text,
@@ -772,33 +764,31 @@ mod tests {
                 .count(),
             KernelCounter::COUNT as usize
         );
-        assert_eq!(v("rst_tracer_ring_drops_total"), Some(7.0));
-        assert_eq!(v("rst_tracer_parse_errors_total"), Some(3.0));
-        assert_eq!(v("rst_tracer_decode_errors_total"), Some(7.0));
-        assert_eq!(
-            v(r#"rst_tracer_flow_table_entries{table="kernel"}"#),
-            Some(30.0)
-        );
-        assert_eq!(
-            v(r#"rst_tracer_flow_table_entries{table="userspace"}"#),
-            Some(12.0)
-        );
-        assert_eq!(
-            v(r#"rst_tracer_flow_table_capacity{table="kernel"}"#),
-            Some(65_536.0)
-        );
-        assert_eq!(
-            v(r#"rst_tracer_flow_table_evictions_total{table="kernel"}"#),
-            Some(10.0)
-        );
-        assert_eq!(
-            v(r#"rst_tracer_flow_table_evictions_total{table="userspace"}"#),
-            Some(9.0)
-        );
-        assert_eq!(v("rst_tracer_resets_waiting"), Some(0.0));
-        assert_eq!(v("rst_tracer_settled_early_total"), Some(1.0));
-        assert_eq!(v("rst_tracer_resets_dropped_total"), Some(12.0));
-        assert_eq!(v("rst_tracer_stats_timestamp_seconds"), Some(2.5));
+        for (series, expected) in [
+            ("rst_tracer_ring_drops_total", 7.0),
+            ("rst_tracer_parse_errors_total", 3.0),
+            ("rst_tracer_decode_errors_total", 7.0),
+            (r#"rst_tracer_flow_table_entries{table="kernel"}"#, 30.0),
+            (r#"rst_tracer_flow_table_entries{table="userspace"}"#, 12.0),
+            (
+                r#"rst_tracer_flow_table_capacity{table="kernel"}"#,
+                65_536.0,
+            ),
+            (
+                r#"rst_tracer_flow_table_evictions_total{table="kernel"}"#,
+                10.0,
+            ),
+            (
+                r#"rst_tracer_flow_table_evictions_total{table="userspace"}"#,
+                9.0,
+            ),
+            ("rst_tracer_resets_waiting", 0.0),
+            ("rst_tracer_settled_early_total", 1.0),
+            ("rst_tracer_resets_dropped_total", 12.0),
+            ("rst_tracer_stats_timestamp_seconds", 2.5),
+        ] {
+            assert_eq!(v(series), Some(expected), "{series}");
+        }
     }
 
     #[test]
