@@ -14,6 +14,7 @@ pub mod forge;
 pub mod frames;
 pub mod iperf;
 pub mod lab;
+pub mod metrics;
 pub mod pcapng;
 pub mod scenarios;
 pub mod schema;

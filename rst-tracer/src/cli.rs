@@ -1,12 +1,13 @@
 //! Command-line arguments: what the user typed, and its resolution into options.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
 
 use crate::{
     attach::{IngressMode, LoadOptions},
+    exporter::{self, MetricsOptions},
     report::Format,
     source::{live::LiveOptions, replay::ReplayOptions},
     tracepoints,
@@ -19,7 +20,9 @@ Examples:
   rst-tracer --iface eth0 --format json    JSON Lines on eth0
   rst-tracer -i veth0 -i veth1 --ingress tc --interval 10 --duration 60
   rst-tracer replay incident.pcapng --local 10.0.0.0/8 --format json
-  rst-tracer --pcap-out resets.pcapng      the resets as packets, verdicts as comments";
+  rst-tracer --pcap-out resets.pcapng      the resets as packets, verdicts as comments
+  rst-tracer --format json --metrics       JSON Lines, and Prometheus metrics on 127.0.0.1:9464
+  rst-tracer replay a.pcap --metrics-file a.prom   the metrics of a replay, written at its end";
 
 /// Trace TCP resets in the kernel and show, for each, the evidence of who sent it.
 #[derive(Debug, Parser)]
@@ -60,6 +63,47 @@ pub struct ReplayArgs {
     /// time and interface, and its verdict as the packet's comment.
     #[arg(long, value_name = "FILE")]
     pub pcap_out: Option<PathBuf>,
+    /// Prometheus metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// The metrics options of `live` and `replay`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while running. Without ADDR on
+    /// 127.0.0.1:9464 (loopback only); give one to listen elsewhere (0.0.0.0:9464, [::1]:9464).
+    /// In replay, put it after the files or write --metrics=ADDR.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = exporter::DEFAULT_LISTEN,
+        value_parser = listen_address
+    )]
+    pub metrics: Option<SocketAddr>,
+    /// At the end of the run, write the metrics to FILE (Prometheus text format; a new file
+    /// renamed over FILE, as the node exporter's textfile collector wants); `-` writes them to
+    /// standard error.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    /// The resolved options.
+    pub fn resolve(&self) -> MetricsOptions {
+        MetricsOptions {
+            listen: self.metrics,
+            file: self.metrics_file.clone(),
+        }
+    }
+}
+
+/// `--metrics`: an address and a port.
+fn listen_address(v: &str) -> Result<SocketAddr, String> {
+    v.parse().map_err(|_| {
+        format!("'{v}' is not an address and port (127.0.0.1:9464, 0.0.0.0:9464, [::1]:9464)")
+    })
 }
 
 impl ReplayArgs {
@@ -70,6 +114,7 @@ impl ReplayArgs {
             format: self.format,
             local: self.local.clone(),
             pcap_out: self.pcap_out.clone(),
+            metrics: self.metrics.resolve(),
         }
     }
 }
@@ -127,6 +172,9 @@ pub struct LiveArgs {
     /// Write this file once every hook is attached (for scripts that must wait).
     #[arg(long, value_name = "FILE", hide = true)]
     pub ready_file: Option<PathBuf>,
+    /// Prometheus metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Smallest and largest kernel flow table (`--flows`): below the least, a busy node evicts
@@ -210,6 +258,7 @@ impl LiveArgs {
             ready_file: self.ready_file.clone(),
             reattach: self.reattach,
             pcap_out: self.pcap_out.clone(),
+            metrics: self.metrics.resolve(),
         }
     }
 }
@@ -355,6 +404,46 @@ mod tests {
         ] {
             let message = refused(args);
             assert!(message.contains(says), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_given_an_address() {
+        let bare = live(&["rst-tracer", "--metrics"]).resolve();
+        assert_eq!(
+            bare.metrics.listen,
+            Some("127.0.0.1:9464".parse().unwrap()),
+            "never all interfaces by default"
+        );
+        assert_eq!(
+            live(&["rst-tracer"]).resolve().metrics,
+            MetricsOptions::default()
+        );
+        let given = live(&["rst-tracer", "live", "--metrics", "0.0.0.0:9100"]).resolve();
+        assert_eq!(given.metrics.listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let v6 = live(&["rst-tracer", "--metrics=[::1]:9464"]).resolve();
+        assert_eq!(v6.metrics.listen, Some("[::1]:9464".parse().unwrap()));
+        let cli = Cli::try_parse_from([
+            "rst-tracer",
+            "replay",
+            "a.pcap",
+            "--metrics",
+            "--metrics-file",
+            "out.prom",
+        ])
+        .unwrap();
+        let Some(Command::Replay(r)) = cli.command else {
+            panic!("not replay")
+        };
+        let o = r.resolve();
+        assert_eq!(o.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(o.metrics.file, Some(PathBuf::from("out.prom")));
+        for bad in ["9464", "localhost:9464", "127.0.0.1"] {
+            let message = refused(&["rst-tracer", "--metrics", bad]);
+            assert!(
+                message.contains("is not an address and port"),
+                "{bad}: {message}"
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! reports of TCP resets with the evidence of who sent them.
 //!
 //! Data path: packet -> hook -> parse -> flow (the kernel program) -> ring -> [`event`] decoding
-//! -> [`flows`] table -> [`forensics`] -> verdict -> [`report`] sinks (text, JSON Lines), by way
+//! -> [`flows`] table -> [`forensics`] -> verdict -> [`report`] sinks (text, JSON Lines, metrics), by way
 //! of the [`pipeline`]; the rings are read by a [`source`] (live, or a replayed capture).
 //!
 //! The modules are in layers, each importing only from the layers below it (and within its own
@@ -16,14 +16,15 @@
 //! 4. [`pipeline`]: events -> flow table -> settle window -> verdict -> the records and summaries
 //!    it hands a [`pipeline::Sink`].
 //! 5. [`report`]: the sinks, which only read those records.
-//! 6. [`source`] and the command line: [`cli`], [`attach`], [`iface`], [`privileges`],
-//!    [`object`] (and the binary's `main.rs`).
+//! 6. [`source`] and the command line: [`cli`], [`attach`], [`exporter`] (serving the
+//!    metrics), [`iface`], [`privileges`], [`object`] (and the binary's `main.rs`).
 #![deny(missing_docs)]
 
 pub mod attach;
 pub mod cli;
 pub mod counters;
 pub mod event;
+pub mod exporter;
 pub mod flows;
 pub mod forensics;
 pub mod iface;

@@ -415,6 +415,75 @@ fn an_interface_that_disappears_is_reported_and_ends_the_run() {
 }
 
 #[test]
+fn live_metrics_over_http_count_the_resets_the_json_stream_reports() {
+    use rst_tracer_lab::metrics::{family, fetch, implied_by, parse};
+    require_privileges!();
+    let lab = Lab::new(TRACER);
+    // The default address: the server namespace's own loopback.
+    let tracer = lab.start_tracer(&["--metrics"]);
+    let addr = "127.0.0.1:9464".parse().unwrap();
+    let scrape = || parse(&in_ns(&lab.server, || fetch(addr)));
+    // Serving, the tracer (its metrics thread included) holds no privilege it gave up.
+    let held = rst_tracer_lab::caps_still_held(tracer.pid());
+    assert!(held.is_empty(), "capabilities kept while serving: {held:?}");
+    let (_c, _s2) = resets_of_each_kind(&lab);
+    // Until every reset is judged: the counts stay the same across two scrapes 2 s apart (the
+    // settle window of a lab flow is 0.5 s) and the kernel counters of a summary are there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let served = loop {
+        let before = scrape();
+        std::thread::sleep(Duration::from_secs(2));
+        let after = scrape();
+        let resets = |s| family(s, "rst_tracer_resets_total");
+        let judged: f64 = resets(&after).values().sum();
+        if judged >= 3.0
+            && resets(&before) == resets(&after)
+            && after.contains_key(r#"rst_tracer_kernel_events_total{counter="rst"}"#)
+        {
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resets not judged in 30 s: {after:?}"
+        );
+    };
+    let out = tracer.stop_when_quiet();
+    let (resets, findings) = implied_by(&out);
+    assert_eq!(
+        family(&served, "rst_tracer_resets_total"),
+        resets,
+        "{out:?}"
+    );
+    assert_eq!(family(&served, "rst_tracer_findings_total"), findings);
+    // The server's abort and the refused connect are egress resets this host sent, with the
+    // kernel's reasons; the client's abort comes in.
+    let count = |series: &str| served.get(series).copied().unwrap_or(0.0);
+    assert!(
+        count(r#"rst_tracer_resets_total{origin="local",suspicious="false",direction="egress"}"#)
+            >= 2.0,
+        "{served:?}"
+    );
+    assert!(
+        count(r#"rst_tracer_resets_total{origin="peer",suspicious="false",direction="ingress"}"#)
+            >= 1.0,
+        "{served:?}"
+    );
+    let mut reasons: std::collections::BTreeMap<String, f64> = Default::default();
+    for r in out.iter().filter(|r| r["type"] == "reset") {
+        if let Some(reason) = r["kernel_reason"].as_str() {
+            *reasons
+                .entry(format!(
+                    "rst_tracer_kernel_reasons_total{{reason=\"{reason}\"}}"
+                ))
+                .or_default() += 1.0;
+        }
+    }
+    assert!(!reasons.is_empty(), "no kernel reason in {out:?}");
+    assert_eq!(family(&served, "rst_tracer_kernel_reasons_total"), reasons);
+    assert!(count(r#"rst_tracer_kernel_events_total{counter="rst"}"#) >= 3.0);
+}
+
+#[test]
 fn once_attached_the_tracer_keeps_no_privilege_it_no_longer_needs() {
     require_privileges!();
     let lab = Lab::new(TRACER);

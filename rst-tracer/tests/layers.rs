@@ -59,6 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "report/mod.rs",
             "report/json.rs",
+            "report/metrics.rs",
             "report/pcapng.rs",
             "report/text.rs",
         ],
@@ -75,6 +76,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "source/replay.rs",
             "attach.rs",
             "cli.rs",
+            "exporter.rs",
             "iface.rs",
             "object.rs",
             "privileges.rs",

@@ -359,11 +359,7 @@ fn the_corpus_replays_with_every_reset() {
             ));
             continue;
         }
-        let stats = records
-            .iter()
-            .rev()
-            .find(|o| o["type"] == "stats")
-            .expect("a final stats record");
+        let stats = last_stats(&records);
         if stats["parse_errors"] != 0
             || stats["ring_drops"] != 0
             || !stats["replay"]["skipped"].as_object().unwrap().is_empty()
@@ -400,6 +396,158 @@ fn the_corpus_replays_with_every_reset() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The last `stats` record of a run.
+fn last_stats(records: &[Value]) -> &Value {
+    records
+        .iter()
+        .rev()
+        .find(|o| o["type"] == "stats")
+        .expect("a final stats record")
+}
+
+#[test]
+fn the_metrics_of_a_replay_count_its_json_records_and_the_captures_resets() {
+    require_privileges!();
+    let dir = corpus();
+    let scratch = tempfile::tempdir().unwrap();
+    let prom = scratch.path().join("replay.prom");
+    let mut failures = Vec::new();
+    let (mut resets_in_all, mut suspicious_in_all) = (0, 0);
+    for e in CORPUS {
+        let path = dir.join(e.file);
+        let (ok, records, stderr) = replay(&[
+            path.to_str().unwrap(),
+            "--metrics-file",
+            prom.to_str().unwrap(),
+        ]);
+        assert!(ok, "{}: {stderr}", e.file);
+        let text = std::fs::read_to_string(&prom).unwrap();
+        // The same records as the JSON stream, counted.
+        if let Err(panic) = std::panic::catch_unwind(|| {
+            rst_tracer_lab::metrics::assert_agrees(&text, &records);
+            rst_tracer_lab::metrics::assert_stats_agree(&text, last_stats(&records));
+        }) {
+            let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            failures.push(format!("{}: {msg}", e.file));
+        }
+        // And the packets: one reset per RST packet (tshark's count), the manifest's
+        // suspicious ones.
+        let series = rst_tracer_lab::metrics::parse(&text);
+        let resets = rst_tracer_lab::metrics::family(&series, "rst_tracer_resets_total");
+        let total: f64 = resets.values().sum();
+        let suspicious: f64 = resets
+            .iter()
+            .filter(|(s, _)| s.contains("suspicious=\"true\""))
+            .map(|(_, v)| v)
+            .sum();
+        if (total, suspicious) != (e.resets as f64, e.suspicious as f64) {
+            failures.push(format!(
+                "{}: metrics count {total} resets, {suspicious} suspicious; the capture has {} and {}",
+                e.file, e.resets, e.suspicious
+            ));
+        }
+        resets_in_all += e.resets;
+        suspicious_in_all += e.suspicious;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        resets_in_all > 100 && suspicious_in_all > 5,
+        "too small a corpus to mean anything"
+    );
+}
+
+#[test]
+fn promtool_accepts_the_metrics_of_the_whole_corpus() {
+    require_privileges!();
+    let dir = corpus();
+    let scratch = tempfile::tempdir().unwrap();
+    let prom = scratch.path().join("corpus.prom");
+    let files: Vec<String> = CORPUS
+        .iter()
+        .map(|e| dir.join(e.file).to_string_lossy().into_owned())
+        .collect();
+    let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
+    args.extend(["--metrics-file", prom.to_str().unwrap()]);
+    let (ok, records, stderr) = replay(&args);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    rst_tracer_lab::metrics::assert_agrees(&text, &records);
+    match rst_tracer_lab::metrics::promtool_check(&text) {
+        Ok(None) => {}
+        Ok(Some(complaint)) => panic!("promtool check metrics: {complaint}\n{text}"),
+        Err(why) => rst_tracer_lab::skip(&why),
+    }
+}
+
+#[test]
+fn replay_serves_metrics_over_http_while_it_runs() {
+    use std::io::{BufRead, BufReader, Write};
+    require_privileges!();
+    // The first capture is replayed, then standard input, which this test holds open: the
+    // tracer is running, its first capture's resets counted, while the test fetches /metrics.
+    let first = corpus().join("benign/http-traffic.pcap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+        .arg("replay")
+        .arg(&first)
+        .args(["-", "--format=json", "--metrics=127.0.0.1:0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: std::net::SocketAddr = loop {
+        line.clear();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "no metrics address said"
+        );
+        if let Some(rest) = line.trim().strip_prefix("rst-tracer: metrics on http://") {
+            break rest.trim_end_matches("/metrics").parse().unwrap();
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let served = loop {
+        let series = rst_tracer_lab::metrics::parse(&rst_tracer_lab::metrics::fetch(addr));
+        let judged: f64 = rst_tracer_lab::metrics::family(&series, "rst_tracer_resets_total")
+            .values()
+            .sum();
+        if judged > 0.0 {
+            break series;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reset counted in 20 s: {series:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // A second capture through standard input, then its end: the run ends.
+    let second = std::fs::read(corpus().join("benign/http-request-no-rst.pcap")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let records = json_lines(&out.stdout);
+    let (at_end, _) = rst_tracer_lab::metrics::implied_by(&records);
+    // What was served while running is part of what the JSON stream says in the end: no
+    // series it lacks, none more than it.
+    let served_resets = rst_tracer_lab::metrics::family(&served, "rst_tracer_resets_total");
+    for (series, n) in &served_resets {
+        assert!(
+            at_end.get(series).is_some_and(|m| n <= m),
+            "{series} {n}: {at_end:?}"
+        );
+    }
+    assert_eq!(
+        at_end.values().sum::<f64>(),
+        13.0,
+        "the 13 resets of http-traffic.pcap"
+    );
 }
 
 /// The capture host, read from the packets: the IPv4 address in the most of them.

@@ -10,12 +10,16 @@ use crate::exec::{exec, output};
 /// The bpf-linker versions that work here.
 const BPF_LINKER_VERSION: &str = "~0.10";
 
-/// Programs the test suite drives, and the Debian packages that provide them (tshark reads back
-/// the pcapng that `--pcap-out` writes).
-const TEST_TOOLS: [(&str, &str); 3] = [
+/// Programs the test suite drives, and the Debian packages that provide them: tshark reads back
+/// the pcapng that `--pcap-out` writes; promtool checks the metrics exposition. Debian ships
+/// promtool only in `prometheus`, which brings the server too: on a host where systemd runs, the
+/// package's own scripts enable and start it (port 9090); in CI and in the development VM
+/// systemd is not running and nothing starts.
+const TEST_TOOLS: [(&str, &str); 4] = [
     ("tcpdump", "tcpdump"),
     ("nft", "nftables"),
     ("tshark", "tshark"),
+    ("promtool", "prometheus"),
 ];
 /// Programs the benchmarks drive or compare against: tshark, capinfos to count records, iperf3
 /// for throughput, tcpdump, ethtool to turn offloads off.

@@ -1,8 +1,10 @@
-//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines, `pcapng` a
-//! capture of the resets (`--pcap-out`) beside either; all receive the same records from the
-//! pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`]) and only read them.
+//! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines, `metrics`
+//! counts them for Prometheus, `pcapng` is a capture of the resets (`--pcap-out`); all receive
+//! the same records from the pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`])
+//! and only read them.
 
 pub mod json;
+pub mod metrics;
 pub mod pcapng;
 pub mod text;
 

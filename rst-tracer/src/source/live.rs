@@ -22,6 +22,7 @@ use crate::{
     attach::{self, IngressMode, LoadOptions},
     counters,
     event::{epoch_now_ns, monotonic_now_ns, Clock},
+    exporter::{Exporter, MetricsOptions},
     iface, object,
     pipeline::Pipeline,
     privileges,
@@ -59,6 +60,8 @@ pub struct LiveOptions {
     pub reattach: bool,
     /// A pcapng file to write the resets to, beside the output.
     pub pcap_out: Option<PathBuf>,
+    /// Prometheus metrics: served while tracing, written at the end.
+    pub metrics: MetricsOptions,
 }
 
 /// Runs the live tracer, writing records to `out`.
@@ -71,6 +74,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     privileges::check()?;
     let object = object::embedded()?;
     let ifaces = iface::default_or_named(&opts.ifaces)?;
+    let mut exporter = Exporter::bind(&opts.metrics)?;
     let mut kernel_notes = Vec::new();
     let tracefs = if opts.tracefs == Path::new(tracepoints::TRACEFS) {
         tracepoints::ensure_tracefs().map(Some)
@@ -133,11 +137,13 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         write_ready_file(path, &hooks.join("\n"))?;
     }
     privileges::keep_only(kept).context("giving up capabilities after attaching")?;
+    // Capabilities are per thread: the metrics thread starts once they are given up.
+    exporter.start()?;
 
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
     let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
     let mut pipeline = Pipeline::new(
-        report::sinks(opts.format, out, opts.pcap_out.as_deref())?,
+        exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?),
         Clock::now(),
         opts.load.flow_table_size,
         epoch_now_ns(),
@@ -208,6 +214,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let snap = counters::snapshot(&ebpf, true)?;
     pipeline.summary(epoch_now_ns(), monotonic_now_ns(), &snap)?;
     pipeline.flush()?;
+    exporter.finish()?;
     match vanished {
         Some(why) => Err(anyhow!(why)),
         None => Ok(()),

@@ -22,6 +22,7 @@ use crate::{
     attach::LoadOptions,
     counters,
     event::Clock,
+    exporter::{Exporter, MetricsOptions},
     pipeline::{summary::ReplayStats, Pipeline},
     privileges,
     report::{self, Format},
@@ -41,6 +42,8 @@ pub struct ReplayOptions {
     pub local: Vec<IpNet>,
     /// A pcapng file to write the resets to, beside the output.
     pub pcap_out: Option<PathBuf>,
+    /// Prometheus metrics: served while replaying, written at the end.
+    pub metrics: MetricsOptions,
 }
 
 impl ReplayStats {
@@ -67,11 +70,13 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     // fails in its turn, after the ones before it are replayed.
     let inputs: Vec<(&PathBuf, Result<Input, CaptureError>)> =
         opts.files.iter().map(|p| (p, Input::open(p))).collect();
+    let mut exporter = Exporter::bind(&opts.metrics)?;
     let load = LoadOptions::default();
     let mut prog = ProgRun::load(&load)?;
     privileges::keep_only(privileges::KEPT_AFTER_LOAD)
         .context("giving up capabilities before reading the captures")?;
-    let sink = report::sinks(opts.format, out, opts.pcap_out.as_deref())?;
+    exporter.start()?;
+    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
     // Capture timestamps are already wall-clock time: no clock offset.
     let mut pipeline = Pipeline::new(
         sink,
@@ -102,6 +107,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     pipeline.set_replay_stats(stats.clone());
     pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;
     pipeline.flush()?;
+    exporter.finish()?;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
