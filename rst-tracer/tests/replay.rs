@@ -692,6 +692,9 @@ fn several_files_replay_as_one_stream() {
     assert_eq!(resets(&records).len(), 5 + 3);
     let stats = records.iter().rev().find(|o| o["type"] == "stats").unwrap();
     assert_eq!(stats["replay"]["records"], 10 + 19);
+    // How long it took and how fast: 29 records take well under 29 s.
+    assert!(stats["replay"]["wall_ms"].is_u64(), "{stats}");
+    assert!(stats["replay"]["records_per_s"].as_u64() > Some(0), "{stats}");
 }
 
 /// Writes `bytes` to `name` in `dir` (the test's own directory, removed when it ends).

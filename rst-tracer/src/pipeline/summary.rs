@@ -408,6 +408,10 @@ pub struct ReplayStats {
     pub first_ts_ns: u64,
     /// Capture time of the last record.
     pub last_ts_ns: u64,
+    /// How long the replay took, wall-clock (ms), from the program's load to the last record.
+    pub wall_ms: u64,
+    /// How fast it went: records read per wall-clock second.
+    pub records_per_s: u64,
 }
 
 /// The kernel flow table's numbers.

@@ -334,8 +334,10 @@ impl Sink for TextSink {
                 .collect();
             writeln!(
                 o,
-                "   replay: {} records, {} run through the kernel program, skipped: {}",
+                "   replay: {} records in {:.2} s ({} records/s), {} run through the kernel program, skipped: {}",
                 r.records,
+                r.wall_ms as f64 / 1000.0,
+                r.records_per_s,
                 r.frames,
                 if skipped.is_empty() {
                     "none".to_string()

@@ -6,12 +6,13 @@
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipnet::IpNet;
-use rst_tracer_common::replay::ReplayMeta;
+use rst_tracer_common::{counter::Counter, replay::ReplayMeta};
 
 use super::{
     capture::{CaptureError, CaptureReader, Input, RECORD_SNAP},
@@ -88,6 +89,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     );
     pipeline.set_local_networks(opts.local.clone());
     let mut stats = ReplayStats::default();
+    let started = Instant::now();
     let mut failure = None;
     for (path, input) in inputs {
         if let Err(e) = replay_file(path, input, &mut prog, &mut pipeline, &mut stats) {
@@ -103,6 +105,9 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
             pipeline.check_silence(&key, &state, stats.last_ts_ns)?;
         }
     }
+    let wall = started.elapsed();
+    stats.wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
+    stats.records_per_s = (stats.records as f64 / wall.as_secs_f64().max(1e-3)) as u64;
     let snap = prog.counters()?;
     pipeline.set_replay_stats(stats.clone());
     pipeline.summary(stats.last_ts_ns, stats.last_ts_ns, &snap)?;
@@ -150,7 +155,14 @@ fn replay_file(
             if stats.records.is_multiple_of(10_000) {
                 bar.set_position(reader.offset());
                 let rate = stats.records as f64 / bar.elapsed().as_secs_f64().max(1e-3);
-                bar.set_message(format!("{} records, {rate:.0} records/s", stats.records));
+                // The kernel's RST counter: one map read, without counting flows.
+                let resets = counters::snapshot(prog.ebpf(), false)
+                    .map(|c| c.get(Counter::Rst))
+                    .unwrap_or(0);
+                bar.set_message(format!(
+                    "{} records, {} frames, {resets} resets, {rate:.0} records/s",
+                    stats.records, stats.frames
+                ));
             }
         }
     }
@@ -166,8 +178,10 @@ fn progress_bar(size: u64) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{wide_bar} {percent}% {msg} (eta {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {bytes}/{total_bytes} {percent}% {msg} (eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     Some(bar)
 }
