@@ -223,10 +223,12 @@ fn live_pcap_out_holds_each_reset_as_the_wire_had_it_and_every_record_fits_the_s
     require_privileges!();
     let lab = Lab::new(TRACER);
     let dir = tempfile::tempdir().unwrap();
-    let (wire, resets_out) = (
-        dir.path().join("wire.pcap"),
-        dir.path().join("resets.pcapng"),
-    );
+    // The tracer's file goes to a directory of another user (nobody, 0755: only its owner may
+    // write), as an operator's may: the tracer creates it before giving up CAP_DAC_OVERRIDE.
+    let theirs = dir.path().join("nobody");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65_534), Some(65_534)).unwrap();
+    let (wire, resets_out) = (dir.path().join("wire.pcap"), theirs.join("resets.pcapng"));
     // tcpdump beside the tracer on the server's interface: the independent record of the bytes.
     let capture = lab.capture(&wire, &["--immediate-mode", "-U", "-n", "tcp"]);
     let tracer = lab.start_tracer(&[&format!("--pcap-out={}", resets_out.display())]);

@@ -694,7 +694,10 @@ fn several_files_replay_as_one_stream() {
     assert_eq!(stats["replay"]["records"], 10 + 19);
     // How long it took and how fast: 29 records take well under 29 s.
     assert!(stats["replay"]["wall_ms"].is_u64(), "{stats}");
-    assert!(stats["replay"]["records_per_s"].as_u64() > Some(0), "{stats}");
+    assert!(
+        stats["replay"]["records_per_s"].as_u64() > Some(0),
+        "{stats}"
+    );
 }
 
 /// Writes `bytes` to `name` in `dir` (the test's own directory, removed when it ends).
@@ -826,11 +829,16 @@ fn the_pcap_out_file_holds_every_reset_with_the_capture_bytes_and_its_verdict() 
     require_privileges!();
     let dir = corpus();
     let out_dir = tempfile::tempdir().unwrap();
+    // Another user's directory (nobody, 0755): replay creates the file before it gives up
+    // CAP_DAC_OVERRIDE.
+    let theirs = out_dir.path().join("nobody");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65_534), Some(65_534)).unwrap();
     let mut failures = Vec::new();
     let mut checked = (0, 0);
     for e in CORPUS {
         let input = dir.join(e.file);
-        let pcap = out_dir.path().join("resets.pcapng");
+        let pcap = theirs.join("resets.pcapng");
         let pcap_arg = format!("--pcap-out={}", pcap.display());
         let (ok, records, stderr) = replay(&[input.to_str().unwrap(), &pcap_arg]);
         if !ok {

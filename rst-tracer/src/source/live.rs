@@ -108,6 +108,9 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     // The tracepoints are attached and their links do not need tracefs: one mounted for them
     // is unmounted again.
     drop(tracefs);
+    // The output files are created while the process may still write wherever root may (an
+    // operator's --pcap-out in a directory root does not own).
+    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
     // Everything that needed privileges is done: keep only what reading the maps needs (and,
     // with --reattach, attaching again).
     let kept = if opts.reattach {
@@ -143,7 +146,7 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut rst_ring = watch(take_ring(&mut ebpf, MAP_RST_RING)?)?;
     let mut sample_ring = watch(take_ring(&mut ebpf, MAP_SAMPLE_RING)?)?;
     let mut pipeline = Pipeline::new(
-        exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?),
+        sink,
         Clock::now(),
         opts.load.flow_table_size,
         epoch_now_ns(),

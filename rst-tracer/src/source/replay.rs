@@ -66,18 +66,20 @@ impl ReplayStats {
 /// Missing privileges or object, an unreadable or broken capture (with its byte offset), or an
 /// output error.
 pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
-    // Every input is opened first, then the program loaded, then the privileges given up:
-    // the files (which came from anywhere) are parsed without them. A file that did not open
+    // Every input is opened first, then the program loaded and the outputs created, then the
+    // privileges given up: the files (which came from anywhere) are parsed without them. A file that did not open
     // fails in its turn, after the ones before it are replayed.
     let inputs: Vec<(&PathBuf, Result<Input, CaptureError>)> =
         opts.files.iter().map(|p| (p, Input::open(p))).collect();
     let mut exporter = Exporter::bind(&opts.metrics)?;
     let load = LoadOptions::default();
     let mut prog = ProgRun::load(&load)?;
+    // The output files too are created before the privileges go (a --pcap-out in a directory
+    // root does not own).
+    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
     privileges::keep_only(privileges::KEPT_AFTER_LOAD)
         .context("giving up capabilities before reading the captures")?;
     exporter.start()?;
-    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
     // Capture timestamps are already wall-clock time: no clock offset.
     let mut pipeline = Pipeline::new(
         sink,
