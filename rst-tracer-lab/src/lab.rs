@@ -383,6 +383,42 @@ pub fn wait_for_reset(s: &mut TcpStream) {
     }
 }
 
+/// Waits until `s` has `n` bytes to read (they reached the socket), without reading them.
+pub fn wait_until_readable(s: &TcpStream, n: usize) {
+    let mut buf = vec![0u8; n];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while s.peek(&mut buf).expect("data within 5 s") < n {}
+}
+
+/// Waits until namespace `ns` holds a TCP socket on local port `port` in `state` (an `ss` state
+/// name; the orphan of a closed connection is a timewait socket in fin-wait-2 once its FIN is
+/// acked).
+pub fn wait_for_state(ns: &str, state: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Htan", "state", state])
+            .arg(format!("sport = :{port}"))
+            .output()
+            .expect("running ss");
+        if !out.stdout.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {state} socket on port {port} in {ns} within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the peer's FIN reached `s` (a read returns end of stream).
+pub fn wait_for_fin(s: &mut TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    while s.read(&mut buf).expect("the FIN within 5 s") > 0 {}
+}
+
 /// Runs `f` on a thread inside network namespace `ns`. Sockets made there stay in that
 /// namespace, so they can be returned and used from anywhere.
 pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {

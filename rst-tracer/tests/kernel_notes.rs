@@ -51,7 +51,7 @@ fn local_resets(lab: &Lab) -> Vec<TcpStream> {
     // Close with unread data.
     let (mut c2, s2) = lab.pair(8302);
     c2.write_all(b"abcd").unwrap();
-    wait_until_readable(&s2, 4);
+    lab::wait_until_readable(&s2, 4);
     drop(s2);
     // A connect to a port nobody listens on.
     assert!(lab.connect(8303).is_err());
@@ -59,51 +59,15 @@ fn local_resets(lab: &Lab) -> Vec<TcpStream> {
     // timewait socket, which answers with a reset.
     let (mut c4, s4) = lab.pair(8304);
     drop(s4);
-    wait_for_fin(&mut c4);
-    wait_for_state(&lab.server, "fin-wait-2", 8304);
+    lab::wait_for_fin(&mut c4);
+    lab::wait_for_state(&lab.server, "fin-wait-2", 8304);
     let _ = c4.write_all(b"x");
     // Data to a connection the server shut down both ways but still holds open.
     let (mut c7, s7) = lab.pair(8307);
     s7.shutdown(Shutdown::Both).unwrap();
-    wait_for_fin(&mut c7);
+    lab::wait_for_fin(&mut c7);
     let _ = c7.write_all(b"x");
     vec![c1, c2, c4, c7, s7]
-}
-
-/// Waits until `s` has `n` bytes to read (they reached the socket), without reading them.
-fn wait_until_readable(s: &TcpStream, n: usize) {
-    let mut buf = vec![0u8; n];
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    while s.peek(&mut buf).expect("data within 5 s") < n {}
-}
-
-/// Waits until namespace `ns` holds a TCP socket on local port `port` in `state` (an `ss` state
-/// name; the orphan of a closed connection is a timewait socket in fin-wait-2 once its FIN is
-/// acked).
-fn wait_for_state(ns: &str, state: &str, port: u16) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "ss", "-Htan", "state", state])
-            .arg(format!("sport = :{port}"))
-            .output()
-            .expect("running ss");
-        if !out.stdout.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {state} socket on port {port} in {ns} within 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits until the peer's FIN reached `s` (a read returns end of stream).
-fn wait_for_fin(s: &mut TcpStream) {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 16];
-    while s.read(&mut buf).expect("the FIN within 5 s") > 0 {}
 }
 
 #[test]
