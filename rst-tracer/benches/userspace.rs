@@ -194,7 +194,7 @@ fn user_bytes_per_flow(reset: Option<&Reset>) -> f64 {
             FlowKey::canonical(FAMILY_IPV4, &[i, 0, 0, 0], 1, &[0xffff_ffff, 0, 0, 0], 2);
         let flow = table.touch(&key, 1 + u64::from(i));
         if let Some(r) = reset {
-            flow.remember(u64::from(i), forensics::neighbour(r));
+            flow.remember(u64::from(i), forensics::neighbour(r, false));
         }
     }
     let after = LIVE_BYTES.load(Ordering::Relaxed);

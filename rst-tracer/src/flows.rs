@@ -30,15 +30,19 @@ pub struct Neighbour {
     /// It bore every mark of its sender's own abort, judged from the flow state before it
     /// (`forensics::explain::is_own_abort`).
     pub own_abort: bool,
+    /// This host sent it (the pipeline's judgement, as for the reset's own verdict).
+    pub sent_locally: bool,
 }
 
 impl Neighbour {
-    /// What the flow keeps of `r`, which did or did not bear its sender's own abort.
-    pub fn of(r: &Reset, own_abort: bool) -> Neighbour {
+    /// What the flow keeps of `r`, which did or did not bear its sender's own abort and was or
+    /// was not sent by this host.
+    pub fn of(r: &Reset, own_abort: bool, sent_locally: bool) -> Neighbour {
         Neighbour {
             seen: r.seen.clone(),
             rst: r.rst,
             own_abort,
+            sent_locally,
         }
     }
 }
@@ -399,8 +403,8 @@ mod tests {
             reset_at(Direction::Ingress, 200),
         );
         let mut f = FlowRecord::default();
-        f.remember(1, Neighbour::of(&blind, false));
-        f.remember(2, Neighbour::of(&exact, false));
+        f.remember(1, Neighbour::of(&blind, false, false));
+        f.remember(2, Neighbour::of(&exact, false, false));
         f.note(note(true, Side::Lo, 150));
         f.note(note(false, Side::Hi, 190));
         f.note(note(false, Side::Lo, 201));

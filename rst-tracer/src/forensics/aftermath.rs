@@ -87,12 +87,19 @@ pub fn check(case: &Case) -> Vec<Finding> {
         // moment: resets both ways within milliseconds, with nothing between them that one
         // could answer, are an injector resetting both ends.
         // Two aborts that each bear their own socket's marks are both ends closing at once.
+        // A reset this host sent is its own stack's, so a pair with one is no pair of resets
+        // neither end sent; and the other may answer a packet that took a path around this
+        // observer (a flow mis-routed here mid-stream, its other half still going elsewhere).
         let own = explain::is_own_abort(r);
-        let at_once = toward_other_end.iter().any(|n| {
-            n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS
-                && !answered_between(case, n)
-                && !(own && n.own_abort)
-        });
+        let at_once = !case.sent_locally
+            && toward_other_end
+                .iter()
+                .filter(|n| !n.sent_locally)
+                .any(|n| {
+                    n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS
+                        && !answered_between(case, n)
+                        && !(own && n.own_abort)
+                });
         let (strength, what) = if at_once {
             (Strength::Strong, "an injector resets both ends at once")
         } else {
@@ -353,7 +360,7 @@ mod tests {
         a.rst.seq = 2000;
         let mut b = reset();
         b.rst.seq = 3000;
-        let n = [neighbour(&a), neighbour(&b)];
+        let n = [neighbour(&a, false), neighbour(&b, false)];
         let c = Case {
             neighbours: &n,
             ..case(&r)
@@ -378,7 +385,7 @@ mod tests {
         other.seen.kernel_ts_ns = T + MS / 10;
         other.rst.seq = 5000;
         other.rst.ip_id = 8; // the server's count: 7 before
-        let pair = [neighbour(&other)];
+        let pair = [neighbour(&other, false)];
         let strength = |c: &Case| {
             check(c)
                 .into_iter()
@@ -393,12 +400,35 @@ mod tests {
         // The other carries an ID of no counter: an injector's pair.
         let mut forged = other.clone();
         forged.rst.ip_id = 0x3412;
-        let pair = [neighbour(&forged)];
+        let pair = [neighbour(&forged, false)];
         let c = Case {
             neighbours: &pair,
             ..case(&r)
         };
         assert_eq!(strength(&c), Some(Strength::Strong));
+        // The same pair where this host sent the other (its stack's answer to a segment of a
+        // flow routed here mid-stream) or this one: each end reset the other.
+        let pair = [neighbour(&forged, true)];
+        let c = Case {
+            neighbours: &pair,
+            ..case(&r)
+        };
+        assert_eq!(
+            strength(&c),
+            Some(Strength::Info),
+            "the other is this host's"
+        );
+        let pair = [neighbour(&forged, false)];
+        let c = Case {
+            neighbours: &pair,
+            sent_locally: true,
+            ..case(&r)
+        };
+        assert_eq!(
+            strength(&c),
+            Some(Strength::Info),
+            "this one is this host's"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn one_lower_ttl_same_headers_is_a_duplicate() {
-        let first = neighbour(&reset());
+        let first = neighbour(&reset(), false);
         let mut copy = reset();
         copy.rst.ttl -= 1;
         copy.seen.kernel_ts_ns += MS / 100;

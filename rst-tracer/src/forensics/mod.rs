@@ -128,9 +128,10 @@ pub struct Verdict {
 }
 
 /// What a flow keeps of reset `r` for the verdicts of its neighbours: where, when and its
-/// headers, and whether it bore its sender's own abort ([`explain::is_own_abort`]).
-pub fn neighbour(r: &Reset) -> Neighbour {
-    Neighbour::of(r, explain::is_own_abort(r))
+/// headers, whether it bore its sender's own abort ([`explain::is_own_abort`]) and whether this
+/// host sent it (`sent_locally`, as the caller judges it for the reset's own [`Case`]).
+pub fn neighbour(r: &Reset, sent_locally: bool) -> Neighbour {
+    Neighbour::of(r, explain::is_own_abort(r), sent_locally)
 }
 
 /// Everything known about one reset when its settle window closes.
@@ -337,7 +338,7 @@ mod tests {
         r.rst.seq = 900;
         r.rst.ip_id = 0;
         r.rst.flags = rst_tracer_common::event::TCP_RST;
-        let burst = [neighbour(&r), neighbour(&r)];
+        let burst = [neighbour(&r, false), neighbour(&r, false)];
         let v = judge(&Case {
             neighbours: &burst,
             ..case(&r)

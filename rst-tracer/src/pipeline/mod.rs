@@ -229,10 +229,11 @@ impl Pipeline {
                         .note(r.rst.ip_id, &r.seen.key, r.seen.kernel_ts_ns);
                 }
                 let listener = self.take_listener_note(&r);
+                let neighbour = forensics::neighbour(&r, self.sent_by_this_host(&r));
                 let rec = self.flows.touch(&r.seen.key, r.seen.kernel_ts_ns);
                 rec.resets += 1;
                 rec.last_reset = Some((r.seen.side, r.seen.kernel_ts_ns));
-                rec.remember(self.settle.next_id(), forensics::neighbour(&r));
+                rec.remember(self.settle.next_id(), neighbour);
                 if let Some(note) = listener {
                     rec.note(note);
                 }
