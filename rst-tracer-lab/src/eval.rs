@@ -19,8 +19,8 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::{
     delay::DelayLine,
     forge::{inject, inject_data, Rst, Seen, Sniffer},
-    lab::{abort, in_ns, ip, Lab, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
-    scenarios::{is, nft, request, settle, toward_client, toward_server},
+    lab::{abort, in_ns, ip, reset_taken_within, Lab, ROUTER_SERVER_IF, SERVER_IF, SERVER_IP},
+    scenarios::{is, nft, request, toward_client, toward_server},
 };
 
 /// Where the tracer runs.
@@ -277,18 +277,19 @@ fn closed(lab: &Lab, n: usize) -> Vec<Rst> {
             continue;
         };
         drop((s, l));
+        // The client's pacing, not a wait for anything: it writes twice into the closed
+        // connection, and the second write meets the reset or makes another.
         thread::sleep(Duration::from_millis(20));
         let _ = c.write_all(b"anyone?");
         thread::sleep(Duration::from_millis(20));
         let _ = c.write_all(b"hello?");
     }
-    settle();
     Vec::new()
 }
 
 /// Drops the server's resets at the router while `during` runs, as a restart whose aborts are
-/// lost does.
-fn without_server_resets(lab: &Lab, during: impl FnOnce()) {
+/// lost does, and until the router has dropped at least `resets` of them (at most 3 s more).
+fn without_server_resets(lab: &Lab, resets: u64, during: impl FnOnce()) {
     let r = &lab.router;
     nft(r, "add table inet rstgone");
     nft(
@@ -297,10 +298,31 @@ fn without_server_resets(lab: &Lab, during: impl FnOnce()) {
     );
     nft(
         r,
-        &format!("add rule inet rstgone quiet ip saddr {SERVER_IP} tcp flags rst drop"),
+        &format!("add rule inet rstgone quiet ip saddr {SERVER_IP} tcp flags rst counter drop"),
     );
     during();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while dropped_resets(r) < resets && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
     nft(r, "delete table inet rstgone");
+}
+
+/// How many resets the rule of [`without_server_resets`] in namespace `ns` has dropped.
+fn dropped_resets(ns: &str) -> u64 {
+    let listed = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "list", "chain", "inet", "rstgone", "quiet",
+        ])
+        .output()
+        .expect("running nft");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "packets")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(0)
 }
 
 /// `n` connections to `port` with a request each: (client, server) pairs.
@@ -326,7 +348,8 @@ fn open(lab: &Lab, base: u16, n: usize) -> Vec<(TcpStream, TcpStream)> {
 fn restart(lab: &Lab, n: usize) -> Vec<Rst> {
     let pairs = open(lab, 9300, n);
     let mut clients = Vec::new();
-    without_server_resets(lab, || {
+    let aborted = pairs.len() as u64;
+    without_server_resets(lab, aborted, || {
         for (c, s) in pairs {
             abort(&s);
             drop(s);
@@ -350,14 +373,14 @@ fn keepalive(lab: &Lab, n: usize) -> Vec<Rst> {
         .with_time(Duration::from_secs(1))
         .with_interval(Duration::from_secs(1));
     let mut clients = Vec::new();
-    without_server_resets(lab, || {
+    let aborted = pairs.len() as u64;
+    without_server_resets(lab, aborted, || {
         for (c, s) in pairs {
             SockRef::from(&c).set_tcp_keepalive(&probe).unwrap();
             abort(&s);
             drop(s);
             clients.push(c);
         }
-        thread::sleep(Duration::from_millis(200));
     });
     // The idle clients probe after 1 s; the server answers without a socket.
     thread::sleep(Duration::from_millis(2500));
@@ -405,7 +428,11 @@ fn backlog(lab: &Lab, n: usize) -> Vec<Rst> {
         let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
         let _ = c.write_all(b"x");
     }
-    settle();
+    // Each write meets the overflowed queue's reset, but for the connection that got in.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for c in &conns {
+        reset_taken_within(c, deadline.saturating_duration_since(Instant::now()));
+    }
     drop((conns, listener));
     Vec::new()
 }
@@ -454,11 +481,10 @@ fn each_request(lab: &Lab, base: u16, n: usize, forge: impl Fn(&Seen, u16) -> Fo
         for rst in &f.resets {
             inject(from, rst);
         }
+        // The forgery is ahead of the client's next segments on the one path to the server.
         if f.client_continues {
-            thread::sleep(Duration::from_millis(50));
             let _ = c.write_all(b"more data");
         }
-        settle();
         drop((c, s));
         all.extend(f.resets);
     }
@@ -693,6 +719,6 @@ pub fn run(tracer: &str, class: &Class, viewpoint: Viewpoint, scale: usize) -> T
         Viewpoint::Router => lab.start_tracer_on(&lab.router, ROUTER_SERVER_IF, "json", &[]),
     };
     let forged = (class.run)(&lab, n);
-    let out = t.stop();
+    let out = t.stop_when_quiet();
     tally(class, viewpoint, &out, &forged)
 }

@@ -383,6 +383,23 @@ pub fn wait_for_reset(s: &mut TcpStream) {
     }
 }
 
+/// Waits up to `within` until a reset reached socket `s` and its stack took it, without
+/// reading: the socket holds a pending error (ECONNRESET, or EPIPE where the peer had closed
+/// with a FIN first: a read of such a socket returns end of stream, never the error). Whether
+/// it did; the error is taken.
+pub fn reset_taken_within(s: &TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if !matches!(s.take_error(), Ok(None)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Waits until `s` has `n` bytes to read (they reached the socket), without reading them.
 pub fn wait_until_readable(s: &TcpStream, n: usize) {
     let mut buf = vec![0u8; n];
@@ -485,18 +502,25 @@ impl Tracer {
         s
     }
 
-    /// Waits until the TCP traffic the test made has passed the tracer's hooks, then stops it
-    /// like [`Tracer::stop`]: until two `stats` records (one per 1 s interval) written after
-    /// this call show the same count of TCP segments. A condition, where a fixed sleep before
-    /// stopping would guess. Fails after 15 s of traffic that does not stop.
-    pub fn stop_when_quiet(self) -> Vec<serde_json::Value> {
+    /// Waits until the TCP traffic the test made has passed the tracer's hooks: until two
+    /// interval reports (one per 1 s; `stats` records in JSON, the `kernel:` line in text)
+    /// written after this call show the same count of TCP segments. A condition, where a fixed
+    /// sleep would guess. Fails after 15 s of traffic that does not stop.
+    pub fn wait_quiet(&self) {
+        let tcp_count = |line: &str| -> Option<u64> {
+            if let Ok(r) = serde_json::from_str::<serde_json::Value>(line) {
+                return (r["type"] == "stats")
+                    .then(|| r["counters"]["tcp"].as_u64())
+                    .flatten();
+            }
+            let counts = line.trim_start().strip_prefix("kernel: packets ")?;
+            counts.split_whitespace().nth(2)?.parse().ok()
+        };
         let tcp_counts = |dir: &std::path::Path| -> Vec<u64> {
             std::fs::read_to_string(dir.join("stdout"))
                 .unwrap_or_default()
                 .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|r| r["type"] == "stats")
-                .filter_map(|r| r["counters"]["tcp"].as_u64())
+                .filter_map(tcp_count)
                 .collect()
         };
         let before = tcp_counts(&self.dir).len();
@@ -505,7 +529,7 @@ impl Tracer {
             let counts = tcp_counts(&self.dir);
             if let [.., a, b] = counts[before.min(counts.len())..] {
                 if a == b {
-                    break;
+                    return;
                 }
             }
             assert!(
@@ -514,6 +538,11 @@ impl Tracer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// [`Tracer::wait_quiet`], then [`Tracer::stop`].
+    pub fn stop_when_quiet(self) -> Vec<serde_json::Value> {
+        self.wait_quiet();
         self.stop()
     }
 

@@ -96,8 +96,8 @@ fn the_kernel_says_why_this_host_reset_and_whether_a_received_reset_took() {
         ip_id: 7,
         window: 0,
     };
+    // One path, one queue: the server's stack takes them in the order they are sent.
     inject(&lab.router, &blind);
-    std::thread::sleep(Duration::from_millis(50));
     inject(
         &lab.router,
         &Rst {
@@ -208,7 +208,7 @@ fn a_listeners_reset_for_a_connection_gone_here_carries_the_kernels_reason() {
             window: 0,
         },
     );
-    std::thread::sleep(Duration::from_millis(100));
+    lab::wait_for_reset(&mut s);
     c.write_all(b"more").unwrap();
     let out = tracer.stop_when_quiet();
     drop((c, s, listener));
@@ -321,8 +321,7 @@ fn a_synack_retransmitted_after_the_handshake_is_evidence_on_the_reset() {
     std::thread::sleep(Duration::from_millis(1_500));
     abort(&client);
     drop(client);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = tracer.stop();
+    let out = tracer.stop_when_quiet();
     drop(listener);
 
     let r = reset_on(&out, 8306, "ingress");
@@ -441,9 +440,8 @@ fn retransmission_bursts_are_folded_into_few_events_and_counted_exactly() {
     let mut rest = [0u8; 64 << 10];
     while matches!(c.read(&mut rest), Ok(n) if n > 0) {}
     writer.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop_when_quiet();
     let retransmitted = kernel.count();
-    let out = tracer.stop();
     drop(c);
 
     assert!(
@@ -490,7 +488,7 @@ fn without_the_tracepoints_the_tracer_runs_and_says_what_is_off() {
     std::fs::create_dir_all(&empty).unwrap();
     let tracer = lab.start_tracer(&["--tracefs", empty.to_str().unwrap()]);
     let keep = local_resets(&lab);
-    std::thread::sleep(Duration::from_millis(300));
+    tracer.wait_quiet();
     let stderr = tracer.stderr();
     let out = tracer.stop();
     drop(keep);

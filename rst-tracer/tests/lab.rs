@@ -67,9 +67,8 @@ fn real_connections_stream_each_reset_once_with_its_evidence() {
 
     // 2.-4. A server abort, a client abort and a refused connect.
     let survivors = resets_of_each_kind(&lab);
-    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop_when_quiet();
     drop(survivors);
-    let out = tracer.stop();
 
     assert!(
         resets_on(&out, 8080).is_empty(),

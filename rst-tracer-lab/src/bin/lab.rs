@@ -49,6 +49,7 @@ fn demo(tracer: &str) -> ExitCode {
     let lab = Lab::new(tracer);
     let t = lab.start_tracer_as("text", &[]);
     (scenario.run)(&lab);
+    t.wait_quiet();
     for line in t.stop_raw(libc::SIGINT).lines() {
         println!("  {line}");
     }
