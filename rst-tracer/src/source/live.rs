@@ -125,7 +125,6 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     for note in &kernel_notes {
         eprintln!("rst-tracer: kernel notes: {note}");
     }
-    eprintln!("rst-tracer: tracing {}", hooks.join(", "));
     if let Some(path) = &opts.ready_file {
         // The ready file says "attached, and holding only what tracing needs", so it is written
         // after the attaching capabilities are gone. CAP_DAC_OVERRIDE is kept for that write
@@ -140,6 +139,8 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
         write_ready_file(path, &hooks.join("\n"))?;
     }
     privileges::keep_only(kept).context("giving up capabilities after attaching")?;
+    // Said once attached and holding only what tracing needs, as the ready file says it.
+    eprintln!("rst-tracer: tracing {}", hooks.join(", "));
     // Capabilities are per thread: the metrics thread starts once they are given up.
     exporter.start()?;
 
