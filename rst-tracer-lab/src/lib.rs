@@ -3,7 +3,8 @@
 //! resets forged on the path (`forge`), the scenarios and their scoring (`scenarios`), the
 //! labelled evaluation corpus (`eval`), crafted frames for BPF_PROG_TEST_RUN (`frames`), the
 //! checks of what the tracer wrote (`pcapng`: a `--pcap-out` file read back; `schema`: records
-//! against `schema/`), and the check that a privileged test can run here.
+//! against `schema/`), a real systemd for the service unit (`nspawn`), and the check that a
+//! privileged test can run here.
 //!
 //! The programs in `src/bin` are the lab's front ends: `lab` (the demo and the scenario report),
 //! `eval` (the labelled corpus) and `soak` (a long run under churn).
@@ -15,6 +16,7 @@ pub mod frames;
 pub mod iperf;
 pub mod lab;
 pub mod metrics;
+pub mod nspawn;
 pub mod pcapng;
 pub mod scenarios;
 pub mod schema;

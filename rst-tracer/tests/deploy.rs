@@ -83,3 +83,105 @@ fn systemd_analyze_verifies_the_unit() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// The unit as a real systemd runs it: deploy/rst-tracer.service, unchanged, in a Debian tree
+/// booted with systemd-nspawn in the lab's server namespace. It attaches to the default-route
+/// interface, keeps only CAP_BPF (effective and bounding set) once attached, writes JSON to the
+/// journal, serves metrics on loopback, reports the reset of a refused connect with the kernel's
+/// reason, and stops cleanly. The first run makes the Debian tree (debootstrap, about 30 s).
+#[test]
+fn under_systemd_the_unit_traces_with_cap_bpf_alone_and_stops_cleanly() {
+    use rst_tracer_lab::{lab, metrics, nspawn};
+    use std::time::Duration;
+    rst_tracer_lab::require_privileges!();
+    if let Some(tool) = nspawn::missing_tool() {
+        rst_tracer_lab::skip(&format!("it needs {tool} (`cargo xtask test` installs it)"));
+        return;
+    }
+    let root = nspawn::debian_tree(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("systemd-root"));
+    let bin = root.join("usr/local/bin/rst-tracer");
+    std::fs::copy(env!("CARGO_BIN_EXE_rst-tracer"), &bin).unwrap();
+    let units = root.join("etc/systemd/system");
+    std::fs::write(
+        units.join("rst-tracer.service"),
+        deploy("rst-tracer.service"),
+    )
+    .unwrap();
+    let wants = units.join("multi-user.target.wants/rst-tracer.service");
+    let _ = std::fs::remove_file(&wants);
+    std::os::unix::fs::symlink("/etc/systemd/system/rst-tracer.service", &wants).unwrap();
+
+    let lab = lab::Lab::new(env!("CARGO_BIN_EXE_rst-tracer"));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let c = nspawn::Container::boot(&root, &lab.server, log.path());
+    let journal = || {
+        c.says(&[
+            "journalctl",
+            "-b",
+            "0",
+            "-u",
+            "rst-tracer",
+            "-o",
+            "cat",
+            "--no-pager",
+        ])
+    };
+    // Said once attached and down to CAP_BPF.
+    c.wait_for(Duration::from_secs(30), "the unit never attached", || {
+        journal()
+            .contains(&format!("tracing {}", lab::SERVER_IF))
+            .then_some(())
+    });
+    let main_pid = c.says(&[
+        "systemctl",
+        "show",
+        "-p",
+        "MainPID",
+        "--value",
+        "rst-tracer",
+    ]);
+    let status = c.says(&["cat", &format!("/proc/{main_pid}/status")]);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .to_string()
+    };
+    // CAP_BPF is capability 39.
+    assert_eq!(field("CapEff:"), "0000008000000000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000008000000000", "{status}");
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+
+    // A refused connect: the server's kernel answers the SYN with a reset (NO_SOCKET).
+    let refused = lab.connect(9).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let reset = c.wait_for(
+        Duration::from_secs(30),
+        "no reset record in the journal",
+        || {
+            journal()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|r| r["type"] == "reset" && r["flow"]["sport"] == 9)
+        },
+    );
+    assert_eq!(reset["origin"], "local", "{reset:#}");
+    assert_eq!(reset["kernel_reason"], "NO_SOCKET", "{reset:#}");
+    let local_egress =
+        "rst_tracer_resets_total{origin=\"local\",suspicious=\"false\",direction=\"egress\"}";
+    let served = c.wait_for(Duration::from_secs(30), "no reset in the metrics", || {
+        let text = lab::in_ns(&lab.server, || {
+            metrics::fetch("127.0.0.1:9464".parse().unwrap())
+        });
+        (metrics::parse(&text).get(local_egress) >= Some(&1.0)).then_some(text)
+    });
+    assert!(served.contains("rst_tracer_build_info"), "{served}");
+
+    let stop = c.run(&["systemctl", "stop", "rst-tracer"]);
+    assert!(stop.status.success(), "{stop:?}");
+    let result = c.says(&["systemctl", "show", "-p", "Result", "--value", "rst-tracer"]);
+    assert_eq!(result, "success", "{}", journal());
+    drop(c);
+}

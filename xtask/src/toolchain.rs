@@ -14,12 +14,16 @@ const BPF_LINKER_VERSION: &str = "~0.10";
 /// the pcapng that `--pcap-out` writes; promtool checks the metrics exposition. Debian ships
 /// promtool only in `prometheus`, which brings the server too: on a host where systemd runs, the
 /// package's own scripts enable and start it (port 9090); in CI and in the development VM
-/// systemd is not running and nothing starts.
-const TEST_TOOLS: [(&str, &str); 4] = [
+/// systemd is not running and nothing starts. debootstrap and systemd-nspawn boot a Debian tree
+/// with a real systemd for the service unit's test (systemd-container brings systemd onto the
+/// host as a package; the host's PID 1 stays what it was).
+const TEST_TOOLS: [(&str, &str); 6] = [
     ("tcpdump", "tcpdump"),
     ("nft", "nftables"),
     ("tshark", "tshark"),
     ("promtool", "prometheus"),
+    ("debootstrap", "debootstrap"),
+    ("systemd-nspawn", "systemd-container"),
 ];
 /// Programs the benchmarks drive or compare against: tshark, capinfos to count records, iperf3
 /// for throughput, tcpdump, ethtool to turn offloads off.
