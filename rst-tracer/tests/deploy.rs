@@ -1,5 +1,6 @@
-//! The deployment files of `deploy/`: the systemd unit verifies, and the command lines of the
-//! unit, the DaemonSet and the image are ones the tracer accepts.
+//! The deployment files of `deploy/`: the systemd unit verifies and runs under a real systemd,
+//! the DaemonSet validates, and the command lines of the unit, the DaemonSet and the image are
+//! ones the tracer accepts.
 
 use std::{path::Path, process::Command};
 
@@ -82,6 +83,43 @@ fn systemd_analyze_verifies_the_unit() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+/// The DaemonSet against the Kubernetes 1.37 schemas (kubernetes-validate, strict: no field the
+/// schema lacks) and yamllint's relaxed rules (warnings allowed, errors not). Both are PyPI
+/// packages `cargo xtask test` installs.
+#[test]
+fn the_daemonset_passes_kubernetes_validate_and_yamllint() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/daemonset.yaml");
+    for (module, args) in [
+        ("kubernetes_validate", &["--strict", "-k", "1.37"][..]),
+        ("yamllint", &["-d", "relaxed"][..]),
+    ] {
+        let Ok(out) = Command::new("python3")
+            .args(["-m", module])
+            .args(args)
+            .arg(&manifest)
+            .output()
+        else {
+            rst_tracer_lab::skip("it needs python3");
+            return;
+        };
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if said.contains("No module named") {
+            rst_tracer_lab::skip(&format!(
+                "it needs the Python module {module} (`cargo xtask test` installs it)"
+            ));
+            return;
+        }
+        assert!(out.status.success(), "{module}: {said}");
+        if module == "kubernetes_validate" {
+            assert_eq!(said.matches("passed for resource").count(), 2, "{said}");
+        }
+    }
 }
 
 /// The unit as a real systemd runs it: deploy/rst-tracer.service, unchanged, in a Debian tree

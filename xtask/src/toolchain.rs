@@ -35,12 +35,46 @@ const BENCH_TOOLS: [(&str, &str); 5] = [
     ("ethtool", "ethtool"),
 ];
 
-/// Installs the programs the tests drive (Debian packages) when they are missing.
+/// Python modules the tests run (`python3 -m MODULE`), and the PyPI requirement that provides
+/// each: the DaemonSet's validators.
+const TEST_PYTHON_TOOLS: [(&str, &str); 2] = [
+    ("kubernetes_validate", "kubernetes-validate==1.37.0"),
+    ("yamllint", "yamllint==1.38.0"),
+];
+
+/// Installs the programs the tests drive (Debian packages, PyPI modules) when they are missing.
 ///
 /// # Errors
 /// When a missing package cannot be installed.
 pub fn ensure_test_tools() -> Result<()> {
-    ensure_packages(&TEST_TOOLS)
+    ensure_packages(&TEST_TOOLS)?;
+    ensure_python_modules(&TEST_PYTHON_TOOLS)
+}
+
+fn ensure_python_modules(modules: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = modules
+        .iter()
+        .filter(|(module, _)| {
+            Command::new("python3")
+                .args(["-m", module, "--version"])
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, requirement)| *requirement)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} (PyPI packages the tests use)",
+        missing.join(" ")
+    );
+    exec(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(&missing),
+    )
 }
 
 /// Installs the programs the benchmarks compare against when they are missing.
