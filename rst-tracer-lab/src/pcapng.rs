@@ -152,3 +152,81 @@ pub fn check(pcap: &Path, resets: &[&Value], iface: &str) -> Result<(), String> 
     }
     Ok(())
 }
+
+/// A packet of a capture as (time in ns, first `RST_FRAME_MAX` bytes).
+pub type Packet = (u64, Vec<u8>);
+
+/// What `--pcap-out-context n` must put before each reset of a capture, by tshark's reading of
+/// it: for every TCP reset (time and bytes, as [`resets_in`] gives them), the last `n` other TCP
+/// packets between the same two endpoints (addresses and ports, either way) since the previous
+/// reset between them, oldest first. Sorted by the reset.
+pub fn context_in(path: &Path, n: usize) -> Vec<(Packet, Vec<Packet>)> {
+    let fields = [
+        "tcp.flags.reset",
+        "ip.src",
+        "ipv6.src",
+        "tcp.srcport",
+        "ip.dst",
+        "ipv6.dst",
+        "tcp.dstport",
+    ];
+    let mut args = vec!["-T", "fields", "-E", "separator=|"];
+    for f in &fields {
+        args.extend(["-e", f]);
+    }
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(&args)
+        .output()
+        .expect("this test needs tshark (`cargo xtask test` installs it)");
+    assert!(out.status.success(), "tshark -r {}", path.display());
+    let records = records(path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), records.len(), "{}", path.display());
+    let mut recent: std::collections::HashMap<(String, String), Vec<Packet>> = Default::default();
+    let mut out = Vec::new();
+    for (line, record) in lines.iter().zip(&records) {
+        let f: Vec<&str> = line.split('|').collect();
+        // Not TCP, or TCP inside another layer (an ICMP error quoting a segment, a tunnel).
+        if f[3].is_empty() || f.iter().any(|v| v.contains(',')) {
+            continue;
+        }
+        let endpoint = |addr4: &str, addr6: &str, port: &str| format!("{addr4}{addr6}:{port}");
+        let (a, b) = (endpoint(f[1], f[2], f[3]), endpoint(f[4], f[5], f[6]));
+        let flow = if a <= b { (a, b) } else { (b, a) };
+        let packet = (
+            record.ts_ns,
+            record.data[..record.data.len().min(RST_FRAME_MAX)].to_vec(),
+        );
+        if f[0] == "1" || f[0] == "True" {
+            let mut before = recent.remove(&flow).unwrap_or_default();
+            let keep = before.len().saturating_sub(n);
+            before.drain(..keep);
+            out.push((packet, before));
+        } else {
+            recent.entry(flow).or_default().push(packet);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a `--pcap-out-context` file holds: each reset packet (time, bytes) with the context
+/// packets written just before it (their comments begin "context:"), sorted by the reset.
+pub fn context_written(path: &Path) -> Vec<(Packet, Vec<Packet>)> {
+    let comments = tshark_field(path, "frame.comment");
+    let mut out = Vec::new();
+    let mut before = Vec::new();
+    for (r, comment) in records(path).iter().zip(&comments) {
+        let packet = (r.ts_ns, r.data.clone());
+        if comment.starts_with("context:") {
+            before.push(packet);
+        } else {
+            out.push((packet, std::mem::take(&mut before)));
+        }
+    }
+    out.sort();
+    out
+}

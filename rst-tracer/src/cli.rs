@@ -8,7 +8,7 @@ use rst_tracer_common::names::{DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS};
 use crate::{
     attach::{IngressMode, LoadOptions},
     exporter::{self, MetricsOptions},
-    report::Format,
+    report::{context::MAX_CONTEXT_PACKETS, Format},
     source::{live::LiveOptions, replay::ReplayOptions},
     tracepoints,
 };
@@ -63,9 +63,19 @@ pub struct ReplayArgs {
     /// time and interface, and its verdict as the packet's comment.
     #[arg(long, value_name = "FILE")]
     pub pcap_out: Option<PathBuf>,
+    /// In the --pcap-out file, put before each reset up to N packets of its flow from the
+    /// capture (those since the flow's previous reset), each with a comment saying so. Replay
+    /// only: live, the kernel keeps no packets but resets.
+    #[arg(long, value_name = "N", requires = "pcap_out", value_parser = context_packets)]
+    pub pcap_out_context: Option<usize>,
     /// Prometheus metrics.
     #[command(flatten)]
     pub metrics: MetricsArgs,
+}
+
+/// `--pcap-out-context`: 1 to `MAX_CONTEXT_PACKETS`.
+fn context_packets(v: &str) -> Result<usize, String> {
+    whole_between(v, 1, MAX_CONTEXT_PACKETS as u64).map(|n| n as usize)
 }
 
 /// The metrics options of `live` and `replay`.
@@ -114,6 +124,7 @@ impl ReplayArgs {
             format: self.format,
             local: self.local.clone(),
             pcap_out: self.pcap_out.clone(),
+            pcap_out_context: self.pcap_out_context,
             metrics: self.metrics.resolve(),
         }
     }

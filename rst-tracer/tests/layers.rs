@@ -58,6 +58,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "sinks",
         &[
             "report/mod.rs",
+            "report/context.rs",
             "report/json.rs",
             "report/metrics.rs",
             "report/pcapng.rs",

@@ -957,3 +957,101 @@ fn the_stats_schema_requires_every_kernel_counter() {
         .collect();
     assert_eq!(required, counters, "schema/stats.json and Counter::ALL");
 }
+
+#[test]
+fn pcap_out_context_puts_each_resets_flow_before_it() {
+    require_privileges!();
+    const N: usize = 3;
+    let dir = corpus();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let (mut files, mut reset_packets, mut with_context) = (0, 0, 0);
+    for e in CORPUS {
+        let input = dir.join(e.file);
+        // The bytes are comparable where replay runs the capture's own frames: Ethernet.
+        if rst_tracer_lab::pcapng::records(&input)
+            .iter()
+            .any(|c| c.linktype != 1)
+        {
+            continue;
+        }
+        let pcap = out_dir.path().join("context.pcapng");
+        let pcap_arg = format!("--pcap-out={}", pcap.display());
+        let (ok, records, stderr) = replay(&[
+            input.to_str().unwrap(),
+            &pcap_arg,
+            &format!("--pcap-out-context={N}"),
+        ]);
+        if !ok {
+            failures.push(format!("{}: exit failure: {stderr}", e.file));
+            continue;
+        }
+        let written = rst_tracer_lab::pcapng::context_written(&pcap);
+        let expected = rst_tracer_lab::pcapng::context_in(&input, N);
+        if written.len() != resets(&records).len() {
+            failures.push(format!(
+                "{}: {} reset packets for {} JSON resets",
+                e.file,
+                written.len(),
+                resets(&records).len()
+            ));
+        } else if written != expected {
+            let first = written
+                .iter()
+                .zip(&expected)
+                .position(|(w, x)| w != x)
+                .unwrap_or(0);
+            failures.push(format!(
+                "{}: reset {first} of {}: {} context packets written, {} in the capture",
+                e.file,
+                written.len(),
+                written.get(first).map_or(0, |w| w.1.len()),
+                expected.get(first).map_or(0, |x| x.1.len()),
+            ));
+        }
+        let stats = records.iter().rfind(|r| r["type"] == "stats").unwrap();
+        assert_eq!(stats["replay"]["context_evicted"], 0, "{}", e.file);
+        files += 1;
+        reset_packets += written.len();
+        with_context += written.iter().filter(|w| !w.1.is_empty()).count();
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "pcap-out-context: {files} captures, {reset_packets} resets, {with_context} with context"
+    );
+    assert!(files >= 10 && with_context >= 40, "{files} {with_context}");
+}
+
+#[test]
+fn pcap_out_context_needs_pcap_out_and_a_count_in_range() {
+    for (args, says) in [
+        (&["--pcap-out-context=3"][..], "--pcap-out"),
+        (
+            &["--pcap-out=x.pcapng", "--pcap-out-context=0"][..],
+            "out of range",
+        ),
+        (
+            &["--pcap-out=x.pcapng", "--pcap-out-context=17"][..],
+            "out of range",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+            .arg("replay")
+            .args(args)
+            .arg("any.pcap")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    let live = Command::new(env!("CARGO_BIN_EXE_rst-tracer"))
+        .args(["live", "--pcap-out=x.pcapng", "--pcap-out-context=3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        live.status.code(),
+        Some(2),
+        "live has no --pcap-out-context"
+    );
+}

@@ -412,6 +412,10 @@ pub struct ReplayStats {
     pub wall_ms: u64,
     /// How fast it went: records read per wall-clock second.
     pub records_per_s: u64,
+    /// With `--pcap-out-context`: sets of packets forgotten to make room (a flow's recent ones,
+    /// 8,192 flows being kept, or those set aside for a reset not yet written, 1,024 being
+    /// kept): that reset has less context or none. 0 without the option.
+    pub context_evicted: u64,
 }
 
 /// The kernel flow table's numbers.

@@ -1,8 +1,9 @@
 //! Sinks: where records go. `text` is for people, `json` (JSON Lines) for machines, `metrics`
-//! counts them for Prometheus, `pcapng` is a capture of the resets (`--pcap-out`); all receive
-//! the same records from the pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`])
-//! and only read them.
+//! counts them for Prometheus, `pcapng` is a capture of the resets (`--pcap-out`), in replay with
+//! the packets before each one that `context` kept; all receive the same records from the
+//! pipeline ([`crate::pipeline::record`], [`crate::pipeline::summary`]) and only read them.
 
+pub mod context;
 pub mod json;
 pub mod metrics;
 pub mod pcapng;
@@ -29,7 +30,8 @@ pub enum Format {
 const OUTPUT_BUFFER: usize = 64 * 1024;
 
 /// A sink of `format` writing to `out`, with, when `pcap_out` names a file, a pcapng capture of
-/// the resets beside it (a [`Tee`]).
+/// the resets beside it (a [`Tee`]), and in it the packets before each reset that `context`
+/// holds.
 ///
 /// # Errors
 /// When the pcapng file cannot be created.
@@ -37,12 +39,13 @@ pub fn sinks(
     format: Format,
     out: Box<dyn io::Write + Send>,
     pcap_out: Option<&Path>,
+    context: Option<context::SharedContext>,
 ) -> io::Result<Box<dyn Sink + Send>> {
     let output = sink(format, out);
     Ok(match pcap_out {
         Some(path) => Box::new(Tee::new(vec![
             output,
-            Box::new(pcapng::PcapngSink::create(path)?),
+            Box::new(pcapng::PcapngSink::create(path, context)?),
         ])),
         None => output,
     })

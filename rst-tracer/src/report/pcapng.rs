@@ -4,7 +4,9 @@
 //! judgement beside the packet. The other records are not packets and are left out.
 //!
 //! A reset's comment starts with `SUSPICIOUS` when the verdict is; then come the origin, the
-//! explanation and the findings (see [`comment`]).
+//! explanation and the findings (see [`comment`]). In replay with `--pcap-out-context N`, the
+//! flow's packets before each reset come just before it, each with a comment that says so
+//! ([`super::context`]).
 
 use std::{
     borrow::Cow,
@@ -27,7 +29,7 @@ use pcap_file::{
 };
 use rst_tracer_common::event::RST_FRAME_MAX;
 
-use super::text;
+use super::{context::SharedContext, text};
 use crate::pipeline::{record::ResetRecord, Sink};
 
 /// `if_tsresol` 9: timestamps in nanoseconds. pcap-file 2 writes an enhanced packet block's
@@ -45,14 +47,17 @@ pub struct PcapngSink {
     /// Interface names in the order of their description blocks (the block's index is the
     /// packets' `interface_id`).
     interfaces: Vec<String>,
+    /// Where the packets before each reset are, with `--pcap-out-context`.
+    context: Option<SharedContext>,
 }
 
 impl PcapngSink {
-    /// Creates (or truncates) `path` and writes the section header.
+    /// Creates (or truncates) `path` and writes the section header; with `context`, each reset
+    /// is preceded by the packets set aside for it there.
     ///
     /// # Errors
     /// When the file cannot be created or written.
-    pub fn create(path: &Path) -> io::Result<PcapngSink> {
+    pub fn create(path: &Path, context: Option<SharedContext>) -> io::Result<PcapngSink> {
         let file = File::create(path)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         let section = SectionHeaderBlock {
@@ -67,6 +72,7 @@ impl PcapngSink {
         Ok(PcapngSink {
             writer,
             interfaces: Vec::new(),
+            context,
         })
     }
 
@@ -139,6 +145,31 @@ fn io_error(e: PcapError) -> io::Error {
 impl Sink for PcapngSink {
     fn reset(&mut self, r: &ResetRecord) -> io::Result<()> {
         let interface_id = self.interface(interface_name(r))?;
+        let before = match &self.context {
+            // A poisoned lock only means another thread panicked holding it: the packets are
+            // still whole.
+            Some(c) => c
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(&r.seen.flow, r.seen.ts_ns),
+            None => Vec::new(),
+        };
+        let n = before.len();
+        for (i, p) in before.into_iter().enumerate() {
+            let note = format!(
+                "context: packet {} of {n} of this flow before the reset that follows",
+                i + 1
+            );
+            self.writer
+                .write_pcapng_block(EnhancedPacketBlock {
+                    interface_id,
+                    timestamp: Duration::from_nanos(p.ts_ns),
+                    original_len: p.len,
+                    data: Cow::Owned(p.data.to_vec()),
+                    options: vec![EnhancedPacketOption::Comment(Cow::Owned(note))],
+                })
+                .map_err(io_error)?;
+        }
         let mut options = vec![EnhancedPacketOption::Comment(Cow::Owned(comment(r)))];
         match r.seen.direction {
             "ingress" => options.push(EnhancedPacketOption::Flags(EPB_INBOUND)),
@@ -267,7 +298,7 @@ mod tests {
     fn each_interface_is_described_once_and_each_reset_is_a_packet_on_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resets.pcapng");
-        let mut sink = PcapngSink::create(&path).unwrap();
+        let mut sink = PcapngSink::create(&path, None).unwrap();
         let frame = |byte: u8, len: u32| Frame {
             data: Bytes::from(vec![byte; 60]),
             len,
@@ -310,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_file_that_cannot_be_created_is_an_error_naming_it() {
-        let err = PcapngSink::create(Path::new("/nonexistent-dir/resets.pcapng"))
+        let err = PcapngSink::create(Path::new("/nonexistent-dir/resets.pcapng"), None)
             .err()
             .expect("no such directory");
         assert!(

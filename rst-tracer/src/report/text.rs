@@ -345,6 +345,13 @@ impl Sink for TextSink {
                     skipped.join(", ")
                 }
             )?;
+            if r.context_evicted > 0 {
+                writeln!(
+                    o,
+                    "   pcap-out context: {} sets of packets forgotten to make room",
+                    r.context_evicted
+                )?;
+            }
         }
         Ok(())
     }

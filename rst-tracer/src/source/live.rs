@@ -110,7 +110,12 @@ pub async fn run(opts: LiveOptions, out: Box<dyn Write + Send>) -> Result<()> {
     drop(tracefs);
     // The output files are created while the process may still write wherever root may (an
     // operator's --pcap-out in a directory root does not own).
-    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
+    let sink = exporter.beside(report::sinks(
+        opts.format,
+        out,
+        opts.pcap_out.as_deref(),
+        None,
+    )?);
     // Everything that needed privileges is done: keep only what reading the maps needs (and,
     // with --reattach, attaching again).
     let kept = if opts.reattach {

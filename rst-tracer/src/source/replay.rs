@@ -6,6 +6,7 @@
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -26,7 +27,11 @@ use crate::{
     exporter::{Exporter, MetricsOptions},
     pipeline::{summary::ReplayStats, Pipeline},
     privileges,
-    report::{self, Format},
+    report::{
+        self,
+        context::{ResetContext, SharedContext},
+        Format,
+    },
 };
 
 /// Files smaller than this replay without a progress bar.
@@ -43,6 +48,8 @@ pub struct ReplayOptions {
     pub local: Vec<IpNet>,
     /// A pcapng file to write the resets to, beside the output.
     pub pcap_out: Option<PathBuf>,
+    /// Packets of each reset's flow to put before it in that file (`--pcap-out-context`).
+    pub pcap_out_context: Option<usize>,
     /// Prometheus metrics: served while replaying, written at the end.
     pub metrics: MetricsOptions,
 }
@@ -76,7 +83,15 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let mut prog = ProgRun::load(&load)?;
     // The output files too are created before the privileges go (a --pcap-out in a directory
     // root does not own).
-    let sink = exporter.beside(report::sinks(opts.format, out, opts.pcap_out.as_deref())?);
+    let context = opts
+        .pcap_out_context
+        .map(|n| Arc::new(Mutex::new(ResetContext::new(n))));
+    let sink = exporter.beside(report::sinks(
+        opts.format,
+        out,
+        opts.pcap_out.as_deref(),
+        context.clone(),
+    )?);
     privileges::keep_only(privileges::KEPT_AFTER_LOAD)
         .context("giving up capabilities before reading the captures")?;
     exporter.start()?;
@@ -94,7 +109,13 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let started = Instant::now();
     let mut failure = None;
     for (path, input) in inputs {
-        if let Err(e) = replay_file(path, input, &mut prog, &mut pipeline, &mut stats) {
+        let run = Run {
+            prog: &mut prog,
+            pipeline: &mut pipeline,
+            context: context.as_ref(),
+            stats: &mut stats,
+        };
+        if let Err(e) = replay_file(path, input, run) {
             failure = Some(e);
             break;
         }
@@ -107,6 +128,11 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
             pipeline.check_silence(&key, &state, stats.last_ts_ns)?;
         }
     }
+    stats.context_evicted = context.map_or(0, |c| {
+        c.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .evicted()
+    });
     let wall = started.elapsed();
     stats.wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
     stats.records_per_s = (stats.records as f64 / wall.as_secs_f64().max(1e-3)) as u64;
@@ -121,13 +147,22 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     }
 }
 
-fn replay_file(
-    path: &PathBuf,
-    input: Result<Input, CaptureError>,
-    prog: &mut ProgRun,
-    pipeline: &mut Pipeline,
-    stats: &mut ReplayStats,
-) -> Result<()> {
+/// What replaying a file works with.
+struct Run<'a> {
+    prog: &'a mut ProgRun,
+    pipeline: &'a mut Pipeline,
+    /// With `--pcap-out-context`: shown every frame.
+    context: Option<&'a SharedContext>,
+    stats: &'a mut ReplayStats,
+}
+
+fn replay_file(path: &PathBuf, input: Result<Input, CaptureError>, run: Run) -> Result<()> {
+    let Run {
+        prog,
+        pipeline,
+        context,
+        stats,
+    } = run;
     let mut reader = CaptureReader::from_input(input?)?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let progress = progress_bar(size);
@@ -142,6 +177,11 @@ fn replay_file(
         match link::to_ethernet(record.linktype, &record.data, &mut frame) {
             Ok(()) => {
                 stats.frames += 1;
+                if let Some(c) = context {
+                    c.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .note(&frame, record.ts_ns);
+                }
                 prog.xdp(&frame, Some(ReplayMeta::new(record.ts_ns)), 1)
                     .with_context(|| {
                         format!("{}: record at byte {}", path.display(), record.offset)
