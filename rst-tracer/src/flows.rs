@@ -30,19 +30,19 @@ pub struct Neighbour {
     /// It bore every mark of its sender's own abort, judged from the flow state before it
     /// (`forensics::explain::is_own_abort`).
     pub own_abort: bool,
-    /// This host sent it (the pipeline's judgement, as for the reset's own verdict).
-    pub sent_locally: bool,
+    /// It was seen leaving this host, sent by it (`forensics::left_this_host`).
+    pub left_this_host: bool,
 }
 
 impl Neighbour {
     /// What the flow keeps of `r`, which did or did not bear its sender's own abort and was or
-    /// was not sent by this host.
-    pub fn of(r: &Reset, own_abort: bool, sent_locally: bool) -> Neighbour {
+    /// was not seen leaving this host.
+    pub fn of(r: &Reset, own_abort: bool, left_this_host: bool) -> Neighbour {
         Neighbour {
             seen: r.seen.clone(),
             rst: r.rst,
             own_abort,
-            sent_locally,
+            left_this_host,
         }
     }
 }

@@ -87,14 +87,15 @@ pub fn check(case: &Case) -> Vec<Finding> {
         // moment: resets both ways within milliseconds, with nothing between them that one
         // could answer, are an injector resetting both ends.
         // Two aborts that each bear their own socket's marks are both ends closing at once.
-        // A reset this host sent is its own stack's, so a pair with one is no pair of resets
-        // neither end sent; and the other may answer a packet that took a path around this
-        // observer (a flow mis-routed here mid-stream, its other half still going elsewhere).
+        // A reset seen leaving this host is this host's (its stack's, or a tool's on it), never
+        // an on-path injector's, so a pair with one is no pair of resets neither end sent; and
+        // the other may answer a packet that took a path around this observer (a flow
+        // mis-routed here mid-stream, its other half still going elsewhere).
         let own = explain::is_own_abort(r);
-        let at_once = !case.sent_locally
+        let at_once = !super::left_this_host(r, case.sent_locally)
             && toward_other_end
                 .iter()
-                .filter(|n| !n.sent_locally)
+                .filter(|n| !n.left_this_host)
                 .any(|n| {
                     n.seen.kernel_ts_ns.abs_diff(t) <= BOTH_ENDS_NS
                         && !answered_between(case, n)
@@ -201,7 +202,7 @@ mod tests {
         testing::{after, case, reset, MS, T},
     };
     use rst_tracer_common::{
-        event::{PacketInfo, TCP_ACK},
+        event::{Hook, PacketInfo, TCP_ACK},
         flow::Side,
     };
 
@@ -406,29 +407,56 @@ mod tests {
             ..case(&r)
         };
         assert_eq!(strength(&c), Some(Strength::Strong));
-        // The same pair where this host sent the other (its stack's answer to a segment of a
-        // flow routed here mid-stream) or this one: each end reset the other.
+        // Judged sent by this host, but in replay (inferred from addresses and TTLs, which an
+        // IPS answering on a span port copies): still an injector's pair.
         let pair = [neighbour(&forged, true)];
         let c = Case {
             neighbours: &pair,
             ..case(&r)
         };
-        assert_eq!(
-            strength(&c),
-            Some(Strength::Info),
-            "the other is this host's"
-        );
-        let pair = [neighbour(&forged, false)];
+        assert_eq!(strength(&c), Some(Strength::Strong), "inferred, not seen");
         let c = Case {
             neighbours: &pair,
             sent_locally: true,
             ..case(&r)
         };
+        assert_eq!(strength(&c), Some(Strength::Strong), "inferred, not seen");
+        // The same pair where this host was seen sending the other (its stack's answer to a
+        // segment of a flow routed here mid-stream) or this one: each end reset the other.
+        let mut sent = forged.clone();
+        sent.seen.hook = Hook::TcEgress;
+        let pair = [neighbour(&sent, true)];
+        let c = Case {
+            neighbours: &pair,
+            ..case(&r)
+        };
         assert_eq!(
             strength(&c),
             Some(Strength::Info),
-            "this one is this host's"
+            "the other left this host"
         );
+        let mut mine = r.clone();
+        mine.seen.hook = Hook::TcEgress;
+        let pair = [neighbour(&forged, false)];
+        let c = Case {
+            neighbours: &pair,
+            sent_locally: true,
+            ..case(&mine)
+        };
+        assert_eq!(
+            strength(&c),
+            Some(Strength::Info),
+            "this one left this host"
+        );
+        // Arriving (ingress) with this host's address: a decoy, not this host's.
+        let mut decoy = forged.clone();
+        decoy.seen.hook = Hook::TcIngress;
+        let pair = [neighbour(&decoy, true)];
+        let c = Case {
+            neighbours: &pair,
+            ..case(&r)
+        };
+        assert_eq!(strength(&c), Some(Strength::Strong), "a decoy");
     }
 
     #[test]

@@ -43,6 +43,7 @@ use crate::{
 use explain::Explanation;
 use ipid::IpIdShare;
 use kernel::KernelFacts;
+use rst_tracer_common::event::Hook;
 
 /// How much a finding says that the claimed sender did not send the reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,10 +129,20 @@ pub struct Verdict {
 }
 
 /// What a flow keeps of reset `r` for the verdicts of its neighbours: where, when and its
-/// headers, whether it bore its sender's own abort ([`explain::is_own_abort`]) and whether this
-/// host sent it (`sent_locally`, as the caller judges it for the reset's own [`Case`]).
+/// headers, whether it bore its sender's own abort ([`explain::is_own_abort`]) and whether it
+/// was seen leaving this host ([`left_this_host`], with `sent_locally` as the caller judges it
+/// for the reset's own [`Case`]).
 pub fn neighbour(r: &Reset, sent_locally: bool) -> Neighbour {
-    Neighbour::of(r, explain::is_own_abort(r), sent_locally)
+    Neighbour::of(r, explain::is_own_abort(r), left_this_host(r, sent_locally))
+}
+
+/// Whether reset `r`, judged sent by this host (`sent_locally`), was also seen leaving it: at
+/// the live egress hook, which sees only what this host sends or forwards (and a forwarded reset
+/// is not judged sent here). In replay who sent a packet is inferred from addresses and TTLs,
+/// which a forger can copy, and an arriving packet may carry this host's address as its
+/// source: neither counts.
+pub fn left_this_host(r: &Reset, sent_locally: bool) -> bool {
+    sent_locally && r.seen.hook == Hook::TcEgress
 }
 
 /// Everything known about one reset when its settle window closes.
