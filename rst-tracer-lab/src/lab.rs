@@ -384,14 +384,16 @@ pub fn wait_for_reset(s: &mut TcpStream) {
 }
 
 /// Waits up to `within` until a reset reached socket `s` and its stack took it, without
-/// reading: the socket holds a pending error (ECONNRESET, or EPIPE where the peer had closed
-/// with a FIN first: a read of such a socket returns end of stream, never the error). Whether
-/// it did; the error is taken.
+/// reading: the socket holds a pending ECONNRESET, or EPIPE where the peer had closed with a FIN
+/// first (a read of such a socket returns end of stream, never the error). Whether it did; a
+/// pending error is taken.
 pub fn reset_taken_within(s: &TcpStream, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        if !matches!(s.take_error(), Ok(None)) {
-            return true;
+        if let Ok(Some(e)) = s.take_error() {
+            if matches!(e.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE)) {
+                return true;
+            }
         }
         if Instant::now() >= deadline {
             return false;
@@ -516,12 +518,11 @@ impl Tracer {
             let counts = line.trim_start().strip_prefix("kernel: packets ")?;
             counts.split_whitespace().nth(2)?.parse().ok()
         };
+        // Whole lines only: the tracer may be writing the last one.
         let tcp_counts = |dir: &std::path::Path| -> Vec<u64> {
-            std::fs::read_to_string(dir.join("stdout"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(tcp_count)
-                .collect()
+            let out = std::fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+            let whole = out.rfind('\n').map_or("", |end| &out[..end]);
+            whole.lines().filter_map(tcp_count).collect()
         };
         let before = tcp_counts(&self.dir).len();
         let deadline = Instant::now() + Duration::from_secs(15);

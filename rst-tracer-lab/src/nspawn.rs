@@ -15,12 +15,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The container's machine name (and host name).
-const MACHINE: &str = "rst-tracer-unit-test";
+/// Programs the container needs on the machine (Debian packages debootstrap, systemd-container,
+/// util-linux and procps; `cargo xtask test` installs the first two).
+const TOOLS: [&str; 4] = ["debootstrap", "systemd-nspawn", "nsenter", "pgrep"];
 
-/// Programs the container needs on the machine (Debian packages debootstrap, systemd-container
-/// and util-linux; `cargo xtask test` installs the first two).
-const TOOLS: [&str; 3] = ["debootstrap", "systemd-nspawn", "nsenter"];
+/// The Debian release of the tree: its systemd (252) is the one the README reports on.
+const RELEASE: &str = "bookworm";
 
 /// The first of the programs the container needs that is missing here, if any.
 pub fn missing_tool() -> Option<&'static str> {
@@ -33,23 +33,19 @@ pub fn missing_tool() -> Option<&'static str> {
     })
 }
 
-/// A Debian tree with systemd at `root`, made with debootstrap (the host's release, from Debian's
+/// A Debian tree with systemd at `root`, made with debootstrap ([`RELEASE`], from Debian's
 /// mirror) unless it is there already. Made beside it and renamed, so an interrupted run never
 /// leaves half a tree where a whole one is expected.
 pub fn debian_tree(root: &Path) -> PathBuf {
     if root.join("lib/systemd/systemd").exists() {
         return root.to_path_buf();
     }
-    let release = std::fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_string))
-        .unwrap_or_else(|| "bookworm".into());
+    let release = RELEASE;
     let partial = root.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     let status = Command::new("debootstrap")
         .args(["--variant=minbase", "--include=systemd,systemd-sysv,dbus"])
-        .arg(&release)
+        .arg(release)
         .arg(&partial)
         .arg("http://deb.debian.org/debian")
         .stdout(Stdio::null())
@@ -65,6 +61,8 @@ pub struct Container {
     nspawn: Option<Child>,
     init: u32,
     log: PathBuf,
+    /// Machine (and host) name: this process's, so that runs side by side never share one.
+    machine: String,
 }
 
 impl Container {
@@ -72,12 +70,13 @@ impl Container {
     /// written to `log`, and waits until its systemd says it is up (at most 60 s).
     pub fn boot(root: &Path, netns: &str, log: &Path) -> Container {
         let console = File::create(log).expect("creating the console log");
+        let machine = format!("rst-tracer-unit-test-{}", std::process::id());
         let nspawn = Command::new("systemd-nspawn")
             .arg("--directory")
             .arg(root)
             .args([
                 "--boot",
-                &format!("--machine={MACHINE}"),
+                &format!("--machine={machine}"),
                 "--register=no",
                 "--keep-unit",
                 &format!("--network-namespace-path=/var/run/netns/{netns}"),
@@ -94,6 +93,7 @@ impl Container {
             nspawn: Some(nspawn),
             init: 0,
             log: log.to_path_buf(),
+            machine,
         };
         let pid = c.nspawn.as_ref().map_or(0, Child::id);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -172,6 +172,10 @@ impl Drop for Container {
         };
         if self.init != 0 {
             let _ = self.run(&["systemctl", "poweroff"]);
+        } else {
+            // No init found: nspawn passes SIGTERM on to the container as a poweroff.
+            // SAFETY: signalling the nspawn this test started.
+            unsafe { libc::kill(nspawn.id() as i32, libc::SIGTERM) };
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while nspawn.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
@@ -194,7 +198,7 @@ impl Drop for Container {
             }
         }
         let propagate = Path::new("/run/systemd/nspawn/propagate");
-        let _ = std::fs::remove_dir_all(propagate.join(MACHINE));
+        let _ = std::fs::remove_dir_all(propagate.join(&self.machine));
         let _ = std::fs::remove_dir(propagate);
         let _ = std::fs::remove_dir("/run/systemd/nspawn/locks");
         let _ = std::fs::remove_dir("/run/systemd/nspawn");

@@ -43,12 +43,17 @@ const TEST_PYTHON_TOOLS: [(&str, &str); 2] = [
 ];
 
 /// Installs the programs the tests drive (Debian packages, PyPI modules) when they are missing.
+/// A Python module that pip cannot install (no pip, or a system Python that refuses it, PEP 668)
+/// is only warned about: the tests that need it say so, and fail under CI=true.
 ///
 /// # Errors
-/// When a missing package cannot be installed.
+/// When a missing Debian package cannot be installed.
 pub fn ensure_test_tools() -> Result<()> {
     ensure_packages(&TEST_TOOLS)?;
-    ensure_python_modules(&TEST_PYTHON_TOOLS)
+    if let Err(e) = ensure_python_modules(&TEST_PYTHON_TOOLS) {
+        eprintln!("xtask: warning: {e:#}; the DaemonSet validation test cannot run");
+    }
+    Ok(())
 }
 
 fn ensure_python_modules(modules: &[(&str, &str)]) -> Result<()> {
