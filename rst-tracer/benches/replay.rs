@@ -3,7 +3,9 @@
 //! same run: the largest capture of the shared corpus and a synthetic capture of 1,000,000
 //! packets. Prints the ratio and adds a `replay` section to `summary.json`. Also the peak
 //! resident memory of replaying a million resets from a million distinct sources (budget:
-//! [`MAX_PEAK_RSS_MIB`]), where every table keyed by flow or remote meets a million keys.
+//! [`MAX_PEAK_RSS_MIB`]), where every table keyed by flow or remote meets a million keys, and what
+//! `--pcap-out-context 16` adds to it when every flow it keeps is full (budget:
+//! [`MAX_CONTEXT_EXTRA_MIB`]), beside the same replay without it.
 
 #[path = "common/summary.rs"]
 mod summary;
@@ -92,6 +94,29 @@ fn distinct_sources(path: &Path) -> Result<()> {
             .rst()
             .frame();
         (START_US + 1_000 * u64::from(i), rst)
+    });
+    write_pcap(path, frames)
+}
+
+/// Flows and packets per flow of the context capture: as many flows as `--pcap-out-context`
+/// keeps, each with more packets than it keeps of one, no resets, so every kept flow is full.
+const CONTEXT_FLOWS: u32 = 8192;
+const CONTEXT_PACKETS_PER_FLOW: u32 = 18;
+/// Budget: what `--pcap-out-context 16` may add to the peak resident memory (MiB). Its packet
+/// bytes are bounded at 16 x 256 bytes for each of 8,192 flows and 1,024 resets (36 MiB).
+const MAX_CONTEXT_EXTRA_MIB: f64 = 48.0;
+
+/// Writes the context capture: `CONTEXT_FLOWS` flows taking turns, each packet 300 bytes of
+/// data from its client.
+fn context_flows(path: &Path) -> Result<()> {
+    let frames = (0..CONTEXT_FLOWS * CONTEXT_PACKETS_PER_FLOW).map(|n| {
+        let (flow, i) = (n % CONTEXT_FLOWS, n / CONTEXT_FLOWS);
+        let client = format!("10.1.{}.{}", (flow >> 8) & 0xff, flow & 0xff);
+        let seg = Seg::new(&client, 40000, "192.0.2.10", 80)
+            .seq(1000 + i * 300)
+            .ack(5001)
+            .payload(&[0x41; 300]);
+        (START_US + 10 * u64::from(n + 1), seg.frame())
     });
     write_pcap(path, frames)
 }
@@ -206,5 +231,34 @@ fn main() -> Result<()> {
         &format!("{peak:.0} MiB"),
         peak <= MAX_PEAK_RSS_MIB,
     );
+
+    let context = out_dir.join("context-flows.pcap");
+    if !context.exists() {
+        context_flows(&context)?;
+    }
+    let pcap_out = out_dir.join("context-out.pcapng");
+    let pcap_arg = format!("--pcap-out={}", pcap_out.display());
+    let peak_with = |extra: &[&str]| {
+        peak_rss_mib(
+            Command::new(tracer)
+                .args(["replay", "--format", "json", &pcap_arg])
+                .args(extra)
+                .arg(&context),
+        )
+    };
+    let (without, with) = (peak_with(&[])?, peak_with(&["--pcap-out-context=16"])?);
+    let extra = with - without;
+    println!(
+        "peak resident memory replaying {CONTEXT_FLOWS} flows of {CONTEXT_PACKETS_PER_FLOW} packets: {without:.1} MiB, with --pcap-out-context 16 {with:.1} MiB (+{extra:.1})"
+    );
+    summary.insert("context_peak_rss_mib".into(), json!(with));
+    summary.insert("context_baseline_peak_rss_mib".into(), json!(without));
+    summary::budget(
+        &mut summary,
+        &format!("--pcap-out-context 16 adds <= {MAX_CONTEXT_EXTRA_MIB} MiB of peak RSS with {CONTEXT_FLOWS} full flows"),
+        &format!("+{extra:.1} MiB ({without:.1} -> {with:.1})"),
+        extra <= MAX_CONTEXT_EXTRA_MIB,
+    );
+    let _ = fs::remove_file(&pcap_out);
     summary::write_section(&out_dir, "replay", summary)
 }
