@@ -32,17 +32,21 @@ pub struct Neighbour {
     pub own_abort: bool,
     /// It was seen leaving this host, sent by it (`forensics::left_this_host`).
     pub left_this_host: bool,
+    /// Its sequence number was the one its receiver expected next
+    /// (`forensics::sequence::is_exact`): of a burst, the one a Linux socket accepts.
+    pub exact: bool,
 }
 
 impl Neighbour {
-    /// What the flow keeps of `r`, which did or did not bear its sender's own abort and was or
-    /// was not seen leaving this host.
-    pub fn of(r: &Reset, own_abort: bool, left_this_host: bool) -> Neighbour {
+    /// What the flow keeps of `r`, with what the judges said of it: whether it bore its
+    /// sender's own abort, was seen leaving this host, was at exactly RCV.NXT.
+    pub fn of(r: &Reset, own_abort: bool, left_this_host: bool, exact: bool) -> Neighbour {
         Neighbour {
             seen: r.seen.clone(),
             rst: r.rst,
             own_abort,
             left_this_host,
+            exact,
         }
     }
 }
@@ -208,27 +212,48 @@ impl FlowRecord {
             .count() as u32
     }
 
-    /// Whether a socket accepted ingress reset `reset`: some tcp_receive_reset note on the same
-    /// side fired after it and before the next ingress reset from that side (the tracepoint runs
-    /// in the same softirq as the ingress hooks, after them).
-    pub fn was_accepted(&self, reset: &Reset) -> bool {
-        let t = reset.seen.kernel_ts_ns;
-        let side = reset.seen.side;
-        let next = self
+    /// Whether a socket accepted ingress reset `reset` (`exact`: at exactly RCV.NXT). The
+    /// tcp_receive_reset tracepoint fires after the ingress hooks, but not always before the next
+    /// packet's: under load a driver runs XDP over a batch of packets before the stack sees the
+    /// first. So a note belongs to one of the ingress resets from that side since the side's
+    /// previous note: the first exact one, which is the one a socket takes (a socket takes one
+    /// reset, then is gone), or, when none is known to be exact, the last.
+    pub fn was_accepted(&self, reset: &Reset, exact: bool) -> bool {
+        if reset.seen.direction != Direction::Ingress {
+            return false;
+        }
+        let (t, side) = (reset.seen.kernel_ts_ns, reset.seen.side);
+        let mut resets: Vec<(u64, bool)> = self
             .recent_resets
             .iter()
-            .map(|(_, r)| &r.seen)
-            .filter(|s| s.direction == Direction::Ingress && s.side == side && s.kernel_ts_ns > t)
-            .map(|s| s.kernel_ts_ns)
-            .min()
-            .unwrap_or(u64::MAX);
-        reset.seen.direction == Direction::Ingress
-            && self.kernel_notes.iter().any(|n| {
-                n.act == KernelAct::AcceptedReset
-                    && n.side == side
-                    && n.kernel_ts_ns >= t
-                    && n.kernel_ts_ns < next
-            })
+            .map(|(_, r)| r)
+            .filter(|r| r.seen.direction == Direction::Ingress && r.seen.side == side)
+            .map(|r| (r.seen.kernel_ts_ns, r.exact))
+            .collect();
+        if !resets.iter().any(|(ts, _)| *ts == t) {
+            resets.push((t, exact));
+        }
+        resets.sort_unstable();
+        let mut notes: Vec<u64> = self
+            .kernel_notes
+            .iter()
+            .filter(|n| n.act == KernelAct::AcceptedReset && n.side == side)
+            .map(|n| n.kernel_ts_ns)
+            .collect();
+        notes.sort_unstable();
+        let mut after = None;
+        for note in notes {
+            let batch: Vec<&(u64, bool)> = resets
+                .iter()
+                .filter(|(ts, _)| after.is_none_or(|a| *ts > a) && *ts <= note)
+                .collect();
+            let owner = batch.iter().find(|(_, e)| *e).or(batch.last());
+            if owner.is_some_and(|(ts, _)| *ts == t) {
+                return true;
+            }
+            after = Some(note);
+        }
+        false
     }
 }
 
@@ -403,15 +428,51 @@ mod tests {
             reset_at(Direction::Ingress, 200),
         );
         let mut f = FlowRecord::default();
-        f.remember(1, Neighbour::of(&blind, false, false));
-        f.remember(2, Neighbour::of(&exact, false, false));
+        f.remember(1, Neighbour::of(&blind, false, false, false));
+        f.remember(2, Neighbour::of(&exact, false, false, true));
         f.note(note(true, Side::Lo, 150));
         f.note(note(false, Side::Hi, 190));
         f.note(note(false, Side::Lo, 201));
-        assert!(!f.was_accepted(&blind));
-        assert!(f.was_accepted(&exact));
+        assert!(!f.was_accepted(&blind, false));
+        assert!(f.was_accepted(&exact, true));
         // An egress reset is never "accepted" here, whatever the notes say.
-        assert!(!f.was_accepted(&reset_at(Direction::Egress, 100)));
+        assert!(!f.was_accepted(&reset_at(Direction::Egress, 100), true));
+    }
+
+    #[test]
+    fn in_a_batch_the_accept_belongs_to_the_first_exact_reset() {
+        // A burst: exact at 100, two more at 110 and 120, all through XDP before the stack saw
+        // the first; the socket took the first at 130 and was gone for the others.
+        let burst: Vec<Reset> = [100, 110, 120]
+            .iter()
+            .map(|t| reset_at(Direction::Ingress, *t))
+            .collect();
+        let mut f = FlowRecord::default();
+        for (i, r) in burst.iter().enumerate() {
+            f.remember(i as u64, Neighbour::of(r, false, false, i == 0));
+        }
+        f.note(note(false, Side::Lo, 130));
+        let took: Vec<bool> = burst
+            .iter()
+            .enumerate()
+            .map(|(i, r)| f.was_accepted(r, i == 0))
+            .collect();
+        assert_eq!(took, [true, false, false]);
+        // Nothing known to be exact (a flow seen mid-stream): the last before the note.
+        let mut f = FlowRecord::default();
+        for (i, r) in burst.iter().enumerate() {
+            f.remember(i as u64, Neighbour::of(r, false, false, false));
+        }
+        f.note(note(false, Side::Lo, 130));
+        let took: Vec<bool> = burst.iter().map(|r| f.was_accepted(r, false)).collect();
+        assert_eq!(took, [false, false, true]);
+        // A second accept (the connection came back on the same ports) looks only after the
+        // first.
+        let late = reset_at(Direction::Ingress, 200);
+        f.remember(3, Neighbour::of(&late, false, false, false));
+        f.note(note(false, Side::Lo, 201));
+        assert!(f.was_accepted(&late, false));
+        assert!(!f.was_accepted(&burst[0], false));
     }
 
     #[test]

@@ -129,11 +129,17 @@ pub struct Verdict {
 }
 
 /// What a flow keeps of reset `r` for the verdicts of its neighbours: where, when and its
-/// headers, whether it bore its sender's own abort ([`explain::is_own_abort`]) and whether it
+/// headers, whether it bore its sender's own abort ([`explain::is_own_abort`]), whether it
 /// was seen leaving this host ([`left_this_host`], with `sent_locally` as the caller judges it
-/// for the reset's own [`Case`]).
+/// for the reset's own [`Case`]) and whether it was at exactly RCV.NXT
+/// ([`sequence::is_exact`]).
 pub fn neighbour(r: &Reset, sent_locally: bool) -> Neighbour {
-    Neighbour::of(r, explain::is_own_abort(r), left_this_host(r, sent_locally))
+    Neighbour::of(
+        r,
+        explain::is_own_abort(r),
+        left_this_host(r, sent_locally),
+        sequence::is_exact(r),
+    )
 }
 
 /// Whether reset `r`, judged sent by this host (`sent_locally`), was also seen leaving it: at

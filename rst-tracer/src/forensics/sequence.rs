@@ -11,6 +11,7 @@ use rst_tracer_common::{
 };
 
 use super::{timing, Case, Finding, Strength};
+use crate::event::Reset;
 
 /// The least span of acknowledgements a reply may answer: one unscaled maximum window.
 const MIN_ACK_SPAN: u32 = 65_535;
@@ -91,6 +92,26 @@ fn sent_lately(case: &Case) -> bool {
     sender.packets > 0 && r.seen.kernel_ts_ns.saturating_sub(sender.last_ns) <= span
 }
 
+/// What the reset's receiver expects next from its sender (RCV.NXT), as far as the flow state
+/// before it tells: the receiver's last ACK, else the end of the sender's last segment.
+fn rcv_nxt(r: &Reset) -> Option<u32> {
+    let sender = r.flow.side(r.seen.side);
+    let receiver = r.flow.side(r.seen.side.other());
+    if receiver.packets > 0 && receiver.last_flags & TCP_ACK != 0 {
+        Some(receiver.last_ack)
+    } else if sender.packets > 0 {
+        Some(sender.seq_next)
+    } else {
+        None
+    }
+}
+
+/// Whether reset `r` is at exactly RCV.NXT: of several resets reaching a Linux socket, the one
+/// it accepts (an in-window other gets a challenge ACK, the rest are dropped).
+pub fn is_exact(r: &Reset) -> bool {
+    rcv_nxt(r) == Some(r.rst.seq)
+}
+
 /// Sequence findings: what a Linux receiver does with the reset, and whether its numbers are
 /// where the streams are.
 pub fn check(case: &Case) -> Vec<Finding> {
@@ -98,16 +119,7 @@ pub fn check(case: &Case) -> Vec<Finding> {
     let sender = r.flow.side(r.seen.side);
     let receiver = r.flow.side(r.seen.side.other());
     let mut out = Vec::new();
-    let receiver_acked = receiver.packets > 0 && receiver.last_flags & TCP_ACK != 0;
-    // What the receiver expects next from the sender.
-    let rcv_nxt = if receiver_acked {
-        Some(receiver.last_ack)
-    } else if sender.packets > 0 {
-        Some(sender.seq_next)
-    } else {
-        None
-    };
-    if let Some(nxt) = rcv_nxt {
+    if let Some(nxt) = rcv_nxt(r) {
         let d = seq_diff(r.rst.seq, nxt);
         let window = i64::from(receive_window(receiver, sender));
         out.push(if d == 0 {

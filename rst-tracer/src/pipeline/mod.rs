@@ -422,7 +422,7 @@ impl Pipeline {
         };
         let flow = self.flows.get(&r.seen.key);
         let sent = flow.filter(|_| sent_here).and_then(|f| f.sent_note(r));
-        let took = flow.is_some_and(|f| f.was_accepted(r));
+        let took = flow.is_some_and(|f| f.was_accepted(r, forensics::sequence::is_exact(r)));
         let to_here = r.seen.direction == Direction::Ingress
             && self.host_addrs.contains(&r.seen.receiver().0);
         KernelFacts {
