@@ -29,4 +29,5 @@ mod pod {
     unsafe impl aya::Pod for crate::flow::DroppedReset {}
     unsafe impl aya::Pod for crate::flow::FlowState {}
     unsafe impl aya::Pod for crate::event::TracepointOffsets {}
+    unsafe impl aya::Pod for crate::replay::ReplayedFlow {}
 }

@@ -40,14 +40,17 @@ pub const MAP_RST_RING: &str = "RST_RING";
 pub const MAP_SAMPLE_RING: &str = "RST_SAMPLES";
 /// Per-CPU array of `u64` counters indexed by [`crate::counter::Counter`].
 pub const MAP_COUNTERS: &str = "RST_COUNTERS";
+/// Array of one [`crate::replay::ReplayedFlow`]: the flow of the frame `rst_replay` ran last.
+pub const MAP_REPLAYED_FLOW: &str = "RST_REPLAYED_FLOW";
 /// Every map, for the object check.
-pub const MAPS: [&str; 6] = [
+pub const MAPS: [&str; 7] = [
     MAP_FLOWS,
     MAP_RST_RING,
     MAP_SAMPLE_RING,
     MAP_COUNTERS,
     MAP_RETRANSMIT_TALLY,
     MAP_DROPPED_RESETS,
+    MAP_REPLAYED_FLOW,
 ];
 /// Map of the resets the kernel dropped on a full reset ring, per flow (per-CPU LRU,
 /// [`DROPPED_RESET_FLOWS`] entries).

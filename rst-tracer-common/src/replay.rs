@@ -7,6 +7,8 @@
 
 use core::mem::size_of;
 
+use crate::flow::FlowKey;
+
 /// Magic word at the start of [`ReplayMeta`] ("RSTR").
 pub const REPLAY_MAGIC: u32 = 0x5253_5452;
 
@@ -41,3 +43,21 @@ impl ReplayMeta {
         out
     }
 }
+
+/// What the replay program saw of the frame it ran last (the one slot of
+/// [`crate::names::MAP_REPLAYED_FLOW`]): its flow and TCP flags, so that userspace can keep a
+/// flow's packets (`--pcap-out-context`) without parsing frames a second way. Written by
+/// `rst_replay` only, never by the live programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayedFlow {
+    /// The frame's flow, canonical (valid when `tcp` is 1).
+    pub key: FlowKey,
+    /// Its TCP flags (`TCP_*`).
+    pub tcp_flags: u16,
+    /// 1 when the frame parsed as a TCP segment, else 0 (and `key` is stale).
+    pub tcp: u16,
+    /// Padding, always zero.
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<ReplayedFlow>() == 48);

@@ -27,12 +27,13 @@ use aya_ebpf::{
 use rst_tracer_common::{
     counter::Counter,
     event::{Hook, HDR_TS_CAPTURE},
+    flow::FlowKey,
     replay::{ReplayMeta, REPLAY_MAGIC},
 };
 
 use rst_tracer_ebpf::parse::{self, parse_frame, Cursor, Segment};
 
-use crate::maps::{count, RST_SEGMENT};
+use crate::maps::{count, RST_REPLAYED_FLOW, RST_SEGMENT};
 
 /// The program context a packet came in, for helpers that need it.
 #[derive(Clone, Copy)]
@@ -171,7 +172,21 @@ fn observe_replay(ctx: &XdpContext) {
         now_ns: ts_ns,
         header_flags: HDR_TS_CAPTURE,
     };
-    observe(xdp_frame(ctx), obs);
+    let Some(seg) = start() else {
+        return;
+    };
+    let parsed = parse_frame(xdp_frame(ctx), seg);
+    // What userspace keeps a flow's packets by (`--pcap-out-context`): the parse it just had.
+    if let Some(seen) = RST_REPLAYED_FLOW.get_ptr_mut(0) {
+        let (key, _) = FlowKey::canonical(seg.family, &seg.src, seg.sport, &seg.dst, seg.dport);
+        // SAFETY: the map's one slot; replay runs one program at a time.
+        unsafe {
+            (*seen).key = key;
+            (*seen).tcp_flags = seg.info.flags;
+            (*seen).tcp = u16::from(parsed.is_ok());
+        }
+    }
+    finish(parsed, seg, obs);
 }
 
 /// Headers beyond this many bytes are not needed; a non-linear skb is pulled up to it when its

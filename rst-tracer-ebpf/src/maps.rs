@@ -4,7 +4,7 @@
 use crate::parse::Segment;
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use rst_tracer_common::{
     counter::Counter,
@@ -14,7 +14,12 @@ use rst_tracer_common::{
         DEFAULT_FLOW_TABLE_SIZE, DEFAULT_SAMPLE_GAP_NS, DROPPED_RESET_FLOWS,
         RETRANSMIT_TALLY_FLOWS, RST_RING_BYTES, SAMPLE_RING_BYTES,
     },
+    replay::ReplayedFlow,
 };
+
+/// The flow of the frame `rst_replay` ran last (one slot; replay runs one frame at a time).
+#[map]
+pub static RST_REPLAYED_FLOW: Array<ReplayedFlow> = Array::with_max_entries(1, 0);
 
 /// Per-flow state, canonical key.
 #[map]

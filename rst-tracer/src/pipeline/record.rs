@@ -366,6 +366,9 @@ pub struct ResetRecord<'a> {
     /// The first bytes of the reset's frame. Not part of the JSON: the pcapng sink
     /// (`--pcap-out`) writes them.
     pub frame: Frame,
+    /// The reset's flow, canonical. Not part of the JSON: the pcapng sink finds the packets
+    /// before the reset by it (`--pcap-out-context`).
+    pub key: FlowKey,
 }
 
 impl WriteJson for ResetRecord<'_> {
@@ -458,6 +461,7 @@ impl<'a> ResetRecord<'a> {
                 accepted: kernel.accepted,
             },
             frame: r.frame.clone(),
+            key: r.seen.key,
         }
     }
 }

@@ -151,7 +151,7 @@ impl Sink for PcapngSink {
             Some(c) => c
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(&r.seen.flow, r.seen.ts_ns),
+                .take(&r.key, r.seen.ts_ns),
             None => Vec::new(),
         };
         let n = before.len();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{MapData, RingBuf},
+    maps::{Array, MapData, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
@@ -16,9 +16,10 @@ use bytes::Bytes;
 use rst_tracer_common::{
     event::Hook,
     names::{
-        MAP_RST_RING, MAP_SAMPLE_RING, PROG_REPLAY, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+        MAP_REPLAYED_FLOW, MAP_RST_RING, MAP_SAMPLE_RING, PROG_REPLAY, PROG_TC_EGRESS,
+        PROG_TC_INGRESS, PROG_XDP,
     },
-    replay::ReplayMeta,
+    replay::{ReplayMeta, ReplayedFlow},
 };
 
 use crate::{
@@ -123,6 +124,21 @@ impl ProgRun {
             })
             .with_context(|| format!("BPF_PROG_TEST_RUN of {name}"))?;
         Ok((out.return_value, out.duration))
+    }
+
+    /// What `rst_replay` parsed out of the frame it ran last: its flow and TCP flags, or None
+    /// when it was not a TCP segment.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn replayed_flow(&self) -> Result<Option<ReplayedFlow>> {
+        let map = self
+            .ebpf
+            .map(MAP_REPLAYED_FLOW)
+            .with_context(|| format!("map {MAP_REPLAYED_FLOW} missing"))?;
+        let slot: Array<&MapData, ReplayedFlow> = Array::try_from(map)?;
+        let seen = slot.get(&0, 0)?;
+        Ok((seen.tcp == 1).then_some(seen))
     }
 
     /// Takes every record waiting in the rings, the reset ring first.

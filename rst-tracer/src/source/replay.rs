@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipnet::IpNet;
-use rst_tracer_common::{counter::Counter, replay::ReplayMeta};
+use rst_tracer_common::{counter::Counter, event::TCP_RST, replay::ReplayMeta};
 
 use super::{
     capture::{CaptureError, CaptureReader, Input, RECORD_SNAP},
@@ -151,7 +151,7 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
 struct Run<'a> {
     prog: &'a mut ProgRun,
     pipeline: &'a mut Pipeline,
-    /// With `--pcap-out-context`: shown every frame.
+    /// With `--pcap-out-context`: shown every TCP frame, with the flow the program saw.
     context: Option<&'a SharedContext>,
     stats: &'a mut ReplayStats,
 }
@@ -177,15 +177,24 @@ fn replay_file(path: &PathBuf, input: Result<Input, CaptureError>, run: Run) -> 
         match link::to_ethernet(record.linktype, &record.data, &mut frame) {
             Ok(()) => {
                 stats.frames += 1;
-                if let Some(c) = context {
-                    c.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .note(&frame, record.ts_ns);
-                }
                 prog.xdp(&frame, Some(ReplayMeta::new(record.ts_ns)), 1)
                     .with_context(|| {
                         format!("{}: record at byte {}", path.display(), record.offset)
                     })?;
+                if let Some(c) = context {
+                    // The flow the program parsed out of this frame, before its reset (if it
+                    // is one) reaches the sinks.
+                    if let Some(seen) = prog.replayed_flow()? {
+                        c.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .note(
+                                seen.key,
+                                seen.tcp_flags & TCP_RST != 0,
+                                &frame,
+                                record.ts_ns,
+                            );
+                    }
+                }
                 for event in prog.drain() {
                     pipeline.record(&event)?;
                 }
