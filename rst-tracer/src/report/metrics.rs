@@ -32,7 +32,7 @@ use prometheus_client::{
         gauge::{ConstGauge, Gauge},
         MetricType,
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use rst_tracer_common::counter::Counter as KernelCounter;
 
@@ -120,6 +120,13 @@ pub struct Metrics {
     last_summary: Arc<LastSummary>,
 }
 
+/// A new metric of type `M` at zero, registered in `registry` as `name` with `help`.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
@@ -130,65 +137,55 @@ impl Metrics {
     /// Every metric registered, at zero; `rst_tracer_build_info` carries this build's version.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("rst_tracer");
-        let resets = Family::<ResetLabels, Counter>::default();
-        registry.register(
+        let resets: Family<ResetLabels, Counter> = register(
+            &mut registry,
             "resets",
             "Resets judged, by origin, whether suspicious, and direction (the reset records)",
-            resets.clone(),
         );
-        let findings = Family::<CodeLabel, Counter>::default();
-        registry.register(
+        let findings: Family<CodeLabel, Counter> = register(
+            &mut registry,
             "findings",
             "Findings in the judged resets, by code (each reset's findings list)",
-            findings.clone(),
         );
-        let kernel_reasons = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let kernel_reasons: Family<ReasonLabel, Counter> = register(
+            &mut registry,
             "kernel_reasons",
             "Resets this host sent, by the kernel's reason (kernel notes; other: past 64 names)",
-            kernel_reasons.clone(),
         );
-        let explanations = Family::<ExplanationLabel, Counter>::default();
-        registry.register(
+        let explanations: Family<ExplanationLabel, Counter> = register(
+            &mut registry,
             "explanations",
             "Resets an honest mechanism explains, by explanation",
-            explanations.clone(),
         );
-        let after_reset = Counter::default();
-        registry.register(
+        let after_reset: Counter = register(
+            &mut registry,
             "after_reset_packets",
             "First packets from a side after a reset",
-            after_reset.clone(),
         );
-        let samples = Family::<KindLabel, Counter>::default();
-        registry.register(
+        let samples: Family<KindLabel, Counter> = register(
+            &mut registry,
             "samples",
             "Retransmission and TTL-change samples, by kind",
-            samples.clone(),
         );
-        let silences = Counter::default();
-        registry.register(
+        let silences: Counter = register(
+            &mut registry,
             "silences",
             "Flows one side of which retransmitted into silence (silence records)",
-            silences.clone(),
         );
-        let resets_dropped = Counter::default();
-        registry.register(
+        let resets_dropped: Counter = register(
+            &mut registry,
             "resets_dropped",
             "Resets whose events the kernel dropped on a full ring: never judged, counted per flow",
-            resets_dropped.clone(),
         );
-        let tally_evictions = Counter::default();
-        registry.register(
+        let tally_evictions: Counter = register(
+            &mut registry,
             "tally_evictions",
             "Keys dropped from the summaries' bounded per-remote and per-reason tallies",
-            tally_evictions.clone(),
         );
-        let build_info = Family::<VersionLabel, Gauge>::default();
-        registry.register(
+        let build_info: Family<VersionLabel, Gauge> = register(
+            &mut registry,
             "build_info",
             "Always 1; the version of this rst-tracer build",
-            build_info.clone(),
         );
         build_info
             .get_or_create(&VersionLabel {
