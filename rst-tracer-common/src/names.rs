@@ -65,6 +65,10 @@ pub const MAP_RETRANSMIT_TALLY: &str = "RST_RETX_TALLY";
 /// (with at most one sample gap's worth of held retransmissions).
 pub const RETRANSMIT_TALLY_FLOWS: u32 = 16_384;
 
+/// Load-time global (`u32`): 1 when `rst_replay` should leave each frame's flow in
+/// [`MAP_REPLAYED_FLOW`] (replay with `--pcap-out-context`), 0 when it should not.
+pub const GLOBAL_KEEP_REPLAYED_FLOW: &str = "KEEP_REPLAYED_FLOW";
+
 /// Load-time global (`u64`): least time between two samples of one flow, in ns.
 pub const GLOBAL_SAMPLE_GAP_NS: &str = "SAMPLE_GAP_NS";
 

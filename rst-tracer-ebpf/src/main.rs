@@ -33,7 +33,7 @@ use rst_tracer_common::{
 
 use rst_tracer_ebpf::parse::{self, parse_frame, Cursor, Segment};
 
-use crate::maps::{count, RST_REPLAYED_FLOW, RST_SEGMENT};
+use crate::maps::{count, keep_replayed_flow, RST_REPLAYED_FLOW, RST_SEGMENT};
 
 /// The program context a packet came in, for helpers that need it.
 #[derive(Clone, Copy)]
@@ -177,6 +177,10 @@ fn observe_replay(ctx: &XdpContext) {
     };
     let parsed = parse_frame(xdp_frame(ctx), seg);
     // What userspace keeps a flow's packets by (`--pcap-out-context`): the parse it just had.
+    if !keep_replayed_flow() {
+        finish(parsed, seg, obs);
+        return;
+    }
     if let Some(seen) = RST_REPLAYED_FLOW.get_ptr_mut(0) {
         let (key, _) = FlowKey::canonical(seg.family, &seg.src, seg.sport, &seg.dst, seg.dport);
         // SAFETY: the map's one slot; replay runs one program at a time.

@@ -66,6 +66,18 @@ pub static TP_OFFSETS: TracepointOffsets = TracepointOffsets::LINUX_6_10;
 #[no_mangle]
 pub static SAMPLE_GAP_NS: u64 = DEFAULT_SAMPLE_GAP_NS;
 
+/// 1 when `rst_replay` should leave each frame's flow in `RST_REPLAYED_FLOW`. Set by userspace
+/// before load; 0, the default, lets the verifier drop the writing altogether.
+#[no_mangle]
+pub static KEEP_REPLAYED_FLOW: u32 = 0;
+
+/// Whether replay keeps each frame's flow for userspace (see [`KEEP_REPLAYED_FLOW`]).
+#[inline(always)]
+pub fn keep_replayed_flow() -> bool {
+    // SAFETY: a plain-data global that userspace sets before load and nothing writes after.
+    unsafe { core::ptr::read_volatile(&KEEP_REPLAYED_FLOW) != 0 }
+}
+
 /// The ring events of `kind` go to (see `EventKind::ring`).
 #[inline(always)]
 pub fn ring_of(kind: EventKind) -> &'static RingBuf {

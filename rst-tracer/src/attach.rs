@@ -17,8 +17,8 @@ use aya::{
 use rst_tracer_common::{
     event::TracepointOffsets,
     names::{
-        DEFAULT_SAMPLE_GAP_NS, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS, MAP_FLOWS, PROG_REPLAY,
-        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, TRACEPOINT_PROGRAMS,
+        DEFAULT_SAMPLE_GAP_NS, GLOBAL_KEEP_REPLAYED_FLOW, GLOBAL_SAMPLE_GAP_NS, GLOBAL_TP_OFFSETS,
+        MAP_FLOWS, PROG_REPLAY, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, TRACEPOINT_PROGRAMS,
     },
 };
 
@@ -44,6 +44,9 @@ pub struct LoadOptions {
     pub sample_gap_ns: u64,
     /// Where the TCP tracepoints' fields are on this kernel.
     pub tracepoints: TracepointOffsets,
+    /// Replay leaves each frame's flow for [`crate::source::prog_run::ProgRun::replayed_flow`]
+    /// (`--pcap-out-context`); without it, replay does not pay for that.
+    pub keep_replayed_flow: bool,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +55,7 @@ impl Default for LoadOptions {
             flow_table_size: rst_tracer_common::names::DEFAULT_FLOW_TABLE_SIZE,
             sample_gap_ns: DEFAULT_SAMPLE_GAP_NS,
             tracepoints: TracepointOffsets::LINUX_6_10,
+            keep_replayed_flow: false,
         }
     }
 }
@@ -65,6 +69,11 @@ pub fn open(object: &[u8], opts: &LoadOptions) -> Result<Ebpf> {
         .map_max_entries(MAP_FLOWS, opts.flow_table_size)
         .override_global(GLOBAL_SAMPLE_GAP_NS, &opts.sample_gap_ns, true)
         .override_global(GLOBAL_TP_OFFSETS, &opts.tracepoints, true)
+        .override_global(
+            GLOBAL_KEEP_REPLAYED_FLOW,
+            &u32::from(opts.keep_replayed_flow),
+            true,
+        )
         .load(object)
         .context("loading the eBPF object (maps and relocations)")
 }

@@ -79,7 +79,10 @@ pub fn run(opts: &ReplayOptions, out: Box<dyn Write + Send>) -> Result<()> {
     let inputs: Vec<(&PathBuf, Result<Input, CaptureError>)> =
         opts.files.iter().map(|p| (p, Input::open(p))).collect();
     let mut exporter = Exporter::bind(&opts.metrics)?;
-    let load = LoadOptions::default();
+    let load = LoadOptions {
+        keep_replayed_flow: opts.pcap_out_context.is_some(),
+        ..LoadOptions::default()
+    };
     let mut prog = ProgRun::load(&load)?;
     // The output files too are created before the privileges go (a --pcap-out in a directory
     // root does not own).
